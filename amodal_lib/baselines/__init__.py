@@ -1,0 +1,44 @@
+"""Baselines that need no training: the visible mask itself, and its convex hull.
+
+The learned baseline, Deocclusion's PCNet-M, lives in :mod:`amodal_lib.baselines.pcnet`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy.spatial import ConvexHull, QhullError
+
+from ..data import masks as M
+from ..data.records import Instance
+
+
+def visible(instances: Sequence[Instance]) -> dict:
+    """The visible mask as the amodal prediction (the paper's "GT Instance Mask" row)."""
+    return {i.id: i.visible for i in instances}
+
+
+def convex_hull_rle(rle: M.RLE) -> M.RLE:
+    """Convex hull of a mask: scipy's Qhull on the pixel corners, rasterised by pycocotools."""
+    m = M.decode(rle)
+    h, w = m.shape
+    ys, xs = np.nonzero(m)
+    if len(xs) == 0:
+        return rle
+    # every pixel is the square [x, x+1] x [y, y+1]; its corners bound the hull exactly
+    pts = np.unique(np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)]), axis=0)
+    try:
+        hull = ConvexHull(pts.astype(np.float64))
+    except QhullError:  # all points on a line: the mask is its own hull
+        return rle
+    poly = pts[hull.vertices].astype(np.float64).ravel().tolist()
+    filled = M.merge([M.segm_to_rle([poly], h, w), rle])
+    return filled
+
+
+def convex_hull(instances: Sequence[Instance]) -> dict:
+    """The convex hull of the visible mask as the amodal prediction."""
+    return {i.id: convex_hull_rle(i.visible) for i in instances}
+
+
+METHODS = {"visible": visible, "convex-hull": convex_hull}

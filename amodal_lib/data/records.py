@@ -1,0 +1,203 @@
+"""One record type for an instance, and a set of them read from one annotation file."""
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from . import masks as M
+
+# Visible-area-ratio bins used by every per-bin report (supplementary Fig 1's x axis).
+VISIBLE_RATIO_BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
+
+
+@dataclass
+class Instance:
+    """One object instance of one image.
+
+    Boxes are xywh in image pixels. ``amodal``/``amodal_box``/``occlusion_rate`` are None
+    for modal-only data (COCO, Cityscapes). ``occluders`` are the ids of the other
+    instances whose visible masks cover pixels of this one's amodal mask; for modal-only
+    data (and in :meth:`AnnotationSet.modal_view`) the other instances touching it.
+    """
+
+    id: int
+    image_id: int
+    category_id: int
+    category: str
+    height: int
+    width: int
+    visible: M.RLE
+    visible_box: tuple
+    visible_area: int
+    amodal: Optional[M.RLE] = None
+    amodal_box: Optional[tuple] = None
+    amodal_area: Optional[int] = None
+    occluders: tuple = ()
+    touches_border: bool = False
+    file_name: Optional[str] = None
+    depth: Optional[int] = None  # order in the image's occlusion cluster when the data gives one (1 = nearest)
+
+    @property
+    def occlusion_rate(self) -> Optional[float]:
+        """1 - visible area / amodal area (None without an amodal mask)."""
+        if self.amodal_area is None:
+            return None
+        return float(max(0.0, 1.0 - self.visible_area / max(self.amodal_area, 1)))
+
+    @property
+    def visible_ratio(self) -> Optional[float]:
+        r = self.occlusion_rate
+        return None if r is None else 1.0 - r
+
+    @property
+    def is_unoccluded(self) -> bool:
+        """Whole and alone, judged from modal information only (no amodal label is read):
+        touches neither the image border nor any other instance."""
+        return not self.occluders and not self.touches_border
+
+
+@dataclass
+class AnnotationSet:
+    """The instances of one annotation file, with its images and categories."""
+
+    path: str
+    schema: str  # "kins2020" | "kins" | "cocoa" | "coco" | "cityscapes"
+    instances: list
+    images: dict  # image_id -> {"id", "file_name", "height", "width"}
+    categories: dict  # category_id -> name
+    skipped: int = 0
+    skipped_reasons: list = field(default_factory=list)
+    images_dir: Optional[str] = None
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def __iter__(self):
+        return iter(self.instances)
+
+    def __repr__(self) -> str:
+        return (f"AnnotationSet({self.schema}, {Path(self.path).name}: {len(self.images)} images, "
+                f"{len(self.instances)} instances, amodal={'yes' if self.has_amodal else 'no'}, "
+                f"skipped={self.skipped})")
+
+    @property
+    def has_amodal(self) -> bool:
+        return any(i.amodal is not None for i in self.instances)
+
+    def by_id(self) -> dict:
+        return {i.id: i for i in self.instances}
+
+    def by_image(self) -> dict:
+        out = defaultdict(list)
+        for i in self.instances:
+            out[i.image_id].append(i)
+        return dict(out)
+
+    def subset(self, instances: Iterable[Instance]) -> "AnnotationSet":
+        """The same file's metadata with only ``instances`` (a list or a predicate's result)."""
+        inst = list(instances)
+        keep = {i.image_id for i in inst}
+        return dataclasses.replace(self, instances=inst,
+                                   images={k: v for k, v in self.images.items() if k in keep})
+
+    def unoccluded(self) -> list:
+        return [i for i in self.instances if i.is_unoccluded]
+
+    def modal_view(self) -> "AnnotationSet":
+        """A copy that holds no amodal label at all, as if the file were plain COCO.
+
+        Training stages 1-3 work on this view only, so that no amodal label can reach
+        them. Occluders become the instances touching each one, as for modal-only data.
+        """
+        stripped = [dataclasses.replace(i, amodal=None, amodal_box=None, amodal_area=None,
+                                        depth=None) for i in self.instances]
+        set_modal_neighbours(stripped)
+        return dataclasses.replace(self, instances=stripped, schema=self.schema + "-modal")
+
+    def image_path(self, inst_or_image_id) -> Path:
+        """Path of an image file (needs ``images_dir``)."""
+        image_id = getattr(inst_or_image_id, "image_id", inst_or_image_id)
+        if self.images_dir is None:
+            raise FileNotFoundError(f"{self.path}: no images directory was given for this annotation file")
+        img = self.images.get(image_id)
+        if img is None:
+            raise KeyError(f"{self.path}: unknown image id {image_id}")
+        return Path(self.images_dir) / img["file_name"]
+
+    def visible_ratios(self) -> np.ndarray:
+        return np.array([np.nan if i.visible_ratio is None else i.visible_ratio for i in self.instances])
+
+
+def set_amodal_occluders(instances: list) -> None:
+    """Occluders from amodal data: per image, the others whose visible mask covers our amodal mask."""
+    by_img = defaultdict(list)
+    for i in instances:
+        by_img[i.image_id].append(i)
+    for group in by_img.values():
+        if len(group) < 2:
+            for i in group:
+                i.occluders = ()
+            continue
+        inter = M.intersection_areas([g.visible for g in group],
+                                     [g.amodal if g.amodal is not None else g.visible for g in group])
+        for j, target in enumerate(group):
+            target.occluders = tuple(group[k].id for k in range(len(group)) if k != j and inter[k, j] > 0)
+
+
+def _touching(a: np.ndarray, b: np.ndarray) -> bool:
+    """Do two binary masks of one frame overlap or share a pixel edge/corner?"""
+    if (a & b).any():
+        return True
+    d = a.copy()
+    d[1:] |= a[:-1]; d[:-1] |= a[1:]
+    d2 = d.copy()
+    d2[:, 1:] |= d[:, :-1]; d2[:, :-1] |= d[:, 1:]
+    return bool((d2 & b).any())
+
+
+def set_modal_neighbours(instances: list) -> None:
+    """Occluders for modal-only data: the other instances of the image touching each one.
+
+    Only pairs whose boxes (grown by one pixel) meet are decoded, and only inside that
+    joint window, so this stays cheap on crowded images.
+    """
+    by_img = defaultdict(list)
+    for i in instances:
+        by_img[i.image_id].append(i)
+    for group in by_img.values():
+        nb = {i.id: [] for i in group}
+        full: dict = {}
+
+        def pixels(inst):
+            if inst.id not in full:
+                full[inst.id] = M.decode(inst.visible).astype(bool)
+            return full[inst.id]
+        boxes = np.array([i.visible_box for i in group], dtype=np.float64).reshape(-1, 4)
+        for a in range(len(group)):
+            for b in range(a + 1, len(group)):
+                xa, ya, wa, ha = boxes[a]
+                xb, yb, wb, hb = boxes[b]
+                x0, y0 = max(xa, xb) - 1, max(ya, yb) - 1
+                x1, y1 = min(xa + wa, xb + wb) + 1, min(ya + ha, yb + hb) + 1
+                if x0 >= x1 or y0 >= y1:
+                    continue
+                ia, ib = group[a], group[b]
+                xs = slice(max(int(np.floor(x0)), 0), int(np.ceil(x1)))
+                ys = slice(max(int(np.floor(y0)), 0), int(np.ceil(y1)))
+                ma = pixels(ia)[ys, xs]
+                mb = pixels(ib)[ys, xs]
+                if _touching(ma, mb):
+                    nb[ia.id].append(ib.id)
+                    nb[ib.id].append(ia.id)
+        for i in group:
+            i.occluders = tuple(nb[i.id])
+
+
+def box_touches_border(box, height: int, width: int, margin: float = 0.5) -> bool:
+    x, y, w, h = box
+    return x <= margin or y <= margin or x + w >= width - margin or y + h >= height - margin

@@ -1,0 +1,171 @@
+"""Full and invisible IoU of amodal masks at full image resolution, under two protocols.
+
+For an instance with predicted amodal mask P, ground-truth amodal mask G and visible mask V:
+
+- full IoU = |P & G| / |P | G|
+- invisible IoU = the same on the pixels outside V: |(P-V) & (G-V)| / |(P-V) | (G-V)|
+
+Protocol **A** (pooled; Deocclusion, ASBU, the paper's 94.68 / 62.85): sum intersections and
+unions over all instances, then divide (invisible: over all instances).
+Protocol **B** (per-instance mean; C2F-Seg): mean of the per-instance IoUs; invisible over
+the instances whose hidden part G-V is non-empty.
+
+Every area is computed on RLE by pycocotools, without decoding a mask.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from .data import masks as M
+from .data.masks import AnnotationError
+from .data.records import VISIBLE_RATIO_BINS, AnnotationSet
+
+PROTOCOLS = {"A": "pooled: sum of intersections / sum of unions",
+             "B": "per-instance mean (invisible over instances with a hidden part)"}
+
+
+def _area(rle) -> int:
+    return int(M.area(rle))
+
+
+def _inter(*rles) -> int:
+    return int(M.area(M.merge(list(rles), intersect=True)))
+
+
+def instance_table(ann: AnnotationSet, predictions: dict, allow_missing: bool = False) -> pd.DataFrame:
+    """One row per evaluated instance: the intersection and union areas behind both IoUs."""
+    if not ann.has_amodal:
+        raise ValueError(f"{ann.path}: has no amodal masks, so completions cannot be evaluated on it")
+    known = {i.id for i in ann.instances}
+    extra = [k for k in predictions if k not in known]
+    if extra:
+        raise AnnotationError("predictions", extra[0], "id",
+                              f"no such annotation in {ann.path} ({len(extra)} predictions have unknown ids)")
+    missing = [i.id for i in ann.instances if i.id not in predictions]
+    if missing and not allow_missing:
+        raise AnnotationError("predictions", missing[0], "id",
+                              f"no prediction for {len(missing)} of {len(ann)} annotations (use allow_missing / --allow-missing)")
+    rows = []
+    for inst in ann.instances:
+        if inst.id not in predictions or inst.amodal is None:
+            continue
+        p, g, v = predictions[inst.id], inst.amodal, inst.visible
+        ap, ag = _area(p), _area(g)
+        pg = _inter(p, g)
+        pv, gv, pgv = _inter(p, v), _inter(g, v), _inter(p, g, v)
+        inv_i = pg - pgv
+        inv_p, inv_g = ap - pv, ag - gv
+        rows.append({
+            "id": inst.id, "image_id": inst.image_id, "category": inst.category,
+            "visible_ratio": inst.visible_ratio, "occlusion_rate": inst.occlusion_rate,
+            "full_inter": pg, "full_union": ap + ag - pg,
+            "inv_inter": inv_i, "inv_union": inv_p + inv_g - inv_i, "gt_hidden": inv_g,
+        })
+    df = pd.DataFrame(rows, columns=["id", "image_id", "category", "visible_ratio", "occlusion_rate", "full_inter",
+                                     "full_union", "inv_inter", "inv_union", "gt_hidden"])
+    df["full_iou"] = df.full_inter / df.full_union.clip(lower=1)
+    df["inv_iou"] = np.where(df.inv_union > 0, df.inv_inter / df.inv_union.clip(lower=1), np.nan)
+    df.attrs["missing"] = len(missing)
+    return df
+
+
+def _scores(df: pd.DataFrame) -> dict:
+    """Both protocols' full and invisible mIoU (in percent) of a table's rows."""
+    if len(df) == 0:
+        return {"n": 0, "A": {"full": None, "invisible": None}, "B": {"full": None, "invisible": None}}
+    hidden = df[df.gt_hidden > 0]
+    a_full = 100.0 * df.full_inter.sum() / max(df.full_union.sum(), 1)
+    a_inv = 100.0 * df.inv_inter.sum() / df.inv_union.sum() if df.inv_union.sum() > 0 else None
+    b_full = 100.0 * df.full_iou.mean()
+    b_inv = 100.0 * (hidden.inv_inter / hidden.inv_union.clip(lower=1)).mean() if len(hidden) else None
+    return {"n": int(len(df)), "n_hidden": int(len(hidden)),
+            "A": {"full": float(a_full), "invisible": None if a_inv is None else float(a_inv)},
+            "B": {"full": float(b_full), "invisible": None if b_inv is None else float(b_inv)}}
+
+
+def summarize(df: pd.DataFrame, bins=VISIBLE_RATIO_BINS) -> dict:
+    """Overall, per-category and per visible-area-ratio-bin scores under both protocols."""
+    out = {"protocols": PROTOCOLS, "overall": _scores(df), "per_category": {}, "per_bin": {},
+           "missing": int(df.attrs.get("missing", 0))}
+    for cat, sub in df.groupby("category", sort=True):
+        out["per_category"][str(cat)] = _scores(sub)
+    labels = bin_labels(bins)
+    cut = pd.cut(df.visible_ratio, bins=list(bins), labels=labels, right=False, include_lowest=True)
+    for lab in labels:
+        out["per_bin"][lab] = _scores(df[cut == lab])
+    return out
+
+
+def bin_labels(bins=VISIBLE_RATIO_BINS) -> list:
+    return [f"{lo:.1f}-{min(hi, 1.0):.1f}" for lo, hi in zip(bins[:-1], bins[1:])]
+
+
+def evaluate(ann: AnnotationSet, predictions: dict, allow_missing: bool = False) -> dict:
+    return summarize(instance_table(ann, predictions, allow_missing))
+
+
+def load_predictions(path, ann: Optional[AnnotationSet] = None) -> dict:
+    """COCO results JSON ``[{"id", "image_id", "segmentation": RLE}]`` -> {annotation id: RLE}."""
+    path = Path(path)
+    if not path.exists():
+        raise AnnotationError(path, None, "", "no such file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise AnnotationError(path, None, "", f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if not isinstance(data, list):
+        raise AnnotationError(path, None, "", "expected a list of results")
+    sizes = {i.id: (i.height, i.width) for i in ann.instances} if ann is not None else {}
+    out = {}
+    for k, r in enumerate(data):
+        if not isinstance(r, dict) or "id" not in r:
+            raise AnnotationError(path, None, f"[{k}].id", "a result needs the annotation 'id'")
+        if "segmentation" not in r:
+            raise AnnotationError(path, r["id"], "segmentation", "missing")
+        seg = r["segmentation"]
+        h, w = sizes.get(r["id"], tuple(seg.get("size", (0, 0))) if isinstance(seg, dict) else (0, 0))
+        out[r["id"]] = M.segm_to_rle(seg, h, w, path=path, record=r["id"], field="segmentation")
+    return out
+
+
+def write_predictions(path, ann_or_instances, masks: dict) -> None:
+    """Write {annotation id: RLE} as COCO results JSON, atomically."""
+    from .io import atomic_write_text
+
+    insts = ann_or_instances.instances if isinstance(ann_or_instances, AnnotationSet) else ann_or_instances
+    img = {i.id: i.image_id for i in insts}
+    rows = [{"id": k, "image_id": img.get(k), "segmentation": M.to_json(r)} for k, r in masks.items()]
+    atomic_write_text(path, json.dumps(rows))
+
+
+def format_table(result: dict, title: str = "") -> str:
+    """A plain-text table of a summary: overall, per category and per bin, both protocols."""
+    def f(v):
+        return "   -  " if v is None else f"{v:6.2f}"
+    lines = [title] if title else []
+    lines.append(f"{'':18s} {'n':>6s}  {'A full':>6s} {'A inv':>6s}  {'B full':>6s} {'B inv':>6s}")
+    def row(name, s):
+        lines.append(f"{name:18s} {s['n']:6d}  {f(s['A']['full'])} {f(s['A']['invisible'])}  "
+                     f"{f(s['B']['full'])} {f(s['B']['invisible'])}")
+    row("overall", result["overall"])
+    for k, s in result["per_category"].items():
+        row(f"  {k}", s)
+    lines.append("visible-area ratio")
+    for k, s in result["per_bin"].items():
+        if s["n"]:
+            row(f"  {k}", s)
+    if result.get("missing"):
+        lines.append(f"({result['missing']} annotations had no prediction and were left out)")
+    return "\n".join(lines)
+
+
+def scores_row(name: str, result: dict) -> dict:
+    """One flat row (method, n, A full, A inv, B full, B inv) for comparison tables."""
+    o = result["overall"]
+    return {"method": name, "n": o["n"], "A_full": o["A"]["full"], "A_invisible": o["A"]["invisible"],
+            "B_full": o["B"]["full"], "B_invisible": o["B"]["invisible"]}

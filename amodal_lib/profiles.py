@@ -1,0 +1,69 @@
+"""Named scales of the whole study: ``smoke``, ``default`` and ``paper``.
+
+One table, read by the notebooks, ``run_all.sh`` and the ``amodal`` command line alike.
+A profile is chosen, in this order, by an explicit argument (a notebook's ``profile``
+parameter, ``--profile`` on the command line), the ``AMODAL_PROFILE`` environment variable
+(which ``run_all.sh --profile P`` sets), and finally ``default``.
+
+- ``smoke``: CI and nbval. Every notebook runs in seconds to a minute; numbers are meaningless.
+- ``default``: a 2-core laptop. The whole ``run_all.sh`` in under 30 minutes; numbers meaningful.
+- ``paper``: the paper's scale and hyperparameters, for a GPU.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+PROFILE_NAMES = ("smoke", "default", "paper")
+
+_PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "synth": {"images": 48, "seed": 0, "height": 160, "width": 512},
+        "vae": {
+            "width": 16, "latent_dim": 64, "batch_size": 64,
+            "stage1_steps": 150, "stage2_steps": 150, "stage3_steps": 100,
+            "kl_t_begin": 20, "kl_alpha": 0.99,
+            "eval_every": 50, "checkpoint_every": 100,
+        },
+        "pcnet": {"width": 8, "crop": 32, "batch_size": 16, "steps": 60, "checkpoint_every": 50},
+        "eval": {"samples": 4, "max_instances": 300, "thresholds": [0.05, 0.1, 0.3, 0.5, 0.7, 0.95]},
+    },
+    "default": {
+        "synth": {"images": 2000, "seed": 0, "height": 160, "width": 512},
+        "vae": {
+            "width": 32, "latent_dim": 64, "batch_size": 128,
+            "stage1_steps": 4000, "stage2_steps": 3000, "stage3_steps": 1500,
+            "kl_t_begin": 500, "kl_alpha": 0.998,
+            "eval_every": 500, "checkpoint_every": 500,
+        },
+        "pcnet": {"width": 16, "crop": 64, "batch_size": 32, "steps": 1500, "checkpoint_every": 500},
+        "eval": {"samples": 20, "max_instances": None,
+                 "thresholds": [round(0.05 * i, 2) for i in range(1, 20)]},
+    },
+    "paper": {
+        "synth": {"images": 8000, "seed": 0, "height": 320, "width": 1024},
+        "vae": {
+            "width": 64, "latent_dim": 64, "batch_size": 128,
+            "stage1_steps": 30000, "stage2_steps": 20000, "stage3_steps": 10000,
+            "kl_t_begin": 2000, "kl_alpha": 0.9995,
+            "eval_every": 1000, "checkpoint_every": 1000,
+        },
+        "pcnet": {"width": 32, "crop": 256, "batch_size": 32, "steps": 30000, "checkpoint_every": 2000},
+        "eval": {"samples": 20, "max_instances": None,
+                 "thresholds": [round(0.05 * i, 2) for i in range(1, 20)]},
+    },
+}
+
+
+def resolve_profile(name: str | None = None) -> str:
+    """The profile in force: ``name`` if given, else ``$AMODAL_PROFILE``, else ``default``."""
+    name = name or os.environ.get("AMODAL_PROFILE") or "default"
+    if name not in _PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    return name
+
+
+def get_profile(name: str | None = None) -> dict[str, Any]:
+    """A deep copy of the profile's settings (callers may change their copy freely)."""
+    return copy.deepcopy(_PROFILES[resolve_profile(name)])

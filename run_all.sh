@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Regenerate every table and figure of the study, or run the test suite.
+#
+#   ./run_all.sh                      # set up .venv if needed, run every notebook at the default profile
+#   ./run_all.sh --profile smoke      # smoke | default | paper
+#   ./run_all.sh --only 05            # only the notebooks whose name starts with 05 (upstream artifacts are
+#                                     # built on demand by the notebooks themselves)
+#   ./run_all.sh --test               # set up .venv if needed, then pytest tests/ + nbval over notebooks/ (smoke)
+#
+# Executed notebooks go to results/notebooks/, figures to results/figures/, tables to results/tables/,
+# and results/README.md is written from results/manifest.json at the end.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PROFILE="${AMODAL_PROFILE:-default}"
+MODE=run
+ONLY=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) PROFILE="$2"; shift 2 ;;
+    --profile=*) PROFILE="${1#*=}"; shift ;;
+    --only) ONLY="$2"; shift 2 ;;
+    --test) MODE=test; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$PROFILE" in smoke|default|paper) ;; *) echo "run_all.sh: unknown profile '$PROFILE' (smoke, default, paper)" >&2; exit 2 ;; esac
+
+PY=.venv/bin/python
+if [ ! -x "$PY" ] || ! "$PY" -c "import amodal_lib, papermill, nbval, torchvision, pycocotools" 2>/dev/null; then
+  echo "== setting up .venv (python3 -m venv + pip install -e .[dev]) =="
+  python3 -m venv .venv
+  "$PY" -m pip install --upgrade --quiet pip
+  "$PY" -m pip install --quiet -e ".[dev]"
+fi
+export MPLBACKEND=Agg PYTHONUNBUFFERED=1
+
+if [ "$MODE" = test ]; then
+  # nbval runs each notebook with its parameter defaults; the profile comes from the environment.
+  # Test runs write into a scratch results folder so that they never overwrite results/.
+  export AMODAL_PROFILE=smoke
+  export AMODAL_RESULTS="${AMODAL_RESULTS:-$(mktemp -d -t amodal-test-results.XXXXXX)}"
+  echo "== pytest tests/ + nbval notebooks/ (profile smoke, scratch results in $AMODAL_RESULTS) =="
+  exec "$PY" -m pytest tests/ notebooks/ --nbval-lax -p no:cacheprovider -q
+fi
+
+export AMODAL_PROFILE="$PROFILE"
+mkdir -p results/notebooks
+echo "== generating the embedded data set for profile $PROFILE (cached under data/) =="
+"$PY" -c "from amodal_lib.nb import setup; setup('data', '$PROFILE').data()"
+for nb in notebooks/[0-9][0-9]_*.ipynb; do
+  name=$(basename "$nb")
+  [ -n "$ONLY" ] && [[ "$name" != "$ONLY"* ]] && continue
+  echo "== $name (profile $PROFILE) =="
+  start=$(date +%s)
+  if ! "$PY" -m papermill "$nb" "results/notebooks/$name" -p profile "$PROFILE" --cwd notebooks \
+       --progress-bar --log-level WARNING; then
+    echo "run_all.sh: $name failed; the failing cell is marked in results/notebooks/$name" >&2
+    echo "run_all.sh: results of the notebooks before it are kept in results/" >&2
+    exit 1
+  fi
+  echo "   $name: $(( $(date +%s) - start )) s"
+done
+"$PY" -m amodal_lib.report
+echo "== done: see results/README.md =="
