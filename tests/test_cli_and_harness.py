@@ -1,0 +1,84 @@
+"""The command line's contract (SPEC.md) and the notebook helper's outputs."""
+import json
+
+import pandas as pd
+import pytest
+
+import _fixtures as fx
+from amodal_lib import cli, nb, report
+from amodal_lib.profiles import get_profile, resolve_profile
+
+
+def test_complete_and_evaluate_baselines(tmp_path, capsys):
+    ann = fx.write_kins2020(tmp_path / "k.json")
+    for method in ("visible", "convex-hull"):
+        pred = tmp_path / f"{method}.json"
+        assert cli.main(["complete", "--method", method, "--annotations", str(ann), "--out", str(pred)]) == 0
+        rows = json.loads(pred.read_text())
+        assert len(rows) == 12 and {"id", "image_id", "segmentation"} <= set(rows[0])
+        out = tmp_path / f"{method}.metrics.json"
+        assert cli.main(["evaluate", "--annotations", str(ann), "--predictions", str(pred), "--out", str(out)]) == 0
+        m = json.loads(out.read_text())
+        assert set(m["overall"]) >= {"A", "B", "n"} and m["per_category"] and m["per_bin"]
+    assert "A full" in capsys.readouterr().out
+
+
+def test_evaluate_missing_prediction_is_an_error(tmp_path, capsys):
+    ann = fx.write_kins2020(tmp_path / "k.json")
+    pred = tmp_path / "p.json"
+    cli.main(["complete", "--method", "visible", "--annotations", str(ann), "--out", str(pred)])
+    rows = json.loads(pred.read_text())[:-1]
+    pred.write_text(json.dumps(rows))
+    assert cli.main(["evaluate", "--annotations", str(ann), "--predictions", str(pred)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no prediction for 1 of 12" in err and "Traceback" not in err
+    assert cli.main(["evaluate", "--annotations", str(ann), "--predictions", str(pred), "--allow-missing"]) == 0
+
+
+@pytest.mark.parametrize("content, text", [('{"images": [', "invalid JSON"), ("[]", "expected a JSON object")])
+def test_user_errors_are_one_line(tmp_path, capsys, content, text):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert cli.main(["complete", "--method", "visible", "--annotations", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert text in err and str(bad) in err and len(err.strip().splitlines()) == 1
+
+
+def test_profiles_resolve(monkeypatch):
+    monkeypatch.delenv("AMODAL_PROFILE", raising=False)
+    assert resolve_profile() == "default"
+    monkeypatch.setenv("AMODAL_PROFILE", "smoke")
+    assert resolve_profile() == "smoke" and resolve_profile("paper") == "paper"
+    with pytest.raises(ValueError, match="unknown profile"):
+        resolve_profile("huge")
+    p = get_profile("smoke")
+    p["vae"]["width"] = -1
+    assert get_profile("smoke")["vae"]["width"] != -1
+
+
+def test_context_saves_outputs_and_manifest(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    monkeypatch.setattr(nb, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    ctx = nb.setup("99_test", profile="smoke", seed=3, params={"a": 1})
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    ctx.save_figure(fig, "f")
+    ctx.save_table(pd.DataFrame({"method": ["x"], "A_full": [12.345]}), "t")
+    entry = ctx.finish()
+    assert (tmp_path / "figures/f.png").exists() and (tmp_path / "figures/f.pdf").exists()
+    assert "12.35" in (tmp_path / "tables/t.md").read_text()
+    assert entry["outputs"] == ["figures/f.png", "figures/f.pdf", "tables/t.csv", "tables/t.md"]
+    runs = json.loads((tmp_path / "manifest.json").read_text())
+    assert runs[0]["notebook"] == "99_test" and runs[0]["profile"] == "smoke" and runs[0]["seconds"] >= 0
+    nb.setup("99_test", profile="smoke").finish()        # same notebook and profile: replaced, not added
+    assert len(json.loads((tmp_path / "manifest.json").read_text())) == 1
+    report.main()
+    assert "99_test" in (tmp_path / "README.md").read_text()
+
+
+def test_missing_upstream_artifact_names_the_notebook(tmp_path, monkeypatch):
+    monkeypatch.setattr(nb, "RESULTS", tmp_path)
+    ctx = nb.setup("05_x", profile="smoke")
+    with pytest.raises(FileNotFoundError, match="04_threshold_search"):
+        ctx.load_json("threshold", "04_threshold_search")
