@@ -44,11 +44,28 @@ def test_oracle_28_round_trip_above_0_9(tmp_path):
     assert r["overall"]["B"]["full"] > 90
 
 
-def test_batched_crops_equal_one_by_one(tmp_path):
+def test_windowed_batched_crops_equal_roi_align_over_the_whole_image(tmp_path):
+    from torchvision.ops import roi_align
     ann = load_annotations(fx.write_kins2020(tmp_path / "k.json"))
-    batch = crop_masks(ann.instances, "amodal", "visible")
-    single = torch.cat([crop_masks([i], "amodal", "visible") for i in ann.instances])
-    assert torch.allclose(batch, single)
+    insts = ann.instances
+    boxes = frame_boxes(insts, "visible")
+    boxes[0] += torch.tensor([-30.0, -30.0, 30.0, 30.0])  # a frame that runs off the image
+    batch = crop_masks(insts, "amodal", boxes)
+    ref = torch.cat([roi_align(torch.from_numpy(M.decode(i.amodal)).float()[None, None],
+                               torch.cat([torch.zeros(1, 1), boxes[k:k + 1]], 1), (28, 28), 1.0, 2, aligned=True)[:, 0]
+                     for k, i in enumerate(insts)])
+    assert torch.allclose(batch, ref, atol=1e-4)
+
+
+def test_batched_paste_equals_one_by_one(tmp_path):
+    ann = load_annotations(fx.write_kins2020(tmp_path / "k.json"))
+    insts = ann.instances
+    probs = torch.rand(len(insts), 28, 28)
+    boxes = frame_boxes(insts, "amodal") + torch.tensor([-5.0, -5.0, 8.0, 3.0])
+    rles = paste_masks(probs, boxes, insts, threshold=0.5, chunk=5)
+    for k, inst in enumerate(insts):
+        ref = paste_probs(probs[k], boxes[k], inst.height, inst.width) >= 0.5
+        assert (M.decode(rles[k]).astype(bool) == ref).all()
 
 
 def test_paste_masks_threshold(tmp_path):

@@ -53,20 +53,52 @@ def _groups(instances: Sequence[Instance]) -> dict:
 
 
 def crop_masks(instances: Sequence[Instance], mask: str = "visible", boxes="visible", size: int = 28,
-               sampling_ratio: int = 2) -> torch.Tensor:
+               sampling_ratio: int = 2, chunk: int = 256) -> torch.Tensor:
     """(N, size, size) float crops in [0, 1] of each instance's ``mask`` ("visible" or "amodal")
     in ``boxes``: "visible", "amodal", or an (N, 4) xyxy tensor."""
     if not len(instances):
         return torch.zeros(0, size, size)
     b = frame_boxes(instances, boxes) if isinstance(boxes, str) else torch.as_tensor(boxes, dtype=torch.float32)
-    out = torch.zeros(len(instances), size, size)
+    # Cut each mask's box (plus a pixel for bilinear sampling) out of its decoded image, then
+    # roi_align the windows in batches of similar size: cost follows box area, not image area.
+    windows: list = [None] * len(instances)
+    offsets = torch.zeros(len(instances), 4)
     for idx in _groups(instances).values():
         rles = [getattr(instances[k], mask) for k in idx]
         if any(r is None for r in rles):
             raise ValueError(f"an instance of image {instances[idx[0]].image_id} has no {mask} mask")
-        stack = torch.from_numpy(M.decode_many(rles)).float().unsqueeze(1)
-        rois = torch.cat([torch.arange(len(idx), dtype=torch.float32)[:, None], b[idx]], dim=1)
-        out[idx] = roi_align(stack, rois, (size, size), 1.0, sampling_ratio, aligned=True)[:, 0]
+        h, w = instances[idx[0]].height, instances[idx[0]].width
+        full = M.mask_utils.decode(rles)  # (h, w, n), Fortran order
+        for j, k in enumerate(idx):
+            x1, y1, x2, y2 = b[k].tolist()
+            c0 = int(min(max(np.floor(x1) - 1, 0), w - 1))
+            r0 = int(min(max(np.floor(y1) - 1, 0), h - 1))
+            c1 = int(max(min(np.ceil(x2) + 1, w), c0 + 1))
+            r1 = int(max(min(np.ceil(y2) + 1, h), r0 + 1))
+            windows[k] = full[r0:r1, c0:c1, j]
+            offsets[k] = torch.tensor([c0, r0, c0, r0], dtype=torch.float32)
+    order = sorted(range(len(instances)), key=lambda k: windows[k].size)
+    out = torch.zeros(len(instances), size, size)
+    for s in range(0, len(order), chunk):
+        ks = order[s:s + chunk]
+        hh = max(windows[k].shape[0] for k in ks)
+        ww = max(windows[k].shape[1] for k in ks)
+        batch = np.zeros((len(ks), hh, ww), np.uint8)
+        for j, k in enumerate(ks):
+            win = windows[k]
+            wh, wc = win.shape
+            batch[j, :wh, :wc] = win
+            # roi_align replicates the last row/column of an image for samples just past it:
+            # keep that at the image's own border, where the window is cut by the image
+            if wc < ww:
+                batch[j, :wh, wc] = win[:, -1]
+            if wh < hh:
+                batch[j, wh, :wc] = win[-1, :]
+                if wc < ww:
+                    batch[j, wh, wc] = win[-1, -1]
+        rois = torch.cat([torch.arange(len(ks), dtype=torch.float32)[:, None], b[ks] - offsets[ks]], dim=1)
+        out[ks] = roi_align(torch.from_numpy(batch).float()[:, None], rois, (size, size), 1.0, sampling_ratio,
+                            aligned=True)[:, 0]
     return out
 
 
@@ -115,14 +147,57 @@ def paste_probs(prob: torch.Tensor, box, height: int, width: int) -> np.ndarray:
     return full
 
 
+def _regions(boxes: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """Integer pixel ranges (c0, r0, c1, r1) of each box inside the image (possibly empty)."""
+    b = boxes.numpy().astype(np.float64)
+    c0 = np.clip(np.floor(b[:, 0]), 0, width).astype(int)
+    r0 = np.clip(np.floor(b[:, 1]), 0, height).astype(int)
+    c1 = np.clip(np.ceil(b[:, 2]), 0, width).astype(int)
+    r1 = np.clip(np.ceil(b[:, 3]), 0, height).astype(int)
+    return np.stack([c0, r0, np.maximum(c1, c0), np.maximum(r1, r0)], 1)
+
+
 def paste_masks(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence[Instance],
-                threshold: float = 0.5) -> list:
+                threshold: float = 0.5, chunk: int = 64) -> list:
     """Crops (N, S, S) pasted back into each instance's image and binarised at ``threshold``:
-    one compressed RLE per instance."""
-    probs = probs.detach().cpu()
-    boxes = torch.as_tensor(boxes).detach().cpu()
-    return [M.encode(paste_probs(probs[k], boxes[k], inst.height, inst.width) >= threshold)
-            for k, inst in enumerate(instances)]
+    one compressed RLE per instance.
+
+    The same mapping as :func:`paste_probs`, batched: instances of one image size are sorted by
+    box size and pasted ``chunk`` at a time with one ``grid_sample`` over a padded grid and one
+    pycocotools ``encode``.
+    """
+    probs = probs.detach().cpu().float()
+    boxes = torch.as_tensor(boxes).detach().cpu().float()
+    out: list = [None] * len(instances)
+    by_size = defaultdict(list)
+    for k, inst in enumerate(instances):
+        by_size[(inst.height, inst.width)].append(k)
+    for (h, w), idx in by_size.items():
+        reg = _regions(boxes[idx], h, w)
+        order = np.argsort((reg[:, 3] - reg[:, 1]) * (reg[:, 2] - reg[:, 0]), kind="stable")
+        for s in range(0, len(idx), chunk):
+            sel = order[s:s + chunk]
+            ks = [idx[j] for j in sel]
+            rg = reg[sel]
+            hh = max(int((rg[:, 3] - rg[:, 1]).max()), 1)
+            ww = max(int((rg[:, 2] - rg[:, 0]).max()), 1)
+            bx = boxes[ks]
+            bw = (bx[:, 2] - bx[:, 0]).clamp_min(1e-6)
+            bh = (bx[:, 3] - bx[:, 1]).clamp_min(1e-6)
+            cols = torch.from_numpy(rg[:, 0]).float()[:, None] + torch.arange(ww, dtype=torch.float32)[None] + 0.5
+            rows = torch.from_numpy(rg[:, 1]).float()[:, None] + torch.arange(hh, dtype=torch.float32)[None] + 0.5
+            gx = (cols - bx[:, 0:1]) / bw[:, None] * 2 - 1
+            gy = (rows - bx[:, 1:2]) / bh[:, None] * 2 - 1
+            grid = torch.stack([gx[:, None, :].expand(-1, hh, -1), gy[:, :, None].expand(-1, -1, ww)], dim=-1)
+            vals = F.grid_sample(probs[ks][:, None], grid, mode="bilinear", padding_mode="zeros",
+                                 align_corners=False)[:, 0] >= threshold
+            full = np.zeros((h, w, len(ks)), dtype=np.uint8, order="F")
+            vals = vals.numpy()
+            for j, (c0, r0, c1, r1) in enumerate(rg):
+                full[r0:r1, c0:c1, j] = vals[j, : r1 - r0, : c1 - c0]
+            for k, rle in zip(ks, M.mask_utils.encode(full)):
+                out[k] = rle
+    return out
 
 
 def oracle_masks(instances: Sequence[Instance], size: int = 28, threshold: float = 0.5) -> list:
