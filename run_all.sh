@@ -7,8 +7,9 @@
 #                                     # built on demand by the notebooks themselves)
 #   ./run_all.sh --test               # set up .venv if needed, then pytest tests/ + nbval over notebooks/ (smoke)
 #
-# Executed notebooks go to results/notebooks/, figures to results/figures/, tables to results/tables/,
-# and results/README.md is written from results/manifest.json at the end.
+# Executed notebooks go to results/notebooks/, figures to results/figures/, tables to results/tables/
+# (for the smoke and paper profiles: under results/<profile>/), and results/README.md is written from
+# results/manifest.json at the end.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -46,7 +47,9 @@ if [ "$MODE" = test ]; then
 fi
 
 export AMODAL_PROFILE="$PROFILE"
-mkdir -p results/notebooks
+OUTDIR=results/notebooks
+[ "$PROFILE" = default ] || OUTDIR="results/$PROFILE/notebooks"
+mkdir -p "$OUTDIR"
 echo "== generating the embedded data set for profile $PROFILE (cached under data/) =="
 "$PY" -c "from amodal_lib.nb import setup; setup('data', '$PROFILE').data()"
 for nb in notebooks/[0-9][0-9]_*.ipynb; do
@@ -54,9 +57,9 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
   [ -n "$ONLY" ] && [[ "$name" != "$ONLY"* ]] && continue
   echo "== $name (profile $PROFILE) =="
   start=$(date +%s)
-  if ! "$PY" -m papermill "$nb" "results/notebooks/$name" -p profile "$PROFILE" --cwd notebooks \
+  if ! "$PY" -m papermill "$nb" "$OUTDIR/$name" -p profile "$PROFILE" --cwd notebooks \
        --progress-bar --log-level WARNING; then
-    echo "run_all.sh: $name failed; the failing cell is marked in results/notebooks/$name" >&2
+    echo "run_all.sh: $name failed; the failing cell is marked in $OUTDIR/$name" >&2
     echo "run_all.sh: results of the notebooks before it are kept in results/" >&2
     exit 1
   fi

@@ -7,6 +7,7 @@ Every notebook starts with::
     ...
     ctx.save_figure(fig, "fig5_pred_vs_gt")   # results/figures/NAME.png and .pdf
     ctx.save_table(df, "table_completion")    # results/tables/NAME.csv and .md
+                                              # (results/<profile>/... for smoke and paper)
     ctx.finish()                              # one line in results/manifest.json
 
 ``results/manifest.json`` records, for each (notebook, profile), its parameters, the data
@@ -115,11 +116,50 @@ class Context:
         ann = self._ann[split]
         return ann.modal_view() if modal_only else ann
 
+    @property
+    def out(self) -> Path:
+        """Where this run's figures and tables go: results/ for the default profile,
+        results/<profile>/ for the others (so that a smoke run never overwrites default results)."""
+        return RESULTS if self.profile == "default" else RESULTS / self.profile
+
     def run_dir(self, model: str) -> Path:
         """Where a model's checkpoints live for this profile and data: results/runs/<profile>/<model>-<data>."""
         d = RESULTS / "runs" / self.profile / f"{model}-{self.data()['hash']}"
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+    # ---- trained models (built on demand, so that any notebook runs alone) --------------
+    def amodal_vae(self, device: str = "auto", progress: bool = False):
+        """The Amodal-VAE of this profile, seed and data: all three stages trained in
+        ``run_dir("amodal-vae")`` on the train split (only its modal view; the val split for
+        validation metrics) unless already finished (finished stages are skipped, an
+        unfinished one resumes); then loaded, in eval mode."""
+        from .train import amodal_vae as T
+        run = self.run_dir("amodal-vae")
+        if not all(T.stage_done(run, s) for s in T.STAGES):
+            print(f"training Amodal-VAE ({self.profile}, seed {self.seed}) in {run} ...")
+            t0 = time.time()
+            T.train_amodal_vae(self.annotations("train"), run, profile=self.profile, seed=self.seed,
+                               device=device, val_annotations=self.annotations("val"), progress=progress)
+            print(f"trained in {time.time() - t0:.0f} s")
+        return T.load_model(run, device)
+
+    def pcnet(self, device: str = "auto", progress: bool = False):
+        """The PCNet-M baseline of this profile, seed and data, trained in ``run_dir("pcnet-m")``
+        on the train split's visible masks unless finished (an unfinished run resumes); in eval mode."""
+        from .baselines import pcnet as P
+        from .train.engine import resolve_device
+        run = self.run_dir("pcnet-m")
+        if P.checkpoint_file(run).is_file():
+            model = P.load_model(run, resolve_device(device))
+            if getattr(model, "done", False):
+                return model
+        print(f"training PCNet-M ({self.profile}, seed {self.seed}) in {run} ...")
+        t0 = time.time()
+        model, _ = P.train_pcnet(self.annotations("train"), run, profile=self.profile, seed=self.seed,
+                                 device=device, progress=progress)
+        print(f"trained in {time.time() - t0:.0f} s")
+        return model.eval()
 
     # ---- outputs ----------------------------------------------------------------------
     def _record(self, path: Path) -> None:
@@ -129,7 +169,7 @@ class Context:
 
     def save_figure(self, fig, name: str, dpi: int = 150) -> Path:
         """Save a matplotlib figure as results/figures/NAME.png and NAME.pdf."""
-        out = RESULTS / "figures"
+        out = self.out / "figures"
         for ext in ("png", "pdf"):
             path = out / f"{name}.{ext}"
             atomic_write(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight"))
@@ -138,7 +178,7 @@ class Context:
 
     def save_table(self, df, name: str, floatfmt: str = ".2f") -> Path:
         """Save a pandas DataFrame as results/tables/NAME.csv and NAME.md."""
-        out = RESULTS / "tables"
+        out = self.out / "tables"
         csv = out / f"{name}.csv"
         atomic_write_text(csv, df.to_csv(index=False))
         atomic_write_text(out / f"{name}.md", to_markdown(df, floatfmt) + "\n")
@@ -147,14 +187,14 @@ class Context:
         return csv
 
     def save_json(self, obj: Any, name: str) -> Path:
-        path = RESULTS / "tables" / f"{name}.json"
+        path = self.out / "tables" / f"{name}.json"
         atomic_write_json(path, obj)
         self._record(path)
         return path
 
     def load_json(self, name: str, notebook_hint: str = "") -> Any:
         """An artifact an upstream notebook saved with save_json; a clear error if it is missing."""
-        path = RESULTS / "tables" / f"{name}.json"
+        path = self.out / "tables" / f"{name}.json"
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: run {notebook_hint or 'the upstream notebook'} first")
         return json.loads(path.read_text())

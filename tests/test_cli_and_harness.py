@@ -66,9 +66,11 @@ def test_context_saves_outputs_and_manifest(tmp_path, monkeypatch):
     ctx.save_figure(fig, "f")
     ctx.save_table(pd.DataFrame({"method": ["x"], "A_full": [12.345]}), "t")
     entry = ctx.finish()
-    assert (tmp_path / "figures/f.png").exists() and (tmp_path / "figures/f.pdf").exists()
-    assert "12.35" in (tmp_path / "tables/t.md").read_text()
-    assert entry["outputs"] == ["figures/f.png", "figures/f.pdf", "tables/t.csv", "tables/t.md"]
+    out = tmp_path / "smoke"                              # profiles other than default keep apart
+    assert (out / "figures/f.png").exists() and (out / "figures/f.pdf").exists()
+    assert "12.35" in (out / "tables/t.md").read_text()
+    assert entry["outputs"] == ["smoke/figures/f.png", "smoke/figures/f.pdf", "smoke/tables/t.csv",
+                                "smoke/tables/t.md"]
     runs = json.loads((tmp_path / "manifest.json").read_text())
     assert runs[0]["notebook"] == "99_test" and runs[0]["profile"] == "smoke" and runs[0]["seconds"] >= 0
     nb.setup("99_test", profile="smoke").finish()        # same notebook and profile: replaced, not added
