@@ -1,0 +1,450 @@
+"""A small, model-agnostic training engine: devices, seeding, DDP, atomic checkpoints, a fit loop.
+
+Used by every trained model of the study (Amodal-VAE's three stages, the PCNet-M baseline).
+
+API
+---
+``resolve_device(spec="auto") -> torch.device``
+    "auto" picks CUDA, else MPS, else CPU; "cpu", "cuda", "cuda:1", "mps" are taken as given
+    (a clear error when that device is not available).
+``seed_everything(seed)``
+    Seeds python ``random``, numpy and torch (all CUDA devices too).
+``setup_distributed(device="auto") -> Dist``
+    Reads torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; with more than one process it
+    initialises the process group (nccl on CUDA, one GPU per local rank; gloo on CPU).
+    A no-op for one process. ``Dist`` has ``rank, world_size, local_rank, device, is_main``.
+``wrap_ddp(model, dist)`` / ``unwrap(model)``
+    DistributedDataParallel around a module when ``dist.world_size > 1`` (otherwise the
+    module itself), and the plain module back.
+``save_checkpoint(path, state)`` / ``load_checkpoint(path, map_location="cpu")``
+    Atomic ``torch.save`` (temp file + rename); loading uses ``torch.load(weights_only=True)``
+    so that opening a checkpoint never runs code. Everything saved is tensors and plain
+    JSON-able types (``jsonable`` checks the config).
+``Trainer(...).fit() -> history``
+    The generic loop. The model is any ``nn.Module``; one step is
+    ``losses = step_fn(model, batch, step)``, a dict of scalar tensors whose ``"loss"`` entry
+    is back-propagated (the default ``step_fn`` is ``model(batch)``: with DDP the forward must
+    go through the wrapped ``model(...)`` call so that gradients are averaged). ``batch`` is a
+    dict of tensors drawn by index from ``data`` (a dict of equally long in-memory tensors,
+    moved to the device once) with a seeded ``torch.Generator`` whose state is checkpointed:
+    each step draws ``batch_size`` indices (the global batch) and rank ``r`` of ``W`` keeps
+    every ``W``-th starting at ``r``.
+
+    Every ``checkpoint_every`` steps and at the end it writes ``run_dir/<name>.pt`` (model,
+    optimiser, scheduler, grad scaler, step, RNG states of torch/CUDA/numpy/python and of the
+    batch generator, the config, the history, ``done``). With ``resume=True`` a run whose
+    checkpoint exists continues from it and reaches bit-identical weights to an uninterrupted
+    run with the same seed (one process; tested). Mixed precision (autocast bf16 or fp16 with a
+    GradScaler) is used only on CUDA. Every ``eval_every`` steps ``eval_fn(model, step) -> dict``
+    runs (rank 0, model in eval mode) and its metrics enter the history. Train losses are
+    averaged over ``log_every`` steps (and over ranks). The history (a list of dicts with
+    ``split`` = "train" | "val") is also written as JSON lines to ``run_dir/<name>.history.jsonl``.
+    A loss that becomes NaN/inf raises :class:`NonFiniteLossError` naming the step and the stage;
+    the last good checkpoint is left as it was. Only rank 0 writes files and shows a progress bar
+    (``tqdm.auto``).
+
+Minimal use::
+
+    class Net(nn.Module):
+        def forward(self, batch):
+            return {"loss": F.mse_loss(self.lin(batch["x"]), batch["y"])}
+
+    net = Net()
+    tr = Trainer(net, torch.optim.Adam(net.parameters(), 1e-3), data={"x": X, "y": Y},
+                 batch_size=64, steps=1000, run_dir="runs/x", name="net", stage="net", seed=0)
+    history = tr.fit()
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+import torch.distributed as tdist
+from torch import nn
+
+from ..io import atomic_write, atomic_write_text
+
+CHECKPOINT_FORMAT = "amodal-engine/1"
+
+
+# --------------------------------------------------------------------------- devices, seeds
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None): CUDA if available, else Apple MPS, else CPU; otherwise the named device."""
+    if isinstance(spec, torch.device):
+        return spec
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r} requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {spec!r} requested but MPS is not available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds all CUDA devices
+
+
+# --------------------------------------------------------------------------- distributed
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed(device: str | torch.device | None = "auto") -> Dist:
+    """Process-group setup from torchrun's env vars; a no-op (rank 0 of 1) for one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device)
+    if world <= 1:
+        return Dist(0, 1, 0, dev)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local % torch.cuda.device_count())
+        torch.cuda.set_device(dev)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    if not tdist.is_initialized():
+        tdist.init_process_group(backend=backend)
+    return Dist(tdist.get_rank(), tdist.get_world_size(), local, dev)
+
+
+def wrap_ddp(model: nn.Module, dist: Dist, **kwargs) -> nn.Module:
+    """DistributedDataParallel around ``model`` when several processes run, else ``model``."""
+    if not dist.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return DDP(model, device_ids=ids, **kwargs)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+def _all_gather_objects(obj: Any, dist: Dist) -> list:
+    if not dist.enabled:
+        return [obj]
+    out = [None] * dist.world_size
+    tdist.all_gather_object(out, obj)
+    return out
+
+
+# --------------------------------------------------------------------------- checkpoints
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON types (dict/list/str/int/float/bool/None); raises if impossible."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (Path, torch.device)):
+        return str(o)
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"config value of type {type(o).__name__} is not JSON-able")
+
+
+def rng_state() -> dict:
+    """The global RNG states as tensors and plain types (``weights_only``-loadable)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]),
+                   "gauss": None if py_state[2] is None else float(py_state[2])},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(path, state: dict) -> Path:
+    """Write ``state`` atomically with ``torch.save`` (a reader never sees half a file)."""
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``: loading never runs code."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; the message names the stage, the step and the loss."""
+
+    def __init__(self, stage: str, step: int, name: str, value: float, checkpoint: Optional[Path]):
+        self.stage, self.step, self.loss_name, self.value, self.checkpoint = stage, step, name, value, checkpoint
+        kept = f"the last good checkpoint {checkpoint} is kept" if checkpoint and Path(checkpoint).exists() \
+            else "no checkpoint was written yet"
+        super().__init__(f"stage {stage}: loss '{name}' became {value} at step {step}; training stopped ({kept})")
+
+
+# --------------------------------------------------------------------------- the loop
+def _default_step(model, batch, step):
+    return model(batch)
+
+
+class Trainer:
+    """A generic training loop over in-memory tensors (see the module docstring for the contract).
+
+    Parameters
+    ----------
+    model: the module to train (trainable = ``requires_grad`` parameters). It is moved to the
+        device and wrapped in DDP when several processes run.
+    optimizer: built over ``model``'s parameters (or a callable ``model -> optimizer``, which is
+        called after the model is on its device).
+    data: dict name -> tensor, all with the same first dimension.
+    batch_size: the global batch (split over ranks).
+    steps: total number of optimisation steps.
+    run_dir, name: files are ``run_dir/name.pt`` and ``run_dir/name.history.jsonl``.
+    stage: a label for messages and the history.
+    step_fn: ``(model, batch, step) -> {"loss": tensor, ...}``.
+    eval_fn: ``(model, step) -> {metric: float}`` on rank 0, model unwrapped and in eval mode.
+    config: JSON-able settings stored in the checkpoint; ``extra``: more JSON-able content
+        (e.g. how to rebuild the model).
+    amp: "auto" (bf16 on CUDA if supported, else fp16), "bf16", "fp16" or None/"off"; only on CUDA.
+    save_module: the module whose ``state_dict`` is the checkpoint's "model" (default: ``model``;
+        e.g. the network inside a loss wrapper).
+    """
+
+    def __init__(self, model: nn.Module, optimizer, data: dict, batch_size: int, steps: int,
+                 run_dir, name: str = "model", stage: str = "train", seed: int = 0,
+                 step_fn: Callable = _default_step, eval_fn: Optional[Callable] = None,
+                 eval_every: int = 0, checkpoint_every: int = 0, log_every: int = 10,
+                 scheduler=None, clip_grad_norm: Optional[float] = None, config: Optional[dict] = None,
+                 extra: Optional[dict] = None, device="auto", dist: Optional[Dist] = None,
+                 amp: Optional[str] = "auto", resume: bool = True, progress: bool = True,
+                 ddp_kwargs: Optional[dict] = None, save_module: Optional[nn.Module] = None):
+        self.dist = dist or setup_distributed(device)
+        self.device = self.dist.device
+        self.raw_model = model.to(self.device)
+        self.model = wrap_ddp(self.raw_model, self.dist, **(ddp_kwargs or {}))
+        self.save_module = save_module if save_module is not None else self.raw_model
+        self.optimizer = optimizer(self.raw_model) if callable(optimizer) and not isinstance(
+            optimizer, torch.optim.Optimizer) else optimizer
+        sizes = {k: len(v) for k, v in data.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"data tensors differ in length: {sizes}")
+        self.n = next(iter(sizes.values()))
+        if self.n == 0:
+            raise ValueError(f"stage {stage}: no training examples")
+        self.data = {k: v.to(self.device) for k, v in data.items()}
+        self.batch_size, self.steps = int(batch_size), int(steps)
+        self.run_dir = Path(run_dir)
+        self.name, self.stage, self.seed = name, str(stage), int(seed)
+        self.step_fn, self.eval_fn = step_fn, eval_fn
+        self.eval_every, self.checkpoint_every, self.log_every = eval_every, checkpoint_every, max(1, log_every)
+        self.scheduler, self.clip_grad_norm = scheduler, clip_grad_norm
+        self.config = jsonable(config or {})
+        self.extra = jsonable(extra or {})
+        self.resume, self.progress = resume, progress
+        self.amp_dtype = self._amp_dtype(amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.step = 0
+        self.history: list = []
+        self.done = False
+
+    # -- paths
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / f"{self.name}.pt"
+
+    @property
+    def history_path(self) -> Path:
+        return self.run_dir / f"{self.name}.history.jsonl"
+
+    def _amp_dtype(self, amp):
+        if self.device.type != "cuda" or amp in (None, False, "off", "none", "fp32"):
+            return None
+        if amp == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+    # -- state
+    def state_dict(self) -> dict:
+        rngs = _all_gather_objects(rng_state(), self.dist)
+        return {
+            "format": CHECKPOINT_FORMAT, "name": self.name, "stage": self.stage,
+            "step": self.step, "steps": self.steps, "done": self.done, "seed": self.seed,
+            "world_size": self.dist.world_size,
+            "model": self.save_module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": rngs, "generator": self.generator.get_state(),
+            "config": self.config, "extra": self.extra, "history": self.history,
+        }
+
+    def load_state_dict(self, ck: dict) -> None:
+        self.save_module.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        if self.scheduler is not None and ck.get("scheduler") is not None:
+            self.scheduler.load_state_dict(ck["scheduler"])
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        rngs = ck["rng"]
+        set_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
+        self.generator.set_state(ck["generator"])
+        self.step, self.history, self.done = int(ck["step"]), list(ck["history"]), bool(ck["done"])
+
+    def save(self) -> None:
+        state = self.state_dict()  # collective when distributed: every rank calls it
+        if self.dist.is_main:
+            save_checkpoint(self.checkpoint_path, state)
+            self._write_history()
+        if self.dist.enabled:
+            tdist.barrier()  # no rank reads the checkpoint before it is complete
+
+    def _write_history(self) -> None:
+        atomic_write_text(self.history_path, "".join(json.dumps(h) + "\n" for h in self.history))
+
+    # -- batches
+    def next_batch(self) -> dict:
+        idx = torch.randint(self.n, (self.batch_size,), generator=self.generator)
+        if self.dist.enabled:
+            idx = idx[self.dist.rank::self.dist.world_size]
+        idx = idx.to(self.device)
+        return {k: v[idx] for k, v in self.data.items()}
+
+    # -- the loop
+    def fit(self, until: Optional[int] = None) -> list:
+        """Train to ``steps`` (or stop after step ``until``, without a checkpoint: a simulated kill)."""
+        if self.resume and self.checkpoint_path.is_file():
+            self.load_state_dict(load_checkpoint(self.checkpoint_path, map_location=self.device))
+        if self.done or self.step >= self.steps:
+            self.done = True
+            return self.history
+        from tqdm.auto import tqdm
+        bar = tqdm(total=self.steps, initial=self.step, desc=f"stage {self.stage}", leave=False,
+                   disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
+        self.model.train()
+        sums: dict = {}
+        count, t0 = 0, time.perf_counter()
+        try:
+            while self.step < self.steps:
+                step = self.step + 1
+                batch = self.next_batch()
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    losses = self.step_fn(self.model, batch, step)
+                values = self._reduce(losses)
+                bad = [(k, v) for k, v in values.items() if not math.isfinite(v)]
+                if bad:
+                    raise NonFiniteLossError(self.stage, step, bad[0][0], bad[0][1],
+                                             self.checkpoint_path if self.checkpoint_path.exists() else None)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(losses["loss"]).backward()
+                if self.clip_grad_norm:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for p in self.raw_model.parameters() if p.requires_grad], self.clip_grad_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                self.step = step
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                bar.update(1)
+                if step % self.log_every == 0 or step == self.steps:
+                    rec = {"split": "train", "stage": self.stage, "step": step,
+                           **{k: v / count for k, v in sums.items()},
+                           "steps_per_s": count / max(time.perf_counter() - t0, 1e-9)}
+                    self.history.append(rec)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k in ("loss", "bce", "kl")})
+                    sums, count, t0 = {}, 0, time.perf_counter()
+                if self.eval_fn is not None and self.eval_every and (step % self.eval_every == 0 or step == self.steps):
+                    self.evaluate()
+                if step == self.steps:
+                    self.done = True
+                if self.done or (self.checkpoint_every and step % self.checkpoint_every == 0):
+                    self.save()
+                if until is not None and step >= until:
+                    break
+        finally:
+            bar.close()
+        return self.history
+
+    def evaluate(self) -> Optional[dict]:
+        """Run ``eval_fn`` on rank 0 (model in eval mode) and append its metrics to the history."""
+        if self.eval_fn is None:
+            return None
+        rec = None
+        if self.dist.is_main:
+            model = unwrap(self.raw_model)
+            model.eval()
+            try:
+                with torch.no_grad():
+                    metrics = self.eval_fn(model, self.step) or {}
+            finally:
+                self.model.train()
+            rec = {"split": "val", "stage": self.stage, "step": self.step,
+                   **{k: float(v) for k, v in metrics.items()}}
+            self.history.append(rec)
+        return rec
+
+    def _reduce(self, losses: dict) -> dict:
+        if "loss" not in losses:
+            raise KeyError(f"stage {self.stage}: the step function must return a dict with a 'loss' entry")
+        keys = sorted(losses)
+        vec = torch.stack([losses[k].detach().float().reshape(()) for k in keys])
+        if self.dist.enabled:
+            tdist.all_reduce(vec)
+            vec = vec / self.dist.world_size
+        return dict(zip(keys, vec.tolist()))

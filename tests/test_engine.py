@@ -1,0 +1,131 @@
+"""The training engine: devices, checkpoints (weights_only), exact resume, NaN guard, DDP on CPU."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from amodal_lib.train import engine as E
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Tiny(nn.Module):
+    """A model with batch norm (buffers) and noise (global RNG), like the VAE."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+
+    def forward(self, batch):
+        noise = 0.01 * torch.randn_like(batch["x"])
+        return {"loss": ((self.net(batch["x"] + noise) - batch["y"]) ** 2).mean()}
+
+
+def _data(n=64):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 4, generator=g)
+    return {"x": x, "y": x.sum(1, keepdim=True)}
+
+
+def _trainer(run_dir, steps=20, **kw):
+    E.seed_everything(0)
+    model = Tiny()
+    return E.Trainer(model, torch.optim.Adam(model.parameters(), 1e-2), _data(), batch_size=16, steps=steps,
+                     run_dir=run_dir, name="tiny", stage="t", seed=0, checkpoint_every=5, log_every=5,
+                     device="cpu", progress=False, config={"lr": 1e-2, "sizes": (1, 2)}, **kw)
+
+
+def test_resolve_device():
+    assert E.resolve_device("cpu").type == "cpu"
+    assert E.resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            E.resolve_device("cuda:1")
+    with pytest.raises(ValueError):
+        E.resolve_device("tpu-nonsense")
+
+
+def test_checkpoint_loads_weights_only(tmp_path):
+    tr = _trainer(tmp_path)
+    tr.fit()
+    ck = torch.load(tmp_path / "tiny.pt", weights_only=True)  # raises if anything needs code to load
+    assert ck["step"] == 20 and ck["done"] and ck["config"] == {"lr": 0.01, "sizes": [1, 2]}
+    assert set(ck["rng"][0]) >= {"torch", "numpy", "python"}
+    assert isinstance(ck["generator"], torch.Tensor)
+    lines = (tmp_path / "tiny.history.jsonl").read_text().splitlines()
+    assert [json.loads(l)["step"] for l in lines] == [5, 10, 15, 20]
+
+
+def test_resume_reaches_same_weights(tmp_path):
+    full = _trainer(tmp_path / "a")
+    full.fit()
+    killed = _trainer(tmp_path / "b")
+    killed.fit(until=13)  # last checkpoint at step 10; steps 11-13 are lost, as in a kill
+    assert torch.load(tmp_path / "b" / "tiny.pt", weights_only=True)["step"] == 10
+    torch.manual_seed(12345)  # a fresh process has other RNG states: resume must restore them
+    resumed = _trainer(tmp_path / "b")
+    resumed.fit()
+    assert resumed.step == 20
+    for (k, a), b in zip(full.raw_model.state_dict().items(), resumed.raw_model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert [h["step"] for h in resumed.history] == [h["step"] for h in full.history]
+
+
+def test_nan_stops_run_and_keeps_last_checkpoint(tmp_path):
+    def step_fn(model, batch, step):
+        out = model(batch)
+        if step == 8:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    tr = _trainer(tmp_path, step_fn=step_fn)
+    with pytest.raises(E.NonFiniteLossError, match=r"stage t: loss 'loss' became nan at step 8"):
+        tr.fit()
+    ck = torch.load(tmp_path / "tiny.pt", weights_only=True)
+    assert ck["step"] == 5 and not ck["done"]
+
+
+def test_eval_metrics_enter_history(tmp_path):
+    tr = _trainer(tmp_path, eval_fn=lambda m, s: {"val_metric": float(s)}, eval_every=10)
+    hist = tr.fit()
+    vals = [h for h in hist if h["split"] == "val"]
+    assert [v["step"] for v in vals] == [10, 20] and vals[-1]["val_metric"] == 20.0
+
+
+DDP_SCRIPT = r"""
+import sys, torch
+from amodal_lib.train import engine as E
+sys.path.insert(0, sys.argv[2])
+from test_engine import Tiny, _data
+dist = E.setup_distributed("cpu")
+E.seed_everything(0)
+m = Tiny()
+tr = E.Trainer(m, torch.optim.Adam(m.parameters(), 1e-2), _data(), batch_size=16, steps=6,
+               run_dir=sys.argv[1], name="ddp", stage="ddp", dist=dist, progress=False, checkpoint_every=3)
+tr.fit()
+vec = torch.cat([p.detach().flatten() for p in m.parameters()])
+torch.save(vec, f"{sys.argv[1]}/rank{dist.rank}.pt")
+"""
+
+
+def test_ddp_two_cpu_processes_hold_same_weights(tmp_path):
+    script = tmp_path / "ddp_job.py"
+    script.write_text(DDP_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_addr", "127.0.0.1", "--master_port", str(port), str(script), str(tmp_path), str(Path(__file__).parent)],
+                       env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.equal(a, b)
+    ck = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    assert ck["world_size"] == 2 and len(ck["rng"]) == 2 and ck["done"]
