@@ -205,8 +205,11 @@ def _read_coco_like(data, path, strict, schema, **fields) -> AnnotationSet:
 
 
 def _read_kins2020(data, path, strict):
+    # a file whose amodal fields were removed (no annotation has a_segm) reads as modal-only
+    amodal = any(isinstance(a, dict) and "a_segm" in a for a in data["annotations"])
     return _read_coco_like(data, path, strict, "kins2020", vis_field="i_segm", vis_box_field="i_bbox",
-                           amodal_field="a_segm", amodal_box_field="a_bbox", depth_field="ico_id")
+                           amodal_field="a_segm" if amodal else None,
+                           amodal_box_field="a_bbox" if amodal else None, depth_field="ico_id")
 
 
 def _read_kins(data, path, strict):

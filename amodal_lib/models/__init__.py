@@ -1,0 +1,1 @@
+"""Models: Amodal-VAE (:mod:`.amodal_vae`)."""

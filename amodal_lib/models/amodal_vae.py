@@ -1,0 +1,445 @@
+"""Amodal-VAE (Ling et al., NeurIPS 2020): the networks, and mask completion with them.
+
+Supplementary 3.2: masks are tightly cropped and resized to 28x28; encoder and decoder are CNNs
+followed by two residual blocks and fully connected layers, ReLU with batch norm before every
+activation; a 64-d factorial Normal latent with prior N(0, I); per-pixel Bernoulli output. A
+spatial transformer (a small CNN with max pooling) maps the visible-box crop to the full-object
+frame. Decided here (SPEC "The model"):
+
+- ``width`` is the channel count of the residual blocks (at 7x7); the convolutions before them
+  have ``width/4`` (28x28) and ``width/2`` (14x14) channels. Profiles: 16 smoke, 32 default,
+  64 paper.
+- The transformer regresses the full-object box relative to the visible box as
+  ``(log sx, log sy, tx, ty)``: the full box has the visible box's size times ``(sx, sy)`` and
+  its centre moved by ``(tx, ty)`` visible-box sizes. Its last layer is zero-initialised, so it
+  starts as the identity. Besides the crop it is given the visible box's log aspect ratio
+  (a 28x28 crop alone has lost it).
+- The partial encoder ``q(z | y_hat)`` takes two channels: the crop and a constant flag that says
+  which frame the crop is in (0: the visible box, 1: the GT amodal box, where the transformer
+  is bypassed: supplementary Figs 7-8).
+
+Relative boxes are ``(x0, y0, x1, y1)`` in units of the input box (the input box is [0, 1]^2).
+
+Entry points: :meth:`AmodalVAE.complete` (tensors in, probabilities and boxes out, batched),
+:func:`complete_instances` (records in, image-size RLEs out), :meth:`AmodalVAE.posterior`,
+:meth:`AmodalVAE.sample_prior`, :func:`summary`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+S = 28  # crop size of the paper
+
+
+# --------------------------------------------------------------------------- building blocks
+def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def deconv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    """x2 upsampling (transposed convolution), batch norm, ReLU."""
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def fc_bn_relu(din: int, dout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(din, dout, bias=False), nn.BatchNorm1d(dout), nn.ReLU(inplace=True))
+
+
+class ResBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN, plus the input, then ReLU (He et al.)."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(ch)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(ch, ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(ch)
+        self.relu2 = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu2(x + self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x))))))
+
+
+class Encoder(nn.Module):
+    """q(z | y): CNN (28 -> 14 -> 7), two residual blocks, FC layers -> (mu, log variance)."""
+
+    def __init__(self, in_ch: int = 1, width: int = 32, latent_dim: int = 64, hidden: int = 256):
+        super().__init__()
+        w1, w2 = max(width // 4, 4), max(width // 2, 4)
+        self.cnn = nn.Sequential(conv_bn_relu(in_ch, w1), conv_bn_relu(w1, w2, 2), conv_bn_relu(w2, width, 2))
+        self.res = nn.Sequential(ResBlock(width), ResBlock(width))
+        self.fc = fc_bn_relu(width * 7 * 7, hidden)
+        self.head = nn.Linear(hidden, 2 * latent_dim)
+
+    def forward(self, x):
+        h = self.fc(self.res(self.cnn(x)).flatten(1))
+        mu, logvar = self.head(h).chunk(2, dim=1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+
+class Decoder(nn.Module):
+    """p(y | z): FC layers, two residual blocks, CNN (7 -> 14 -> 28) -> Bernoulli logits (N, 28, 28)."""
+
+    def __init__(self, width: int = 32, latent_dim: int = 64, hidden: int = 256):
+        super().__init__()
+        w1, w2 = max(width // 4, 4), max(width // 2, 4)
+        self.width = width
+        self.fc = nn.Sequential(fc_bn_relu(latent_dim, hidden), fc_bn_relu(hidden, width * 7 * 7))
+        self.res = nn.Sequential(ResBlock(width), ResBlock(width))
+        self.cnn = nn.Sequential(deconv_bn_relu(width, w2), deconv_bn_relu(w2, w1))
+        self.out = nn.Conv2d(w1, 1, 3, 1, 1)
+
+    def forward(self, z):
+        h = self.fc(z).view(-1, self.width, 7, 7)
+        return self.out(self.cnn(self.res(h)))[:, 0]
+
+
+class SpatialTransformer(nn.Module):
+    """Visible-box crop (+ log aspect ratio of the visible box) -> (log sx, log sy, tx, ty).
+
+    A small CNN with max pooling (28 -> 14 -> 7 -> 3), FC layers; the last layer is zero-initialised
+    (the identity: the full box is the visible box)."""
+
+    def __init__(self, width: int = 32, hidden: int = 64):
+        super().__init__()
+        w1, w2 = max(width // 4, 4), max(width // 2, 4)
+        self.cnn = nn.Sequential(conv_bn_relu(1, w1), nn.MaxPool2d(2), conv_bn_relu(w1, w2), nn.MaxPool2d(2),
+                                 conv_bn_relu(w2, width), nn.MaxPool2d(2))
+        self.fc = fc_bn_relu(width * 3 * 3 + 1, hidden)
+        self.head = nn.Linear(hidden, 4)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x, log_aspect):
+        h = torch.cat([self.cnn(x).flatten(1), log_aspect.reshape(-1, 1).to(x.dtype)], dim=1)
+        return self.head(self.fc(h))
+
+
+def params_to_box(p: torch.Tensor) -> torch.Tensor:
+    """(log sx, log sy, tx, ty) -> relative xyxy box, the input box being [0, 1]^2."""
+    w, h = p[:, 0].clamp(-3, 3).exp(), p[:, 1].clamp(-3, 3).exp()
+    cx, cy = 0.5 + p[:, 2], 0.5 + p[:, 3]
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
+
+
+def box_to_params(b: torch.Tensor) -> torch.Tensor:
+    """Relative xyxy box -> (log sx, log sy, tx, ty) (inverse of :func:`params_to_box`)."""
+    w, h = (b[:, 2] - b[:, 0]).clamp_min(1e-4), (b[:, 3] - b[:, 1]).clamp_min(1e-4)
+    return torch.stack([w.log(), h.log(), (b[:, 0] + b[:, 2]) / 2 - 0.5, (b[:, 1] + b[:, 3]) / 2 - 0.5], dim=1)
+
+
+def warp_to_frame(probs: torch.Tensor, src_boxes: torch.Tensor, dst_boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Resample crops that cover ``src_boxes`` onto ``size`` x ``size`` grids covering ``dst_boxes``.
+
+    Boxes are xyxy in one shared coordinate frame (e.g. relative to the visible box); pixels
+    are centred as in ``roi_align(aligned=True)``/``paste_probs``; outside a source crop is 0.
+    Differentiable in the probabilities and in both boxes (``affine_grid`` + ``grid_sample``).
+    """
+    sw, sh = src_boxes[:, 2] - src_boxes[:, 0], src_boxes[:, 3] - src_boxes[:, 1]
+    dw, dh = dst_boxes[:, 2] - dst_boxes[:, 0], dst_boxes[:, 3] - dst_boxes[:, 1]
+    theta = torch.zeros(len(probs), 2, 3, dtype=probs.dtype, device=probs.device)
+    theta[:, 0, 0] = dw / sw
+    theta[:, 0, 2] = (2 * (dst_boxes[:, 0] - src_boxes[:, 0]) + dw) / sw - 1
+    theta[:, 1, 1] = dh / sh
+    theta[:, 1, 2] = (2 * (dst_boxes[:, 1] - src_boxes[:, 1]) + dh) / sh - 1
+    grid = F.affine_grid(theta, [len(probs), 1, size, size], align_corners=False)
+    return F.grid_sample(probs.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+
+
+# --------------------------------------------------------------------------- the model
+@dataclass
+class Completion:
+    """What :meth:`AmodalVAE.complete` returns.
+
+    ``probs``: (N, 28, 28) posterior-mode probabilities, or (N, k, 28, 28) for k samples, in the
+    full-object frame; ``boxes``: (N, 4) that frame relative to the input box; ``mu``/``std``:
+    the posterior, (N, 64) each."""
+    probs: torch.Tensor
+    boxes: torch.Tensor
+    mu: torch.Tensor
+    std: torch.Tensor
+
+    def __iter__(self):  # ``probs, boxes = model.complete(...)``
+        return iter((self.probs, self.boxes))
+
+
+class AmodalVAE(nn.Module):
+    """Encoder q(z|y) and decoder p(y|z) (stage 1), partial encoder q(z|y_hat) and spatial
+    transformer (stages 2-3). ``config`` holds the constructor arguments (for checkpoints)."""
+
+    def __init__(self, width: int = 32, latent_dim: int = 64, hidden: int = 256):
+        super().__init__()
+        self.config = {"width": int(width), "latent_dim": int(latent_dim), "hidden": int(hidden)}
+        self.latent_dim = latent_dim
+        self.encoder = Encoder(1, width, latent_dim, hidden)
+        self.decoder = Decoder(width, latent_dim, hidden)
+        self.partial_encoder = Encoder(2, width, latent_dim, hidden)
+        self.transformer = SpatialTransformer(width)
+
+    # -- pieces
+    @staticmethod
+    def reparameterize(mu, logvar):
+        return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
+    def init_partial_from_full(self) -> None:
+        """Start the partial encoder as a copy of the full one (the flag channel's weights 0)."""
+        src, dst = self.encoder.state_dict(), self.partial_encoder.state_dict()
+        for k, v in src.items():
+            if dst[k].shape == v.shape:
+                dst[k] = v.clone()
+            else:  # the first convolution: one more input channel
+                dst[k] = torch.zeros_like(dst[k])
+                dst[k][:, : v.shape[1]] = v
+        self.partial_encoder.load_state_dict(dst)
+
+    def encode_partial(self, crops: torch.Tensor, frame_flag: torch.Tensor | float = 0.0):
+        """q(z | y_hat): crops (N, 28, 28), flag 0 (visible-box frame) or 1 (GT amodal-box frame)."""
+        x = crops.unsqueeze(1).float()
+        flag = torch.as_tensor(frame_flag, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1).expand_as(x)
+        return self.partial_encoder(torch.cat([x, flag], dim=1))
+
+    def predict_boxes(self, crops: torch.Tensor, log_aspect: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The full-object box relative to the visible box, (N, 4) xyxy."""
+        if log_aspect is None:
+            log_aspect = torch.zeros(len(crops), device=crops.device)
+        return params_to_box(self.transformer(crops.unsqueeze(1).float(), log_aspect))
+
+    # -- the user-facing calls
+    @torch.no_grad()
+    def complete(self, visible_crops: torch.Tensor, mode: str = "mean", n_samples: int = 0,
+                 frame: str = "visible", log_aspect: Optional[torch.Tensor] = None) -> Completion:
+        """Complete partial masks (batched, no loop over instances).
+
+        ``visible_crops``: (N, 28, 28) visible masks cropped in the visible box (``frame="visible"``)
+        or in the GT amodal box (``frame="amodal"``: the transformer is bypassed and the returned
+        boxes are the identity). ``mode="mean"`` decodes z = mu; ``"sample"`` (or ``n_samples=k``)
+        decodes ``k`` posterior samples, giving probs (N, k, 28, 28). ``log_aspect``: log(w/h) of the
+        input box in pixels (used by the transformer; 0 if not given).
+        Returns a :class:`Completion` (unpacks as ``probs, boxes``).
+        """
+        if frame not in ("visible", "amodal"):
+            raise ValueError(f"frame must be 'visible' or 'amodal', got {frame!r}")
+        if mode not in ("mean", "sample"):
+            raise ValueError(f"mode must be 'mean' or 'sample', got {mode!r}")
+        crops = visible_crops.float()
+        mu, logvar = self.encode_partial(crops, 1.0 if frame == "amodal" else 0.0)
+        std = (0.5 * logvar).exp()
+        k = n_samples if n_samples else (1 if mode == "sample" else 0)
+        if k:
+            z = mu[:, None] + std[:, None] * torch.randn(len(mu), k, mu.shape[1], device=mu.device)
+            probs = torch.sigmoid(self.decoder(z.reshape(-1, mu.shape[1]))).reshape(len(mu), k, S, S)
+        else:
+            probs = torch.sigmoid(self.decoder(mu))
+        if frame == "amodal":
+            boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=crops.device).expand(len(crops), 4).clone()
+        else:
+            boxes = self.predict_boxes(crops, log_aspect)
+        return Completion(probs, boxes, mu, std)
+
+    @torch.no_grad()
+    def posterior(self, visible_crops: torch.Tensor, frame: str = "visible"):
+        """(mu, std) of q(z | y_hat), (N, 64) each (supplementary Fig 4)."""
+        mu, logvar = self.encode_partial(visible_crops.float(), 1.0 if frame == "amodal" else 0.0)
+        return mu, (0.5 * logvar).exp()
+
+    @torch.no_grad()
+    def sample_prior(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Decoded Bernoulli probabilities (n, 28, 28) of z ~ N(0, I) (supplementary Fig 3)."""
+        dev = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator).to(dev)
+        return torch.sigmoid(self.decoder(z))
+
+    @torch.no_grad()
+    def reconstruct(self, full_crops: torch.Tensor) -> torch.Tensor:
+        """Stage-1 reconstruction (posterior mode) of full-mask crops (N, 28, 28)."""
+        mu, _ = self.encoder(full_crops.unsqueeze(1).float())
+        return torch.sigmoid(self.decoder(mu))
+
+
+# --------------------------------------------------------------------------- records in, RLE out
+@dataclass
+class InstanceCompletions:
+    """Everything :func:`complete_instances` computed, for analyses beyond one mask per instance.
+
+    ``masks``: {annotation id: RLE} (the posterior mode, or with ``samples`` the chosen sample:
+    see ``select``); ``ids``: instance ids in order; ``probs``: (N, 28, 28) mode probabilities;
+    ``sample_probs``: (N, k, 28, 28) or None; ``boxes``: (N, 4) xyxy image boxes of the crops;
+    ``mu``/``std``: the posteriors."""
+    masks: dict
+    ids: list
+    probs: torch.Tensor
+    boxes: torch.Tensor
+    mu: torch.Tensor
+    std: torch.Tensor
+    sample_probs: Optional[torch.Tensor] = None
+    threshold: float = 0.5
+    instances: list = field(default_factory=list, repr=False)
+    union_visible: bool = True
+
+    def paste(self, probs: torch.Tensor, threshold: Optional[float] = None) -> dict:
+        """{annotation id: RLE} of (N, 28, 28) crop probabilities in this result's boxes."""
+        return paste_instances(probs, self.boxes, self.instances,
+                               self.threshold if threshold is None else threshold, self.union_visible)
+
+    def sample_masks(self, k: int) -> dict:
+        """{annotation id: RLE} of posterior sample ``k`` (e.g. to pick the best of 20 against GT)."""
+        if self.sample_probs is None:
+            raise ValueError("no samples were drawn: call complete_instances(..., samples=K)")
+        return self.paste(self.sample_probs[:, k])
+
+    def sample_mean_masks(self) -> dict:
+        """{annotation id: RLE} of the mean of the samples' probabilities."""
+        if self.sample_probs is None:
+            raise ValueError("no samples were drawn: call complete_instances(..., samples=K)")
+        return self.paste(self.sample_probs.mean(1))
+
+    def all_sample_masks(self) -> list:
+        """One {id: RLE} dict per posterior sample."""
+        n = 0 if self.sample_probs is None else self.sample_probs.shape[1]
+        return [self.sample_masks(k) for k in range(n)]
+
+
+def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence, threshold: float = 0.5,
+                    union_visible: bool = True) -> dict:
+    """{annotation id: RLE}: crops pasted into their image boxes (``crops.paste_masks``), binarised
+    at ``threshold``, and (``union_visible``) joined with the instance's visible mask: an amodal
+    mask contains the visible one by definition, so no visible pixel is lost to the 28x28 decoder."""
+    from ..data import masks as M
+    from ..data.crops import paste_masks
+    if not len(instances):
+        return {}
+    rles = paste_masks(probs, boxes, instances, threshold)
+    if union_visible:
+        rles = [M.merge([r, inst.visible]) for r, inst in zip(rles, instances)]
+    return {inst.id: r for inst, r in zip(instances, rles)}
+
+
+def _image_boxes(rel: torch.Tensor, frame_boxes: torch.Tensor) -> torch.Tensor:
+    """Relative boxes (unit = the frame box) -> image xyxy boxes."""
+    wh = (frame_boxes[:, 2:] - frame_boxes[:, :2]).repeat(1, 2)
+    return frame_boxes[:, :2].repeat(1, 2) + rel * wh
+
+
+def log_aspect_of(boxes: torch.Tensor) -> torch.Tensor:
+    """log(width / height) of xyxy boxes."""
+    return torch.log((boxes[:, 2] - boxes[:, 0]).clamp_min(1e-3) / (boxes[:, 3] - boxes[:, 1]).clamp_min(1e-3))
+
+
+@torch.no_grad()
+def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predicted", threshold: float = 0.5,
+                       samples: int = 0, batch_size: int = 4096, device=None, return_details: bool = False,
+                       union_visible: bool = True):
+    """Amodal masks for instance records, at full image resolution.
+
+    Crops each visible mask (in its visible box for ``box="predicted"``, in its GT amodal box for
+    ``box="amodal-gt"``, which reads the amodal box: evaluation only) with ``crops.crop_masks``,
+    runs :meth:`AmodalVAE.complete` in batches, maps the predicted relative boxes to image boxes
+    and pastes the probabilities back with ``crops.paste_masks`` at ``threshold``; with
+    ``union_visible`` (default; decided, the paper does not say) the visible mask is added to
+    the result, since an amodal mask contains it.
+
+    Returns {annotation id: RLE} of the posterior mode; with ``return_details=True`` an
+    :class:`InstanceCompletions` that also holds ``samples`` posterior samples per instance
+    (``.sample_masks(k)``, ``.sample_probs``) for best-of-k analyses, and the posteriors.
+    """
+    from ..data.crops import crop_masks, frame_boxes
+    if box not in ("predicted", "amodal-gt"):
+        raise ValueError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
+    instances = list(instances)
+    frame = "amodal" if box == "amodal-gt" else "visible"
+    in_boxes = frame_boxes(instances, frame)
+    crops = crop_masks(instances, mask="visible", boxes=in_boxes)
+    dev = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = {"probs": [], "boxes": [], "mu": [], "std": [], "samples": []}
+    try:
+        for s in range(0, len(instances), batch_size):
+            c = crops[s:s + batch_size].to(dev)
+            la = log_aspect_of(in_boxes[s:s + batch_size]).to(dev)
+            r = model.complete(c, mode="mean", frame=frame, log_aspect=la)
+            out["probs"].append(r.probs.cpu()); out["boxes"].append(r.boxes.cpu())
+            out["mu"].append(r.mu.cpu()); out["std"].append(r.std.cpu())
+            if samples:
+                z = r.mu[:, None] + r.std[:, None] * torch.randn(len(c), samples, r.mu.shape[1], device=dev)
+                p = torch.sigmoid(model.decoder(z.reshape(-1, r.mu.shape[1]))).reshape(len(c), samples, S, S)
+                out["samples"].append(p.cpu())
+    finally:
+        model.train(was_training)
+    cat = {k: (torch.cat(v) if v else None) for k, v in out.items()}
+    if not instances:
+        cat = {"probs": torch.zeros(0, S, S), "boxes": torch.zeros(0, 4), "mu": torch.zeros(0, model.latent_dim),
+               "std": torch.zeros(0, model.latent_dim), "samples": None}
+    img_boxes = _image_boxes(cat["boxes"], in_boxes) if instances else torch.zeros(0, 4)
+    ids = [i.id for i in instances]
+    masks = paste_instances(cat["probs"], img_boxes, instances, threshold, union_visible)
+    if not return_details:
+        return masks
+    return InstanceCompletions(masks, ids, cat["probs"], img_boxes, cat["mu"], cat["std"], cat["samples"],
+                               threshold, instances, union_visible)
+
+
+# --------------------------------------------------------------------------- Fig 2
+def summary(model: nn.Module, batch: int = 2) -> str:
+    """A printed architecture (supplementary Fig 2): every layer with its output shape and
+    parameter count, per sub-network, from a forward pass on a dummy batch."""
+    model = model.module if hasattr(model, "module") else model
+    rows: list = []
+    hooks = []
+
+    def add_hooks(net: nn.Module, prefix: str):
+        """Hook the leaves outside residual blocks, and each residual block as one row."""
+        for name, m in net.named_modules():
+            inside_res = any(isinstance(p, ResBlock) for p in _parents(net, name)) if name else False
+            if inside_res or not (isinstance(m, ResBlock) or len(list(m.children())) == 0):
+                continue
+
+            def hook(mod, inp, out, name=name):
+                shape = tuple(out.shape[1:]) if torch.is_tensor(out) else "-"
+                rows.append((f"{prefix}.{name}", type(mod).__name__, shape,
+                             sum(p.numel() for p in mod.parameters())))
+            hooks.append(m.register_forward_hook(hook))
+
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    lines = []
+    try:
+        with torch.no_grad():
+            x = torch.zeros(batch, S, S, device=dev)
+            parts = [("encoder q(z|y)", model.encoder, lambda: model.encoder(x.unsqueeze(1))),
+                     ("decoder p(y|z)", model.decoder,
+                      lambda: model.decoder(torch.zeros(batch, model.latent_dim, device=dev))),
+                     ("partial encoder q(z|y_hat)", model.partial_encoder, lambda: model.encode_partial(x, 0.0)),
+                     ("spatial transformer", model.transformer,
+                      lambda: model.transformer(x.unsqueeze(1), torch.zeros(batch, device=dev)))]
+            for title, net, run in parts:
+                rows.clear()
+                add_hooks(net, title.split()[0] if title != "partial encoder q(z|y_hat)" else "partial")
+                run()
+                for h in hooks:
+                    h.remove()
+                hooks.clear()
+                n = sum(p.numel() for p in net.parameters())
+                lines.append(f"{title}: {n:,} parameters")
+                for name, kind, shape, cnt in rows:
+                    lines.append(f"  {name:34s} {kind:18s} {str(shape):16s} {cnt:>9,}")
+    finally:
+        model.train(was)
+    total = sum(p.numel() for p in model.parameters())
+    lines.append(f"total: {total:,} parameters; latent {model.latent_dim}-d factorial Normal, prior N(0, I); "
+                 f"width {model.config['width']}")
+    return "\n".join(lines)
+
+
+def _parents(net: nn.Module, name: str) -> list:
+    out, parts = [], name.split(".")
+    for k in range(1, len(parts)):
+        out.append(net.get_submodule(".".join(parts[:k])))
+    return out

@@ -1,0 +1,174 @@
+"""Amodal-VAE's three training stages: KL schedule, simulated occlusions, no amodal label, run dirs, CLI."""
+import argparse
+import math
+
+import pytest
+import torch
+
+from _fixtures_vae import TINY, tiny_dataset, without_amodal
+from amodal_lib.data import load_annotations
+from amodal_lib.data import masks as M
+from amodal_lib.train import amodal_vae as T
+
+
+def test_kl_schedule_is_eq_1():
+    f = lambda t: T.kl_weight(t, 0.5, 0.01, 0.9995, 2000)  # the paper's constants
+    assert f(0) == pytest.approx(0.01) and f(2000) == pytest.approx(0.01)
+    assert f(2001) == pytest.approx(0.5 - 0.49 * 0.9995)
+    assert f(2000 + 1386) == pytest.approx(0.5 - 0.49 * 0.9995 ** 1386)
+    assert f(10 ** 6) == pytest.approx(0.5)
+    vals = [f(t) for t in range(0, 20000, 500)]
+    assert all(a <= b for a, b in zip(vals, vals[1:]))
+
+
+def test_kl_terms():
+    mu, logvar = torch.zeros(2, 4), torch.zeros(2, 4)
+    assert torch.allclose(T.kl_to_prior(mu, logvar), torch.zeros(2))
+    assert torch.allclose(T.kl_between(mu + 1, logvar, mu + 1, logvar), torch.zeros(2), atol=1e-6)
+    assert T.kl_to_prior(mu + 1, logvar)[0] == pytest.approx(2.0)
+
+
+def test_simulated_occlusions():
+    torch.manual_seed(0)
+    n = 64
+    full = torch.zeros(n, 56, 56)
+    full[:, 8:48, 4:52] = 1.0  # a box-shaped object
+    wh = torch.full((n, 2), 40.0)
+    occ = torch.ones(n, 56, 56)
+    sim = T.simulate_occlusions(full, wh, occ, wh.clone(), max_occluded=0.9, unoccluded_prob=0.25)
+    assert (sim["partial"] <= full + 1e-6).all()
+    assert (sim["occluded"] <= 0.9 + 1e-4).all() and (sim["occluded"] >= -1e-4).all()
+    assert (sim["occluded"] > 0.05).float().mean() > 0.4  # many occluded ...
+    whole = sim["occluded"] < 1e-4  # ... and the whole ones have the identity box target
+    assert whole.any()
+    vis = sim["vis_box"][whole]
+    assert torch.allclose(vis, torch.tensor([[4 / 56, 8 / 56, 52 / 56, 48 / 56]]).expand_as(vis), atol=1e-6)
+    # the full box relative to the visible box maps the visible box back to [0, 1]^2
+    vb, fr = sim["vis_box"], sim["full_rel"]
+    w, h = vb[:, 2] - vb[:, 0], vb[:, 3] - vb[:, 1]
+    assert torch.allclose(vb[:, 0] + fr[:, 0] * w, torch.zeros(n), atol=1e-5)
+    assert torch.allclose(vb[:, 1] + fr[:, 3] * h, torch.ones(n), atol=1e-5)
+
+
+def _stage_weights(run_dir, stage):
+    return torch.load(run_dir / f"stage{stage}.pt", weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """All three stages, tiny, on the full file and on a copy without amodal fields."""
+    paths = tiny_dataset()
+    root = tmp_path_factory.mktemp("vae")
+    stripped = without_amodal(paths["train"], root / "train_modal_only.json")
+    runs = {}
+    for name, ann in (("full", paths["train"]), ("modal", stripped)):
+        runs[name] = root / name
+        T.train_amodal_vae(ann, runs[name], profile="smoke", seed=3, device="cpu", progress=False,
+                           val_annotations=paths["val"], **TINY)
+    return runs, stripped
+
+
+def test_no_amodal_label_is_read(trained):
+    runs, stripped = trained
+    ann = load_annotations(stripped)
+    assert ann.schema == "kins2020" and not ann.has_amodal  # the file really has no amodal label
+    for s in (1, 2, 3):
+        a, b = _stage_weights(runs["full"], s), _stage_weights(runs["modal"], s)
+        assert a.keys() == b.keys()
+        for k in a:  # amodal labels present or absent: the very same training
+            assert torch.equal(a[k], b[k]), (s, k)
+
+
+def test_checkpoints_load_weights_only_and_hold_history(trained):
+    runs, _ = trained
+    for s in (1, 2, 3):
+        ck = torch.load(runs["full"] / f"stage{s}.pt", weights_only=True)
+        assert ck["done"] and ck["step"] == TINY[f"stage{s}_steps"] and ck["extra"]["stage"] == s
+        assert ck["config"]["width"] == TINY["width"]
+        vals = [h for h in ck["history"] if h["split"] == "val"]
+        assert vals and all(math.isfinite(v) for h in vals for k, v in h.items() if k.startswith("val_"))
+    hist = ck["history"]
+    assert any("val_A_full" in h for h in hist)  # completion mIoU on the validation file (stage 3)
+
+
+def test_rerun_skips_finished_stages_and_load_model(trained, capsys):
+    runs, _ = trained
+    before = _stage_weights(runs["full"], 3)
+    res = T.train_amodal_vae(tiny_dataset()["train"], runs["full"], profile="smoke", device="cpu", **TINY)
+    assert res["seconds"] == {} and "skipped" in capsys.readouterr().out
+    m = T.load_model(runs["full"], "cpu")
+    assert m.trained_stage == 3 and not m.training
+    assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+    assert T.load_model(runs["full"] / "stage1.pt", "cpu").trained_stage == 1
+
+
+def test_missing_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="stage1.pt"):
+        T.load_model(tmp_path, "cpu")
+    with pytest.raises(FileNotFoundError, match=r"stage1\.pt is missing"):
+        T.train_amodal_vae(tiny_dataset()["train"], tmp_path, profile="smoke", stage=2, device="cpu",
+                           progress=False, **TINY)
+
+
+def test_cli_complete(trained):
+    runs, _ = trained
+    test = tiny_dataset()["test"]
+    ann = load_annotations(test)
+    for box, samples in (("predicted", 0), ("amodal-gt", 3)):
+        ns = argparse.Namespace(annotations=test, checkpoint=str(runs["full"]), box=box, threshold=0.4,
+                                samples=samples, device="cpu")
+        preds = T.cli_complete(ns)
+        assert set(preds) == {i.id for i in ann.instances}
+        assert all(list(r["size"]) == [i.height, i.width] for i, r in zip(ann.instances, preds.values()))
+        assert M.area(next(iter(preds.values()))) > 0
+
+
+def test_cli_train_one_stage(tmp_path, monkeypatch):
+    from amodal_lib import profiles
+    monkeypatch.setitem(profiles._PROFILES["smoke"], "vae", {**profiles._PROFILES["smoke"]["vae"], **TINY})
+    ns = argparse.Namespace(model="amodal-vae", annotations=tiny_dataset()["train"], images=None,
+                            out=str(tmp_path), profile="smoke", seed=0, device="cpu", stage=1)
+    T.cli_train(ns)
+    assert (tmp_path / "stage1.pt").is_file() and not (tmp_path / "stage2.pt").exists()
+
+
+DDP_JOB = r"""
+import sys, torch
+sys.path.insert(0, sys.argv[3])
+from _fixtures_vae import TINY
+from amodal_lib.train import amodal_vae as T
+from amodal_lib.train.engine import setup_distributed
+dist = setup_distributed("cpu")
+cfg = T.VAEConfig(**dict(TINY, stage1_steps=4, stage2_steps=4, eval_every=0))
+data = T.prepare(sys.argv[1], (1, 2), cfg)
+for stage in (1, 2):
+    vae, _ = T.train_stage(stage, data, sys.argv[2], cfg, seed=0, dist=dist, progress=False)
+params = {k: p.detach().clone() for k, p in vae.named_parameters()}
+torch.save(params, f"{sys.argv[2]}/params{dist.rank}.pt")
+"""
+
+
+def test_ddp_two_processes_train_stages_1_and_2(tmp_path):
+    """torchrun, 2 CPU processes (gloo): frozen parts, the occluder pool and checkpoints work under DDP."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+    job = tmp_path / "job.py"
+    job.write_text(DDP_JOB)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_addr", "127.0.0.1", "--master_port", str(port), str(job),
+                        tiny_dataset()["train"], str(tmp_path / "run"), str(Path(__file__).parent)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ck = torch.load(tmp_path / "run" / "stage2.pt", weights_only=True)
+    assert ck["world_size"] == 2 and ck["done"] and len(ck["rng"]) == 2
+    a, b = (torch.load(tmp_path / "run" / f"params{r}.pt") for r in (0, 1))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # both ranks hold the same weights
+    assert all(torch.equal(a[k], ck["model"][k]) for k in a)
