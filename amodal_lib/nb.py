@@ -123,8 +123,9 @@ class Context:
         return RESULTS if self.profile == "default" else RESULTS / self.profile
 
     def run_dir(self, model: str) -> Path:
-        """Where a model's checkpoints live for this profile and data: results/runs/<profile>/<model>-<data>."""
-        d = RESULTS / "runs" / self.profile / f"{model}-{self.data()['hash']}"
+        """Where a model's checkpoints live for this profile, data and seed:
+        results/runs/<profile>/<model>-<data hash>-s<seed>."""
+        d = RESULTS / "runs" / self.profile / f"{model}-{self.data()['hash']}-s{self.seed}"
         d.mkdir(parents=True, exist_ok=True)
         return d
 
@@ -146,7 +147,8 @@ class Context:
 
     def pcnet(self, device: str = "auto", progress: bool = False):
         """The PCNet-M baseline of this profile, seed and data, trained in ``run_dir("pcnet-m")``
-        on the train split's visible masks unless finished (an unfinished run resumes); in eval mode."""
+        on the train split's visible masks unless finished (an unfinished run resumes; the val
+        split for validation metrics only); in eval mode."""
         from .baselines import pcnet as P
         from .train.engine import resolve_device
         run = self.run_dir("pcnet-m")
@@ -157,7 +159,7 @@ class Context:
         print(f"training PCNet-M ({self.profile}, seed {self.seed}) in {run} ...")
         t0 = time.time()
         model, _ = P.train_pcnet(self.annotations("train"), run, profile=self.profile, seed=self.seed,
-                                 device=device, progress=progress)
+                                 device=device, progress=progress, val_annotations=self.annotations("val"))
         print(f"trained in {time.time() - t0:.0f} s")
         return model.eval()
 

@@ -134,3 +134,228 @@ def plot_completions(instances: Sequence[Instance], masks: dict, ann: Annotation
         fig.suptitle(title + "  (blue: visible, green: predicted, orange dashed: GT amodal)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- analyses (notebooks 04-09)
+PROTOCOL_NAMES = {"A": "protocol A (pooled)", "B": "protocol B (per-instance mean)"}
+METRIC_NAMES = {"full": "full mIoU", "invisible": "invisible mIoU"}
+METRIC_TITLES = {"full": "Full mIoU", "invisible": "Invisible mIoU"}
+
+
+def plot_threshold_sweep(sweep: pd.DataFrame, chosen: float, paper: float = 0.1, title: str = ""):
+    """Full and invisible mIoU against the decoder threshold t, protocols A (solid) and B (dashed),
+    with our chosen t and the paper's t marked."""
+    pal = sns.color_palette("colorblind")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    for ax, metric in zip(axes, ("full", "invisible")):
+        for prot, ls, mk in (("A", "-", "o"), ("B", "--", "s")):
+            col = f"{prot}_{metric}"
+            ax.plot(sweep.threshold, sweep[col], ls=ls, marker=mk, ms=4, color=pal[0 if prot == "A" else 2],
+                    label=PROTOCOL_NAMES[prot])
+        ax.axvline(chosen, color=pal[1], lw=1.5, label=f"ours: t = {chosen:g}")
+        ax.axvline(paper, color=pal[7], lw=1.2, ls=":", label=f"paper: t = {paper:g}")
+        ax.set(xlabel="decoder threshold t (probability)", ylabel=f"{METRIC_NAMES[metric]} (%)",
+               title=METRIC_TITLES[metric] + " vs threshold", xlim=(0, 1))
+    axes[0].legend(fontsize=8, loc="lower center")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_miou_vs_visible(long: pd.DataFrame, order: Optional[Sequence[str]] = None, title: str = ""):
+    """Supplementary Fig 1: mIoU against the visible-area ratio (bin centres), one curve per method;
+    columns full / invisible mIoU, rows protocols A and B. ``long`` is analysis.per_bin_long."""
+    order = list(order or dict.fromkeys(long.method))
+    pal = dict(zip(order, sns.color_palette("colorblind", len(order))))
+    markers = dict(zip(order, "osD^vP*X<>"))
+    prots = [p for p in ("A", "B") if (long.protocol == p).any()] or ["A"]
+    fig, axes = plt.subplots(len(prots), 2, figsize=(11, 3.6 * len(prots)), squeeze=False, sharex=True)
+    for r, prot in enumerate(prots):
+        for c, metric in enumerate(("full", "invisible")):
+            ax = axes[r, c]
+            sub = long[(long.protocol == prot) & (long.metric == metric)]
+            for m in order:
+                s = sub[sub.method == m].sort_values("visible_ratio")
+                if len(s):
+                    ax.plot(s.visible_ratio, s.miou, marker=markers[m], ms=5, lw=1.6, color=pal[m], label=m,
+                            ls="--" if "best" in m else "-")
+            ax.set(title=f"{METRIC_TITLES[metric]}, {PROTOCOL_NAMES[prot]}", xlim=(0, 1),
+                   ylabel=f"{METRIC_NAMES[metric]} (%)")
+            if r == len(prots) - 1:
+                ax.set_xlabel("visible-area ratio (visible / amodal area), bin centre")
+    h, lab = axes[0, 0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="lower center", ncol=min(len(lab), 4), fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.07 if len(lab) <= 4 else 0.11, 1, 1))
+    return fig
+
+
+def plot_posterior_width(table: pd.DataFrame, title: str = ""):
+    """Supplementary Fig 4: mean predicted posterior std of the narrowest latent dims (x, narrowest
+    first), grouped by occlusion (bars). ``table`` is analysis.posterior_width(...).table."""
+    t = table.dropna(subset=["mean_std"]).copy()
+    t["latent"] = "z" + t["dim"].astype(str)
+    order = list(dict.fromkeys(t.sort_values("rank")["latent"]))
+    groups = [g for g in ("0%", "1-50%", ">50%") if (t.group == g).any()]
+    n = t.groupby("group")["n"].first()
+    t["occlusion"] = t.group.map(lambda g: f"{g} occluded (n={n[g]})")
+    hue_order = [f"{g} occluded (n={n[g]})" for g in groups]
+    fig, ax = plt.subplots(figsize=(max(7, 0.55 * len(order) + 2), 3.8))
+    sns.barplot(data=t, x="latent", y="mean_std", hue="occlusion", order=order, hue_order=hue_order,
+                palette="colorblind", ax=ax)
+    ax.axhline(1.0, color="0.3", ls=":", lw=1, label="prior std (1)")
+    ax.set(xlabel="latent dimension (sorted by mean std over all test instances)",
+           ylabel="mean posterior std", title=title or "Posterior width vs occlusion")
+    ax.set_ylim(0, 1.1)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="GT occlusion", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_prior_samples(probs, ncol: int = 8, title: str = "Samples from the prior (Bernoulli probabilities)"):
+    """Supplementary Fig 3: decoded probabilities of z ~ N(0, I), greyscale in [0, 1], before
+    binarisation."""
+    probs = np.asarray(probs)
+    nrow = int(np.ceil(len(probs) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 1.0, nrow * 1.0 + 0.6), squeeze=False)
+    im = None
+    for k, ax in enumerate(axes.ravel()):
+        if k < len(probs):
+            im = ax.imshow(probs[k], cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([]); ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    if im is not None:
+        cax = fig.add_axes([0.93, 0.15, 0.02, 0.7])
+        fig.colorbar(im, cax=cax, label="p(pixel in mask)")
+    return fig
+
+
+def plot_posterior_samples(blocks: Sequence[tuple], title: str = ""):
+    """Supplementary Fig 9: several posterior samples per partial mask. ``blocks`` is
+    ``[(block title, rows)]`` (e.g. mostly visible, heavily occluded: side by side); each row is
+    ``(label, visible crop (S, S) in the visible box, samples (k, S, S) in the predicted full-object
+    frame, visible mask in that frame (S, S) or None, GT amodal mask in that frame or None)``."""
+    k = max((len(r[2]) for _, rows in blocks for r in rows), default=0)
+    nrow = max((len(rows) for _, rows in blocks), default=0)
+    ncol = k + 2
+    fig = plt.figure(figsize=(len(blocks) * (ncol * 0.8 + 0.9), nrow * 0.85 + 0.9))
+    subs = fig.subfigures(1, len(blocks), wspace=0.02) if len(blocks) > 1 else [fig]
+    for sf, (btitle, rows) in zip(np.atleast_1d(subs), blocks):
+        axes = sf.subplots(max(nrow, 1), ncol, squeeze=False)
+        sf.subplots_adjust(left=0.16, right=0.99, top=1 - 0.75 / (nrow * 0.85 + 0.9), bottom=0.02,
+                           wspace=0.06, hspace=0.08)
+        for r in range(axes.shape[0]):
+            for c in range(ncol):
+                ax = axes[r, c]
+                ax.set_xticks([]); ax.set_yticks([])
+                if r >= len(rows):
+                    ax.set_axis_off()
+                    continue
+                label, vis, samples, vis_out, gt_out = rows[r]
+                if c == 0:
+                    ax.imshow(np.asarray(vis), cmap="Blues", vmin=0, vmax=1.3)
+                    ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+                elif c <= len(samples):
+                    ax.imshow(np.asarray(samples[c - 1]), cmap="gray", vmin=0, vmax=1)
+                    if vis_out is not None:
+                        ax.contour(np.asarray(vis_out), levels=[0.5], colors=[VISIBLE_COLOR], linewidths=0.8)
+                elif gt_out is not None:
+                    ax.imshow(np.asarray(gt_out), cmap="Oranges", vmin=0, vmax=1.3)
+                else:
+                    ax.set_axis_off()
+                if r == 0:
+                    ax.set_title("input\n(visible)" if c == 0 else ("GT\namodal" if c == ncol - 1 else f"sample\n{c}"),
+                                 fontsize=7)
+        sf.suptitle(btitle, fontsize=9)
+    if title:
+        fig.text(0.5, -0.02, title, ha="center", va="top", fontsize=8)
+    return fig
+
+
+def _hidden_layers(masks_and_vis):
+    layers = []
+    for amodal, vis in masks_and_vis:
+        layers.append((vis, VISIBLE_COLOR))
+        layers.append((amodal & (1 - vis), HIDDEN_COLOR))
+    return layers
+
+
+def plot_pred_vs_gt(ann: AnnotationSet, image_ids: Sequence, pred: dict, title: str = ""):
+    """Supplementary Fig 5: for each image, predicted (left) and GT (right) amodal masks of its
+    instances: visible part blue, completed hidden part orange, each amodal outline white."""
+    by_img = ann.by_image()
+    fig, axes = plt.subplots(len(image_ids), 2, figsize=(13, 2.3 * len(image_ids) + 0.4), squeeze=False)
+    for row, image_id in zip(axes, image_ids):
+        insts = [i for i in by_img[image_id] if i.id in pred]
+        h, w = insts[0].height, insts[0].width
+        rgb = load_image(ann, image_id)
+        for ax, which in zip(row, ("Pred", "GT")):
+            pairs = []
+            for i in insts:
+                m = M.decode(pred[i.id] if which == "Pred" else i.amodal)
+                pairs.append((m, M.decode(i.visible)))
+            ax.imshow(overlay(rgb, _hidden_layers(pairs), h, w, alpha=0.5))
+            for m, _ in pairs:
+                if m.any():
+                    ax.contour(m, levels=[0.5], colors="white", linewidths=0.7)
+            ax.set_axis_off()
+            ax.set_title(f"{which}: image {image_id}", fontsize=9)
+    fig.suptitle((title + "\n" if title else "") + "visible part: blue; hidden part of the amodal mask: orange; "
+                 "amodal outline: white", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_box_pairs(ann: AnnotationSet, instances: Sequence[Instance], rows: Sequence[tuple], pad: float = 0.25,
+                   title: str = ""):
+    """Supplementary Figs 7-8: the same instances completed several ways, one row per way.
+    ``rows``: ``[(label, {id: RLE}, {id: full IoU}, {id: xyxy box used} or None)]``. Each panel:
+    the image around the instance, visible mask blue, prediction green outline, GT amodal orange
+    dashed, the box the completion was drawn in as a green dotted rectangle."""
+    n = len(instances)
+    fig, axes = plt.subplots(len(rows), n, figsize=(2.3 * n, 2.5 * len(rows) + 0.4), squeeze=False)
+    for c, inst in enumerate(instances):
+        boxes = [inst.amodal_box or inst.visible_box]
+        for _, _, _, bx in rows:
+            if bx is not None and inst.id in bx:
+                x1, y1, x2, y2 = [float(v) for v in bx[inst.id]]
+                boxes.append((x1, y1, x2 - x1, y2 - y1))
+        xs = [b[0] for b in boxes] + [b[0] + b[2] for b in boxes]
+        ys = [b[1] for b in boxes] + [b[1] + b[3] for b in boxes]
+        w, h = max(xs) - min(xs), max(ys) - min(ys)
+        x0, y0 = int(max(min(xs) - pad * w, 0)), int(max(min(ys) - pad * h, 0))
+        x1, y1 = int(min(max(xs) + pad * w, inst.width)), int(min(max(ys) + pad * h, inst.height))
+        vis = M.decode(inst.visible)
+        rgb = load_image(ann, inst.image_id)
+        if rgb is not None:  # a grey image, so that the coloured overlays stand out
+            rgb = np.repeat(rgb.mean(-1, keepdims=True), 3, -1) * 0.6 + 80
+        img = overlay(rgb, [(vis, VISIBLE_COLOR)], inst.height, inst.width, 0.6)
+        for r, (label, masks, ious, bx) in enumerate(rows):
+            ax = axes[r, c]
+            ax.imshow(img[y0:y1, x0:x1], interpolation="nearest", extent=(x0, x1, y1, y0))
+            pm = M.decode(masks[inst.id])[y0:y1, x0:x1]
+            xx, yy = np.meshgrid(np.arange(x0, x1) + 0.5, np.arange(y0, y1) + 0.5)
+            if pm.any():
+                ax.contour(xx, yy, pm, levels=[0.5], colors=[PRED_COLOR], linewidths=1.6)
+            if inst.amodal is not None:
+                ax.contour(xx, yy, M.decode(inst.amodal)[y0:y1, x0:x1], levels=[0.5], colors=[HIDDEN_COLOR],
+                           linewidths=1.2, linestyles="--")
+            if bx is not None and inst.id in bx:
+                bx1, by1, bx2, by2 = [float(v) for v in bx[inst.id]]
+                ax.add_patch(plt.Rectangle((bx1, by1), bx2 - bx1, by2 - by1, fill=False, ec=PRED_COLOR, lw=1,
+                                           ls=":"))
+            ax.set_xlim(x0, x1); ax.set_ylim(y1, y0)
+            ax.set_xticks([]); ax.set_yticks([])
+            iou = ious.get(inst.id)
+            ax.set_title((f"full IoU {100 * iou:.0f}%" if iou is not None else "") +
+                         (f"\n{inst.category}, {100 * inst.occlusion_rate:.0f}% hidden"
+                          if r == 0 and inst.occlusion_rate is not None else ""), fontsize=8)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+    fig.suptitle((title + "\n" if title else "") + "blue: visible; green: completion (dotted: its box); "
+                 "orange dashed: GT amodal", fontsize=9)
+    fig.tight_layout()
+    return fig

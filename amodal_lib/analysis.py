@@ -1,0 +1,549 @@
+"""The analyses of the supplementary, as plain functions the notebooks 04-09 call and plot.
+
+Every function takes crops, boxes and instance records (or the tables built from them) and
+returns numbers or pandas DataFrames; nothing here trains or plots.
+
+- :func:`subsample`: whole images of a split up to ``max_instances`` instances (fast profiles).
+- :func:`threshold_tables` / :func:`threshold_sweep` / :func:`pick_threshold`: the validation
+  sweep of the decoder threshold ``t`` (supplementary 3.1: the paper found t = 0.1). The
+  probabilities of ONE ``complete_instances(..., return_details=True)`` call are pasted back once
+  per instance and binarised at every ``t``; the metrics are exactly :mod:`amodal_lib.metrics`'
+  (tested). Criterion, decided: the largest protocol-A full mIoU on the validation split (the
+  protocol of the paper's 94.68), ties going to the smaller ``t``.
+- :func:`probs_table`, :func:`best_of_k`: the per-instance table of metrics.instance_table for the
+  posterior mode, and for the best of ``k`` posterior samples (per instance, the sample with the
+  best full IoU against the GT amodal mask: an oracle selection, supplementary Fig 1).
+- :func:`per_bin_long`, :func:`mode_vs_best_gap`, :func:`gap_trend`: curves against the
+  visible-area ratio, and the mode / best-of-k gap per bin.
+- :func:`posterior_width`: supplementary Fig 4 (15 narrowest latent dims x 3 occlusion groups),
+  the count of active dims and whether "wider posterior with more occlusion" holds.
+- :func:`worst_cases`, :func:`gt_box_gain`: supplementary Figs 7-8.
+- :func:`completion_table`, :func:`category_table`, :func:`oracle_share`: the main table.
+
+The GT amodal masks and occlusion rates are read here for evaluation only (never in training).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from . import metrics
+from .data import masks as M
+from .data.records import VISIBLE_RATIO_BINS, AnnotationSet, Instance
+
+TABLE_COLUMNS = ["id", "image_id", "category", "visible_ratio", "occlusion_rate", "full_inter", "full_union",
+                 "inv_inter", "inv_union", "gt_hidden"]
+SCORE_COLUMNS = ["A_full", "A_invisible", "B_full", "B_invisible"]
+PAPER_THRESHOLD = 0.1
+OCCLUSION_GROUPS = ("0%", "1-50%", ">50%")
+
+
+# --------------------------------------------------------------------------- data selection
+def subsample(ann: AnnotationSet, max_instances: Optional[int], seed: int = 0) -> AnnotationSet:
+    """Whole images of ``ann`` (in a seeded random order) until ``max_instances`` instances with
+    an amodal mask are reached; all of ``ann`` when ``max_instances`` is None. Whole images keep
+    every instance's occluders, and full-image figures, intact."""
+    usable = [i for i in ann.instances if i.amodal is not None]
+    if max_instances is None or len(usable) <= max_instances:
+        return ann.subset(usable)
+    by_img: dict = {}
+    for i in usable:
+        by_img.setdefault(i.image_id, []).append(i)
+    order = sorted(by_img)
+    np.random.default_rng(seed).shuffle(order)
+    keep: list = []
+    for image_id in order:
+        if len(keep) >= max_instances:
+            break
+        keep.extend(by_img[image_id])
+    return ann.subset(keep)
+
+
+# --------------------------------------------------------------------------- paste + metrics
+def paste_region(probs: torch.Tensor, box, height: int, width: int):
+    """Crops (k, S, S) pasted into the pixels of one image box, as :func:`crops.paste_probs` does
+    (same sampling grid), batched over ``k``. Returns ``(rows, cols, values)``: two slices of the
+    image and a float32 array (k, len(rows), len(cols)); ``None`` when the box holds no pixel
+    (the paste is then empty)."""
+    x1, y1, x2, y2 = [float(v) for v in box]
+    c0, c1 = max(int(np.floor(x1)), 0), min(int(np.ceil(x2)), width)
+    r0, r1 = max(int(np.floor(y1)), 0), min(int(np.ceil(y2)), height)
+    if c1 <= c0 or r1 <= r0 or x2 - x1 <= 0 or y2 - y1 <= 0:
+        return None
+    gx = (torch.arange(c0, c1, dtype=torch.float32) + 0.5 - x1) / (x2 - x1) * 2 - 1
+    gy = (torch.arange(r0, r1, dtype=torch.float32) + 0.5 - y1) / (y2 - y1) * 2 - 1
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
+    p = torch.as_tensor(probs).detach().float().cpu()
+    vals = F.grid_sample(p[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    return slice(r0, r1), slice(c0, c1), vals.numpy()
+
+
+def _check_thresholds(thresholds) -> list:
+    ts = [float(t) for t in thresholds]
+    bad = [t for t in ts if not 0.0 < t <= 1.0]
+    if bad:
+        raise ValueError(f"thresholds must lie in (0, 1], got {bad[0]}")
+    return ts
+
+
+def _region_stats(inst: Instance, region, pred: np.ndarray, union_visible: bool = False) -> dict:
+    """Areas behind full and invisible IoU for ``m`` predictions (m, rh, rw) bool that are empty
+    outside ``region`` (the same quantities as metrics.instance_table, computed on pixels).
+    With ``union_visible`` each prediction is first joined with the visible mask V, as
+    ``complete_instances(union_visible=True)`` does: |P u V| = |P| + |V| - |P n V| and so on."""
+    g = M.decode(inst.amodal).astype(bool)
+    v = M.decode(inst.visible).astype(bool)
+    ag, gv, av = int(g.sum()), int((g & v).sum()), int(v.sum())
+    m = len(pred)
+    if region is None:
+        ap = pg = pv = pgv = np.zeros(m, np.int64)
+    else:
+        rows, cols, _ = region
+        gr, vr = g[rows, cols], v[rows, cols]
+        ap = pred.sum((1, 2))
+        pg = (pred & gr).sum((1, 2))
+        pv = (pred & vr).sum((1, 2))
+        pgv = (pred & (gr & vr)).sum((1, 2))
+    if union_visible:
+        ap, pg, pv, pgv = ap + av - pv, pg + gv - pgv, np.full(m, av), np.full(m, gv)
+    inv_i = pg - pgv
+    inv_p, inv_g = ap - pv, ag - gv
+    return {"full_inter": pg, "full_union": ap + ag - pg, "inv_inter": inv_i,
+            "inv_union": inv_p + inv_g - inv_i, "gt_hidden": np.full(m, inv_g)}
+
+
+def _finish_table(rows: list) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    for c in TABLE_COLUMNS[5:]:
+        df[c] = df[c].astype(np.int64)
+    df["full_iou"] = df.full_inter / df.full_union.clip(lower=1)
+    df["inv_iou"] = np.where(df.inv_union > 0, df.inv_inter / df.inv_union.clip(lower=1), np.nan)
+    df.attrs["missing"] = 0
+    return df
+
+
+def _meta(inst: Instance) -> dict:
+    return {"id": inst.id, "image_id": inst.image_id, "category": inst.category,
+            "visible_ratio": inst.visible_ratio, "occlusion_rate": inst.occlusion_rate}
+
+
+def threshold_tables(instances: Sequence[Instance], probs: torch.Tensor, boxes: torch.Tensor,
+                     thresholds: Sequence[float], union_visible: bool = True) -> dict:
+    """{t: per-instance table (metrics.instance_table's columns)} of the crops ``probs`` (N, S, S)
+    pasted at the image ``boxes`` (N, 4, xyxy) and binarised at each ``t`` (``>= t``, as
+    crops.paste_masks), joined with the visible mask when ``union_visible`` (as
+    ``complete_instances`` does by default). One paste per instance, whatever the number of
+    thresholds."""
+    ts = _check_thresholds(thresholds)
+    instances = list(instances)
+    if len(probs) != len(instances) or len(boxes) != len(instances):
+        raise ValueError(f"{len(instances)} instances but {len(probs)} crops and {len(boxes)} boxes")
+    tarr = np.asarray(ts, np.float32)[:, None, None]
+    rows: dict = {t: [] for t in ts}
+    for k, inst in enumerate(instances):
+        if inst.amodal is None:
+            continue
+        region = paste_region(probs[k][None], boxes[k], inst.height, inst.width)
+        pred = (region[2] >= tarr) if region is not None else np.zeros((len(ts), 0, 0), bool)
+        st = _region_stats(inst, region, pred, union_visible)
+        meta = _meta(inst)
+        for j, t in enumerate(ts):
+            rows[t].append({**meta, **{c: int(st[c][j]) for c in st}})
+    return {t: _finish_table(r) for t, r in rows.items()}
+
+
+def probs_table(instances, probs, boxes, threshold: float, union_visible: bool = True) -> pd.DataFrame:
+    """The per-instance table of one set of crops at one threshold (e.g. the posterior mode)."""
+    return threshold_tables(instances, probs, boxes, [threshold], union_visible)[float(threshold)]
+
+
+def threshold_sweep(instances, probs, boxes, thresholds, union_visible: bool = True) -> pd.DataFrame:
+    """One row per threshold: n and full / invisible mIoU (%) under protocols A and B."""
+    tabs = threshold_tables(instances, probs, boxes, thresholds, union_visible)
+    rows = []
+    for t, tab in tabs.items():
+        r = metrics.scores_row(f"t={t:g}", metrics.summarize(tab))
+        rows.append({"threshold": t, "n": r["n"], **{c: r[c] for c in SCORE_COLUMNS}})
+    return pd.DataFrame(rows).sort_values("threshold").reset_index(drop=True)
+
+
+def pick_threshold(sweep: pd.DataFrame, criterion: str = "A_full") -> float:
+    """The threshold with the largest ``criterion`` (a column of :func:`threshold_sweep`; decided:
+    protocol-A full mIoU), the smallest such ``t`` on ties."""
+    if criterion not in sweep.columns:
+        raise ValueError(f"criterion must be one of {SCORE_COLUMNS}, got {criterion!r}")
+    s = sweep.sort_values("threshold")
+    vals = s[criterion].astype(float).to_numpy()
+    if np.all(np.isnan(vals)):
+        raise ValueError(f"no threshold has a {criterion} score")
+    return float(s.threshold.to_numpy()[int(np.nanargmax(vals))])
+
+
+def threshold_summary(sweep: pd.DataFrame, criterion: str = "A_full") -> dict:
+    """What 04 stores: our threshold, the paper's beside it, and the scores at both."""
+    t = pick_threshold(sweep, criterion)
+
+    def at(tt):
+        hit = sweep[np.isclose(sweep.threshold, tt)]
+        return None if hit.empty else {c: _f(hit.iloc[0][c]) for c in SCORE_COLUMNS}
+    best_each = {c: pick_threshold(sweep, c) for c in SCORE_COLUMNS if sweep[c].notna().any()}
+    return {"threshold": t, "paper": PAPER_THRESHOLD, "criterion": f"max {criterion} on the validation split",
+            "scores_at_threshold": at(t), "scores_at_paper": at(PAPER_THRESHOLD), "best_per_metric": best_each,
+            "n": int(sweep.n.iloc[0]) if len(sweep) else 0}
+
+
+def _f(v):
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+
+# --------------------------------------------------------------------------- best of k samples
+@dataclass
+class BestOfK:
+    """``table``: per-instance table of the chosen samples; ``choice``: (N,) index of the chosen
+    sample per instance (in the order of the instances given); ``sample_iou``: (N, k) full IoU
+    of every sample."""
+    table: pd.DataFrame
+    choice: np.ndarray
+    sample_iou: np.ndarray
+
+    def probs(self, sample_probs: torch.Tensor) -> torch.Tensor:
+        """(N, S, S) crops of the chosen samples (for pasting with crops.paste_masks)."""
+        return sample_probs[torch.arange(len(self.choice)), torch.as_tensor(self.choice)]
+
+
+def best_of_k(instances: Sequence[Instance], sample_probs: torch.Tensor, boxes: torch.Tensor,
+              threshold: float, union_visible: bool = True) -> BestOfK:
+    """Per instance, the posterior sample (of ``sample_probs`` (N, k, S, S)) whose pasted mask at
+    ``threshold`` has the best full IoU with the GT amodal mask (first on ties): an oracle
+    selection, evaluation only (supplementary Fig 1, "best in samples")."""
+    (t,) = _check_thresholds([threshold])
+    instances = list(instances)
+    if sample_probs is None or sample_probs.ndim != 4:
+        raise ValueError("sample_probs must be (N, k, S, S): call complete_instances(..., samples=k)")
+    if len(sample_probs) != len(instances):
+        raise ValueError(f"{len(instances)} instances but {len(sample_probs)} sets of samples")
+    k = sample_probs.shape[1]
+    rows, choice, ious = [], np.zeros(len(instances), np.int64), np.full((len(instances), k), np.nan)
+    for n, inst in enumerate(instances):
+        if inst.amodal is None:
+            continue
+        region = paste_region(sample_probs[n], boxes[n], inst.height, inst.width)
+        pred = (region[2] >= t) if region is not None else np.zeros((k, 0, 0), bool)
+        st = _region_stats(inst, region, pred, union_visible)
+        iou = st["full_inter"] / np.maximum(st["full_union"], 1)
+        j = int(np.argmax(iou))
+        choice[n], ious[n] = j, iou
+        rows.append({**_meta(inst), **{c: int(st[c][j]) for c in st}})
+    return BestOfK(_finish_table(rows), choice, ious)
+
+
+# --------------------------------------------------------------------------- tables of methods
+def completion_table(results: dict) -> pd.DataFrame:
+    """{method: metrics summary} -> one row per method (method, n, A/B full/invisible mIoU %)."""
+    return pd.DataFrame([metrics.scores_row(name, r) for name, r in results.items()])
+
+
+def category_table(results: dict) -> pd.DataFrame:
+    """Per category and method: n and full / invisible mIoU (%) under A and B."""
+    rows = []
+    for name, r in results.items():
+        for cat, s in r["per_category"].items():
+            rows.append({"category": cat, "method": name, "n": s["n"], "A_full": s["A"]["full"],
+                         "A_invisible": s["A"]["invisible"], "B_full": s["B"]["full"],
+                         "B_invisible": s["B"]["invisible"]})
+    df = pd.DataFrame(rows, columns=["category", "method", "n"] + SCORE_COLUMNS)
+    order = {m: k for k, m in enumerate(results)}
+    return df.sort_values(["category", "method"], key=lambda s: s.map(order) if s.name == "method" else s
+                          ).reset_index(drop=True)
+
+
+def oracle_share(table: pd.DataFrame, oracle: str = "oracle-28") -> pd.DataFrame:
+    """Each method's scores as a percentage of the ``oracle`` row's (the 28x28 ceiling)."""
+    ref = table[table.method == oracle]
+    if ref.empty:
+        raise ValueError(f"no {oracle!r} row in the table")
+    ref = ref.iloc[0]
+    out = table[["method"]].copy()
+    for c in SCORE_COLUMNS:
+        out[f"{c}_share"] = 100.0 * table[c].astype(float) / float(ref[c]) if ref[c] else np.nan
+    return out
+
+
+# --------------------------------------------------------------------------- curves per bin
+def bin_mids(bins=VISIBLE_RATIO_BINS) -> dict:
+    return {lab: (lo + min(hi, 1.0)) / 2 for lab, lo, hi in zip(metrics.bin_labels(bins), bins[:-1], bins[1:])}
+
+
+def per_bin_long(results: dict, bins=VISIBLE_RATIO_BINS, min_n: int = 1) -> pd.DataFrame:
+    """{method: metrics summary} -> a long DataFrame for seaborn: method, bin, visible_ratio (bin
+    centre), n, protocol (A|B), metric (full|invisible), miou (%). Bins with fewer than ``min_n``
+    instances and missing scores are left out."""
+    mids = bin_mids(bins)
+    rows = []
+    for name, r in results.items():
+        for lab, s in r["per_bin"].items():
+            if s["n"] < min_n:
+                continue
+            for prot in ("A", "B"):
+                for metric in ("full", "invisible"):
+                    v = s[prot][metric]
+                    if v is None:
+                        continue
+                    rows.append({"method": name, "bin": lab, "visible_ratio": mids[lab], "n": s["n"],
+                                 "protocol": prot, "metric": metric, "miou": float(v)})
+    return pd.DataFrame(rows, columns=["method", "bin", "visible_ratio", "n", "protocol", "metric", "miou"])
+
+
+def mode_vs_best_gap(mode: dict, best: dict, bins=VISIBLE_RATIO_BINS) -> pd.DataFrame:
+    """Per visible-area-ratio bin: n, and for A/B full/invisible the posterior mode's mIoU, the
+    best-of-k's and the gap (best - mode, points)."""
+    mids = bin_mids(bins)
+    rows = []
+    for lab in metrics.bin_labels(bins):
+        sm, sb = mode["per_bin"][lab], best["per_bin"][lab]
+        if sm["n"] == 0:
+            continue
+        row = {"bin": lab, "visible_ratio": mids[lab], "n": sm["n"]}
+        for prot in ("A", "B"):
+            for metric in ("full", "invisible"):
+                a, b = sm[prot][metric], sb[prot][metric]
+                key = f"{prot}_{metric}"
+                row[f"{key}_mode"] = a
+                row[f"{key}_best"] = b
+                row[f"{key}_gap"] = None if a is None or b is None else b - a
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gap_trend(gap: pd.DataFrame, column: str = "B_full_gap", min_n: int = 5) -> dict:
+    """Does the gap narrow as more of the object is visible? The slope of a least-squares line
+    of ``column`` against the bin centre, each bin weighted by its instance count (bins with
+    fewer than ``min_n`` instances left out): ``narrows`` is slope < 0."""
+    g = gap[(gap.n >= min_n) & gap[column].notna()]
+    if len(g) < 2:
+        return {"column": column, "bins": int(len(g)), "slope": None, "narrows": None}
+    x, y, w = g.visible_ratio.to_numpy(float), g[column].to_numpy(float), g.n.to_numpy(float)
+    xm, ym = np.average(x, weights=w), np.average(y, weights=w)
+    slope = float(np.sum(w * (x - xm) * (y - ym)) / max(np.sum(w * (x - xm) ** 2), 1e-12))
+    return {"column": column, "bins": int(len(g)), "slope": slope, "narrows": bool(slope < 0)}
+
+
+# --------------------------------------------------------------------------- posterior width
+def occlusion_group(rate) -> np.ndarray:
+    """'0%' (no occlusion), '1-50%' (0 < rate <= 0.5), '>50%' per GT occlusion rate."""
+    r = np.asarray(rate, dtype=float)
+    return np.where(r <= 0.0, OCCLUSION_GROUPS[0], np.where(r <= 0.5, OCCLUSION_GROUPS[1], OCCLUSION_GROUPS[2]))
+
+
+@dataclass
+class PosteriorWidth:
+    """``table``: long DataFrame (rank, dim, group, n, mean_std) for the grouped bars; ``dims``:
+    the chosen latent dims, narrowest first; ``dim_mean_std``: (D,) mean std of every dim over
+    all instances; ``active``: the dims with mean std < ``active_threshold``; ``group_mean``:
+    {group: mean std over the chosen dims}; ``holds``: the mean std over the chosen dims grows
+    strictly from 0% to 1-50% to >50% (groups with instances only, at least two of them);
+    ``monotone_dims``: how many chosen dims grow monotonically (non-decreasing) across groups."""
+    table: pd.DataFrame
+    dims: list
+    dim_mean_std: np.ndarray
+    active: list
+    active_threshold: float
+    group_mean: dict
+    group_n: dict
+    holds: Optional[bool]
+    monotone_dims: int
+
+    def statement(self) -> str:
+        gm = ", ".join(f"{g}: {self.group_mean[g]:.3f} (n={self.group_n[g]})" for g in OCCLUSION_GROUPS
+                       if self.group_n[g])
+        verdict = {True: "HOLDS", False: "does NOT hold", None: "cannot be tested (fewer than two groups)"}[self.holds]
+        return (f"Wider posterior with more occlusion {verdict} on this data: mean std of the "
+                f"{len(self.dims)} narrowest latent dims by occlusion group: {gm}; "
+                f"{self.monotone_dims}/{len(self.dims)} of these dims grow monotonically; "
+                f"{len(self.active)} of {len(self.dim_mean_std)} dims are active (mean std < {self.active_threshold:g}).")
+
+
+def posterior_width(std, occlusion_rates, n_dims: int = 15, active_threshold: float = 0.5) -> PosteriorWidth:
+    """Supplementary Fig 4. ``std``: (N, D) predicted posterior std of the test instances (partial
+    encoder, visible-box frame); ``occlusion_rates``: (N,) GT occlusion rates (evaluation only).
+    The ``n_dims`` dims are those with the smallest mean std over ALL instances; each is then
+    averaged per occlusion group. Active dims: mean std < ``active_threshold`` (the prior's is 1)."""
+    s = torch.as_tensor(std).detach().cpu().double().numpy() if not isinstance(std, np.ndarray) else std.astype(float)
+    occ = np.asarray(occlusion_rates, dtype=float)
+    if s.ndim != 2 or len(s) != len(occ):
+        raise ValueError(f"std must be (N, D) with N = {len(occ)} occlusion rates, got {s.shape}")
+    keep = ~np.isnan(occ)
+    s, occ = s[keep], occ[keep]
+    dim_mean = s.mean(0) if len(s) else np.full(s.shape[1], np.nan)
+    dims = [int(d) for d in np.argsort(dim_mean, kind="stable")[: min(n_dims, s.shape[1])]]
+    groups = occlusion_group(occ)
+    rows, gmean, gn = [], {}, {}
+    for g in OCCLUSION_GROUPS:
+        sel = s[groups == g]
+        gn[g] = int(len(sel))
+        gmean[g] = float(sel[:, dims].mean()) if len(sel) else float("nan")
+        for rank, d in enumerate(dims):
+            rows.append({"rank": rank + 1, "dim": d, "group": g, "n": len(sel),
+                         "mean_std": float(sel[:, d].mean()) if len(sel) else np.nan})
+    table = pd.DataFrame(rows, columns=["rank", "dim", "group", "n", "mean_std"])
+    present = [g for g in OCCLUSION_GROUPS if gn[g]]
+    holds = None
+    if len(present) >= 2:
+        holds = bool(all(gmean[a] < gmean[b] for a, b in zip(present[:-1], present[1:])))
+    mono = 0
+    if len(present) >= 2:
+        wide = table[table.group.isin(present)].pivot(index="dim", columns="group", values="mean_std")[present]
+        mono = int((wide.diff(axis=1).iloc[:, 1:] >= 0).all(axis=1).sum())
+    active = [int(d) for d in np.flatnonzero(dim_mean < active_threshold)]
+    return PosteriorWidth(table, dims, dim_mean, active, active_threshold, gmean, gn, holds, mono)
+
+
+# --------------------------------------------------------------------------- failures, GT box
+def worst_cases(pred: pd.DataFrame, gt_box: pd.DataFrame, n: int = 8, min_occlusion: float = 0.0) -> pd.DataFrame:
+    """The ``n`` instances with the lowest full IoU with the predicted box (among those at least
+    ``min_occlusion`` occluded), beside their IoU with the GT amodal box and the gain."""
+    a = pred[["id", "image_id", "category", "occlusion_rate", "full_iou", "inv_iou"]].rename(
+        columns={"full_iou": "full_iou_pred", "inv_iou": "inv_iou_pred"})
+    b = gt_box[["id", "full_iou", "inv_iou"]].rename(columns={"full_iou": "full_iou_gt_box", "inv_iou": "inv_iou_gt_box"})
+    m = a.merge(b, on="id", how="inner")
+    m = m[m.occlusion_rate.fillna(0) >= min_occlusion]
+    m["gain"] = m.full_iou_gt_box - m.full_iou_pred
+    return m.sort_values(["full_iou_pred", "id"]).head(n).reset_index(drop=True)
+
+
+def gt_box_gain(pred: dict, gt_box: dict) -> pd.DataFrame:
+    """Overall mIoU (%) with the predicted box and with the GT amodal box, and the gain, per
+    protocol and metric."""
+    rows = []
+    for prot in ("A", "B"):
+        for metric in ("full", "invisible"):
+            a, b = pred["overall"][prot][metric], gt_box["overall"][prot][metric]
+            rows.append({"protocol": prot, "metric": metric, "predicted_box": a, "gt_amodal_box": b,
+                         "gain": None if a is None or b is None else b - a})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- sample picking (figures)
+def pick_by_occlusion(instances: Sequence[Instance], n: int, low=(0.05, 0.3), high=(0.5, 0.9),
+                      seed: int = 0) -> tuple:
+    """Two lists of up to ``n`` instances: mostly visible (occlusion rate in ``low``) and heavily
+    occluded (in ``high``), drawn with a seeded generator (supplementary Fig 9)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for lo, hi in (low, high):
+        cand = [i for i in instances if i.occlusion_rate is not None and lo <= i.occlusion_rate <= hi
+                and min(i.visible_box[2], i.visible_box[3]) >= 6]
+        idx = rng.permutation(len(cand))[:n]
+        out.append([cand[k] for k in sorted(idx)])
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- every method on one split
+VISIBLE = "visible mask"
+HULL = "convex hull"
+PCNET = "PCNet-M"
+VAE_MODE = "Amodal-VAE (mode, predicted box)"
+VAE_GT_BOX = "Amodal-VAE (mode, GT amodal box)"
+ORACLE = "oracle-28"
+
+
+def vae_best_name(k: int) -> str:
+    return f"Amodal-VAE (best of {k}, predicted box)"
+
+
+@dataclass
+class MethodResults:
+    """Per-instance tables (metrics.instance_table's columns) of every method run on one split, the
+    masks of those a figure needs, and the Amodal-VAE details (InstanceCompletions) per box mode."""
+    ann: AnnotationSet
+    tables: dict
+    masks: dict
+    details: dict
+    best: Optional[BestOfK] = None
+    threshold: float = 0.5
+
+    def summaries(self) -> dict:
+        return {k: metrics.summarize(t) for k, t in self.tables.items()}
+
+
+def _complete(vae, instances, box="predicted", threshold=0.5, samples=0):
+    """complete_instances(..., return_details=True) without autograd (posterior samples included)."""
+    from .models.amodal_vae import complete_instances
+    with torch.no_grad():
+        return complete_instances(vae, instances, box=box, threshold=threshold, samples=samples, return_details=True)
+
+
+def complete_details(vae, instances, box: str = "predicted", threshold: float = 0.5, samples: int = 0):
+    """Public form of :func:`_complete` for the notebooks (posterior, samples, boxes of ``instances``)."""
+    return _complete(vae, list(instances), box, threshold, samples)
+
+
+def run_methods(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: int = 0, pcnet=None,
+                full_ann: Optional[AnnotationSet] = None, baselines: bool = True, gt_box: bool = True,
+                oracle: bool = True, pcnet_threshold: float = 0.2) -> MethodResults:
+    """Complete every instance of ``ann`` with each method and tabulate it. ``vae``: a trained
+    AmodalVAE (posterior mode with the predicted box; with ``gt_box`` also in the GT amodal box;
+    with ``samples`` = k also the best of k posterior samples). ``pcnet``: a trained PCNet-M, run
+    with ``full_ann`` (the whole split, for the occluders) at ``pcnet_threshold``. ``baselines``:
+    the visible mask and its convex hull; ``oracle``: the oracle-28 bound."""
+    from . import baselines as B
+    from .data.crops import oracle_masks
+    inst = [i for i in ann.instances if i.amodal is not None]
+    ann = ann.subset(inst)
+    ids = [i.id for i in inst]
+    tables, masks, details, best = {}, {}, {}, None
+    if baselines:
+        for name, fn in ((VISIBLE, B.visible), (HULL, B.convex_hull)):
+            masks[name] = fn(inst)
+            tables[name] = metrics.instance_table(ann, masks[name])
+    if pcnet is not None:
+        from .baselines import pcnet as P
+        out = P.complete_instances(pcnet, full_ann or ann, inst, threshold=pcnet_threshold)
+        masks[PCNET] = getattr(out, "masks", out)
+        tables[PCNET] = metrics.instance_table(ann, masks[PCNET])
+    if vae is not None:
+        det = _complete(vae, inst, box="predicted", threshold=threshold, samples=samples)
+        details["predicted"] = det
+        masks[VAE_MODE] = det.masks
+        tables[VAE_MODE] = probs_table(inst, det.probs, det.boxes, threshold, det.union_visible)
+        if gt_box:
+            dg = _complete(vae, inst, box="amodal-gt", threshold=threshold)
+            details["amodal-gt"] = dg
+            masks[VAE_GT_BOX] = dg.masks
+            tables[VAE_GT_BOX] = probs_table(inst, dg.probs, dg.boxes, threshold, dg.union_visible)
+        if samples:
+            best = best_of_k(inst, det.sample_probs, det.boxes, threshold, det.union_visible)
+            tables[vae_best_name(samples)] = best.table
+    if oracle:
+        masks[ORACLE] = dict(zip(ids, oracle_masks(inst)))
+        tables[ORACLE] = metrics.instance_table(ann, masks[ORACLE])
+    return MethodResults(ann, tables, masks, details, best, threshold)
+
+
+def sweep_split(vae, ann: AnnotationSet, thresholds) -> pd.DataFrame:
+    """threshold_sweep of the posterior mode (predicted box) on every instance of ``ann``."""
+    inst = [i for i in ann.instances if i.amodal is not None]
+    det = _complete(vae, inst, box="predicted")
+    return threshold_sweep(inst, det.probs, det.boxes, thresholds, det.union_visible)
+
+
+def chosen_threshold(ctx, vae, criterion: str = "A_full") -> dict:
+    """The threshold notebook 04 stored for this profile, data and model; when it is missing or
+    was made for another profile or data set, the same validation sweep is run here."""
+    key = {"profile": ctx.profile, "data": ctx.data()["hash"], "seed": ctx.seed}
+    try:
+        saved = ctx.load_json("threshold", "04_threshold_search")
+        if all(saved.get(k) == v for k, v in key.items()):
+            saved["source"] = "04_threshold_search"
+            return saved
+    except FileNotFoundError:
+        pass
+    val = subsample(ctx.annotations("val"), ctx.cfg["eval"]["max_instances"], ctx.seed)
+    sweep = sweep_split(vae, val, ctx.cfg["eval"]["thresholds"])
+    out = {**threshold_summary(sweep, criterion), **key, "source": "swept in place (04 not run for this profile)"}
+    return out

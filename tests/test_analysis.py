@@ -1,0 +1,212 @@
+"""The analyses of notebooks 04-09 on tiny inputs: they agree with metrics.py exactly."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import _fixtures as fx
+from amodal_lib import analysis, metrics
+from amodal_lib.data import load_annotations
+from amodal_lib.data import masks as M
+from amodal_lib.data.crops import crop_masks, frame_boxes, paste_masks, paste_probs, scale_boxes
+
+
+@pytest.fixture(scope="module")
+def ann(tmp_path_factory):
+    p = fx.write_kins2020(tmp_path_factory.mktemp("a") / "ann.json", n_images=4)
+    return load_annotations(p)
+
+
+@pytest.fixture(scope="module")
+def crops(ann):
+    """Noisy oracle crops: the amodal mask in a slightly grown amodal box, plus noise."""
+    g = torch.Generator().manual_seed(0)
+    boxes = scale_boxes(frame_boxes(ann.instances, "amodal"), 1.1)
+    c = crop_masks(ann.instances, "amodal", boxes)
+    probs = (0.8 * c + 0.3 * torch.rand(c.shape, generator=g)).clamp(0, 1)
+    return probs, boxes
+
+
+def test_paste_region_matches_paste_probs(ann, crops):
+    probs, boxes = crops
+    for k, inst in enumerate(ann.instances):
+        full = paste_probs(probs[k], boxes[k], inst.height, inst.width)
+        rows, cols, vals = analysis.paste_region(torch.stack([probs[k], probs[k] * 0.5]), boxes[k],
+                                                 inst.height, inst.width)
+        assert np.allclose(vals[0], full[rows, cols]) and np.allclose(vals[1], 0.5 * full[rows, cols])
+        assert full.sum() == pytest.approx(vals[0].sum(), rel=1e-5)   # nothing pasted outside the region
+    assert analysis.paste_region(probs[:1], [5.0, 5.0, 5.0, 9.0], 100, 200) is None
+
+
+def test_threshold_tables_equal_metrics(ann, crops):
+    probs, boxes = crops
+    ts = [0.1, 0.5, 0.9]
+    for union in (False, True):  # with union: the visible mask joined to each pasted mask, as complete_instances does
+        tabs = analysis.threshold_tables(ann.instances, probs, boxes, ts, union_visible=union)
+        for t in ts:
+            pasted = paste_masks(probs, boxes, ann.instances, t)
+            if union:
+                pasted = [M.merge([r, i.visible]) for r, i in zip(pasted, ann.instances)]
+            ref = metrics.instance_table(ann, dict(zip([i.id for i in ann], pasted)))
+            cols = ["id", "full_inter", "full_union", "inv_inter", "inv_union", "gt_hidden"]
+            pd.testing.assert_frame_equal(tabs[t][cols].reset_index(drop=True), ref[cols].reset_index(drop=True),
+                                          check_dtype=False)
+            assert metrics.summarize(tabs[t])["overall"] == metrics.summarize(ref)["overall"]
+    with pytest.raises(ValueError):
+        analysis.threshold_tables(ann.instances, probs, boxes, [0.0])
+
+
+def test_sweep_and_pick(ann, crops):
+    probs, boxes = crops
+    sweep = analysis.threshold_sweep(ann.instances, probs, boxes, [0.9, 0.05, 0.5])
+    assert sweep.threshold.tolist() == [0.05, 0.5, 0.9]
+    assert list(sweep.columns) == ["threshold", "n"] + analysis.SCORE_COLUMNS
+    t = analysis.pick_threshold(sweep)
+    assert sweep.loc[sweep.threshold == t, "A_full"].item() == sweep.A_full.max()
+    # ties go to the smaller threshold
+    tie = pd.DataFrame({"threshold": [0.1, 0.2, 0.3], "n": 3, "A_full": [1.0, 2.0, 2.0], "A_invisible": 0.0,
+                        "B_full": 0.0, "B_invisible": 0.0})
+    assert analysis.pick_threshold(tie) == 0.2
+    s = analysis.threshold_summary(sweep)
+    assert s["paper"] == 0.1 and s["threshold"] == t and s["scores_at_paper"] is None
+    with pytest.raises(ValueError):
+        analysis.pick_threshold(sweep, "nope")
+
+
+def test_best_of_k_picks_the_best_sample(ann, crops):
+    probs, boxes = crops
+    bad = torch.zeros_like(probs)
+    bad[:, :6] = 1.0  # a bar at the top of each crop
+    samples = torch.stack([bad, probs, probs * 0.6], dim=1)   # (N, 3, S, S)
+    res = analysis.best_of_k(ann.instances, samples, boxes, 0.5)
+    assert res.sample_iou.shape == (len(ann), 3)
+    assert np.all(res.sample_iou[np.arange(len(ann)), res.choice] == res.sample_iou.max(1))
+    chosen = res.probs(samples)
+    pasted = [M.merge([r, i.visible]) for r, i in zip(paste_masks(chosen, boxes, ann.instances, 0.5), ann.instances)]
+    ref = metrics.instance_table(ann, dict(zip([i.id for i in ann], pasted)))
+    assert np.allclose(res.table.full_iou.to_numpy(), ref.full_iou.to_numpy())
+    # best of k is at least as good as any single sample, per instance
+    mode = analysis.probs_table(ann.instances, probs, boxes, 0.5)
+    assert np.all(res.table.full_iou.to_numpy() >= mode.full_iou.to_numpy() - 1e-12)
+    with pytest.raises(ValueError):
+        analysis.best_of_k(ann.instances, probs, boxes, 0.5)
+
+
+def test_per_bin_and_gap(ann, crops):
+    probs, boxes = crops
+    mode = metrics.summarize(analysis.probs_table(ann.instances, probs * 0.55, boxes, 0.5))
+    best = metrics.summarize(analysis.probs_table(ann.instances, probs, boxes, 0.5))
+    long = analysis.per_bin_long({"mode": mode, "best": best})
+    assert set(long.protocol) == {"A", "B"} and set(long.metric) <= {"full", "invisible"}
+    assert long.visible_ratio.between(0, 1).all() and (long.n >= 1).all()
+    gap = analysis.mode_vs_best_gap(mode, best)
+    assert gap.n.sum() == len(ann)
+    assert np.allclose(gap.B_full_gap, gap.B_full_best - gap.B_full_mode)
+    tr = analysis.gap_trend(pd.DataFrame({"visible_ratio": [0.15, 0.55, 0.95], "n": [10, 10, 10],
+                                          "B_full_gap": [6.0, 3.0, 1.0]}))
+    assert tr["narrows"] is True and tr["slope"] < 0
+    assert analysis.gap_trend(gap.head(1))["narrows"] is None
+
+
+def test_posterior_width():
+    rng = np.random.default_rng(0)
+    occ = np.array([0.0] * 30 + [0.3] * 30 + [0.7] * 30)
+    d = 64
+    std = np.ones((90, d)) * 0.99 + 0.01 * rng.random((90, d))
+    # dims 0-9 informative: narrower for visible objects; 10-19 somewhat narrow and flat
+    width = np.where(occ == 0, 0.05, np.where(occ <= 0.5, 0.1, 0.2))
+    std[:, :10] = width[:, None] * (1 + 0.1 * rng.random((90, 10)))
+    std[:, 10:20] = 0.4
+    pw = analysis.posterior_width(std, occ, n_dims=15, active_threshold=0.5)
+    assert set(pw.dims[:10]) == set(range(10)) and set(pw.dims[10:]) <= set(range(10, 20))
+    assert len(pw.active) == 20 and pw.holds is True
+    assert pw.group_n == {"0%": 30, "1-50%": 30, ">50%": 30}
+    assert len(pw.table) == 45 and pw.monotone_dims >= 10
+    assert "HOLDS" in pw.statement()
+    rev = analysis.posterior_width(std, occ[::-1])
+    assert rev.holds is False and "NOT" in rev.statement()
+    one = analysis.posterior_width(std[:30], occ[:30])
+    assert one.holds is None
+    assert list(analysis.occlusion_group([0.0, 0.01, 0.5, 0.51])) == ["0%", "1-50%", "1-50%", ">50%"]
+
+
+def test_worst_cases_and_gt_box_gain(ann, crops):
+    probs, boxes = crops
+    pred = analysis.probs_table(ann.instances, probs * 0.6, boxes, 0.5)
+    gt = analysis.probs_table(ann.instances, probs, boxes, 0.5)
+    w = analysis.worst_cases(pred, gt, n=3)
+    assert len(w) == 3 and w.full_iou_pred.is_monotonic_increasing
+    assert w.full_iou_pred.iloc[0] == pred.full_iou.min()
+    assert np.allclose(w.gain, w.full_iou_gt_box - w.full_iou_pred)
+    g = analysis.gt_box_gain(metrics.summarize(pred), metrics.summarize(gt))
+    assert len(g) == 4 and (g.gain.dropna() >= 0).all()
+
+
+def test_tables_and_oracle_share(ann, crops):
+    probs, boxes = crops
+    res = {"a": metrics.summarize(analysis.probs_table(ann.instances, probs * 0.6, boxes, 0.5)),
+           "oracle-28": metrics.summarize(analysis.probs_table(ann.instances, probs, boxes, 0.5))}
+    t = analysis.completion_table(res)
+    assert t.method.tolist() == ["a", "oracle-28"]
+    share = analysis.oracle_share(t)
+    assert share.loc[share.method == "oracle-28", "A_full_share"].item() == pytest.approx(100.0)
+    cat = analysis.category_table(res)
+    assert set(cat.category) == {i.category for i in ann} and len(cat) == 2 * len(set(cat.category))
+    assert cat.groupby("category").method.first().eq("a").all()
+
+
+def test_subsample_keeps_whole_images(ann):
+    sub = analysis.subsample(ann, 4, seed=1)
+    assert 4 <= len(sub) <= 6
+    per_img = {k: len(v) for k, v in ann.by_image().items()}
+    assert all(per_img[k] == len(v) for k, v in sub.by_image().items())
+    assert len(analysis.subsample(ann, None)) == len(ann)
+    assert [i.id for i in analysis.subsample(ann, 4, seed=1)] == [i.id for i in sub]
+
+
+def test_pick_by_occlusion(ann):
+    low, high = analysis.pick_by_occlusion(ann.instances, 2, low=(0.0, 0.0), high=(0.01, 1.0))
+    assert all(i.occlusion_rate == 0 for i in low) and all(i.occlusion_rate > 0 for i in high)
+
+
+def test_run_methods_with_an_untrained_model(ann):
+    from amodal_lib.models.amodal_vae import AmodalVAE
+    torch.manual_seed(0)
+    vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
+    res = analysis.run_methods(ann, vae, threshold=0.5, samples=3)
+    names = [analysis.VISIBLE, analysis.HULL, analysis.VAE_MODE, analysis.VAE_GT_BOX, analysis.vae_best_name(3),
+             analysis.ORACLE]
+    assert list(res.tables) == names
+    assert all(len(t) == len(ann) for t in res.tables.values())
+    assert res.best.choice.shape == (len(ann),) and res.details["predicted"].sample_probs.shape[1] == 3
+    # the visible mask has no invisible part: invisible IoU 0, full IoU 100 when unoccluded
+    vis = res.tables[analysis.VISIBLE]
+    assert (vis.inv_inter == 0).all()
+    s = res.summaries()
+    assert s[analysis.ORACLE]["overall"]["B"]["full"] > 90
+    # the mode table agrees with the masks complete_instances pasted
+    ref = metrics.instance_table(res.ann, res.masks[analysis.VAE_MODE])
+    assert np.allclose(ref.full_iou, res.tables[analysis.VAE_MODE].full_iou)
+
+
+def test_chosen_threshold_recomputes_when_stale(ann, tmp_path):
+    from amodal_lib.models.amodal_vae import AmodalVAE
+
+    class Ctx:
+        profile, seed, cfg = "smoke", 0, {"eval": {"max_instances": None, "thresholds": [0.3, 0.6]}}
+        saved = {"threshold": 0.45, "profile": "default", "data": "h", "seed": 0}
+
+        def data(self):
+            return {"hash": "h"}
+
+        def annotations(self, split):
+            return ann
+
+        def load_json(self, name, hint=""):
+            return dict(self.saved)
+    vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
+    ctx = Ctx()
+    out = analysis.chosen_threshold(ctx, vae)
+    assert out["threshold"] in (0.3, 0.6) and out["paper"] == 0.1 and "in place" in out["source"]
+    ctx.saved["profile"] = "smoke"
+    assert analysis.chosen_threshold(ctx, vae)["threshold"] == 0.45
