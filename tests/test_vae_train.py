@@ -172,3 +172,36 @@ def test_ddp_two_processes_train_stages_1_and_2(tmp_path):
     a, b = (torch.load(tmp_path / "run" / f"params{r}.pt") for r in (0, 1))
     assert all(torch.equal(a[k], b[k]) for k in a)  # both ranks hold the same weights
     assert all(torch.equal(a[k], ck["model"][k]) for k in a)
+
+
+def as_plain_coco(src, dst):
+    """A KINS-2020 file rewritten as plain COCO instances: the visible mask is the segmentation."""
+    import json
+    from pathlib import Path
+    data = json.loads(Path(src).read_text())
+    anns = [{"id": a["id"], "image_id": a["image_id"], "category_id": a["category_id"], "segmentation": a["i_segm"],
+             "bbox": a["i_bbox"], "area": a.get("i_area", 0), "iscrowd": 0} for a in data["annotations"]]
+    Path(dst).write_text(json.dumps({"images": data["images"], "annotations": anns,
+                                     "categories": data["categories"]}))
+    return dst
+
+
+def test_cli_trains_all_stages_on_a_plain_coco_file(tmp_path, monkeypatch, capsys):
+    """A user with only instance masks: `amodal train` (all stages), `complete`, `evaluate`."""
+    import json
+    from amodal_lib import cli, profiles
+    monkeypatch.setitem(profiles._PROFILES["smoke"], "vae", {**profiles._PROFILES["smoke"]["vae"], **TINY})
+    paths = tiny_dataset()
+    coco = as_plain_coco(paths["train"], tmp_path / "instances_train.json")
+    assert load_annotations(coco).schema == "coco" and not load_annotations(coco).has_amodal
+    run, pred = tmp_path / "run", tmp_path / "pred.json"
+    assert cli.main(["train", "--model", "amodal-vae", "--annotations", str(coco), "--out", str(run),
+                     "--profile", "smoke", "--device", "cpu"]) == 0
+    assert all(T.stage_done(run, s) for s in T.STAGES)
+    assert cli.main(["complete", "--method", "amodal-vae", "--annotations", paths["test"], "--out", str(pred),
+                     "--checkpoint", str(run)]) == 0
+    assert len(json.loads(pred.read_text())) == len(load_annotations(paths["test"]))
+    assert cli.main(["evaluate", "--annotations", paths["test"], "--predictions", str(pred),
+                     "--out", str(tmp_path / "m.json")]) == 0
+    scores = json.loads((tmp_path / "m.json").read_text())
+    assert 0 < scores["overall"]["A"]["full"] <= 100
