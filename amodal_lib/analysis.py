@@ -30,10 +30,10 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from . import metrics
 from .data import masks as M
+from .data.crops import paste_region
 from .data.records import VISIBLE_RATIO_BINS, AnnotationSet, Instance
 
 TABLE_COLUMNS = ["id", "image_id", "category", "visible_ratio", "occlusion_rate", "full_inter", "full_union",
@@ -65,24 +65,6 @@ def subsample(ann: AnnotationSet, max_instances: Optional[int], seed: int = 0) -
 
 
 # --------------------------------------------------------------------------- paste + metrics
-def paste_region(probs: torch.Tensor, box, height: int, width: int):
-    """Crops (k, S, S) pasted into the pixels of one image box, as :func:`crops.paste_probs` does
-    (same sampling grid), batched over ``k``. Returns ``(rows, cols, values)``: two slices of the
-    image and a float32 array (k, len(rows), len(cols)); ``None`` when the box holds no pixel
-    (the paste is then empty)."""
-    x1, y1, x2, y2 = [float(v) for v in box]
-    c0, c1 = max(int(np.floor(x1)), 0), min(int(np.ceil(x2)), width)
-    r0, r1 = max(int(np.floor(y1)), 0), min(int(np.ceil(y2)), height)
-    if c1 <= c0 or r1 <= r0 or x2 - x1 <= 0 or y2 - y1 <= 0:
-        return None
-    gx = (torch.arange(c0, c1, dtype=torch.float32) + 0.5 - x1) / (x2 - x1) * 2 - 1
-    gy = (torch.arange(r0, r1, dtype=torch.float32) + 0.5 - y1) / (y2 - y1) * 2 - 1
-    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
-    p = torch.as_tensor(probs).detach().float().cpu()
-    vals = F.grid_sample(p[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
-    return slice(r0, r1), slice(c0, c1), vals.numpy()
-
-
 def _check_thresholds(thresholds) -> list:
     ts = [float(t) for t in thresholds]
     bad = [t for t in ts if not 0.0 < t <= 1.0]

@@ -8,7 +8,7 @@ import _fixtures as fx
 from amodal_lib import analysis, metrics
 from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
-from amodal_lib.data.crops import crop_masks, frame_boxes, paste_masks, paste_probs, scale_boxes
+from amodal_lib.data.crops import crop_masks, frame_boxes, paste_masks, paste_probs, paste_region, scale_boxes
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +31,11 @@ def test_paste_region_matches_paste_probs(ann, crops):
     probs, boxes = crops
     for k, inst in enumerate(ann.instances):
         full = paste_probs(probs[k], boxes[k], inst.height, inst.width)
-        rows, cols, vals = analysis.paste_region(torch.stack([probs[k], probs[k] * 0.5]), boxes[k],
+        rows, cols, vals = paste_region(torch.stack([probs[k], probs[k] * 0.5]), boxes[k],
                                                  inst.height, inst.width)
         assert np.allclose(vals[0], full[rows, cols]) and np.allclose(vals[1], 0.5 * full[rows, cols])
         assert full.sum() == pytest.approx(vals[0].sum(), rel=1e-5)   # nothing pasted outside the region
-    assert analysis.paste_region(probs[:1], [5.0, 5.0, 5.0, 9.0], 100, 200) is None
+    assert paste_region(probs[:1], [5.0, 5.0, 5.0, 9.0], 100, 200) is None
 
 
 def test_threshold_tables_equal_metrics(ann, crops):

@@ -131,19 +131,31 @@ def context_crops(ann: AnnotationSet, instances: Sequence[Instance], scale: floa
     return out, b
 
 
-def paste_probs(prob: torch.Tensor, box, height: int, width: int) -> np.ndarray:
-    """One (S, S) crop pasted into an (height, width) float image (zeros outside the box)."""
-    full = np.zeros((height, width), np.float32)
+def paste_region(probs: torch.Tensor, box, height: int, width: int):
+    """Crops (k, S, S) pasted into the pixels of one image box, batched over ``k``: each image
+    pixel centre inside the box samples the crop bilinearly (the grid of ``roi_align(aligned=True)``).
+    Returns ``(rows, cols, values)``: two slices of the image and a float32 array
+    (k, len(rows), len(cols)); ``None`` when the box holds no pixel (the paste is then empty)."""
     x1, y1, x2, y2 = [float(v) for v in box]
     c0, c1 = max(int(np.floor(x1)), 0), min(int(np.ceil(x2)), width)
     r0, r1 = max(int(np.floor(y1)), 0), min(int(np.ceil(y2)), height)
     if c1 <= c0 or r1 <= r0 or x2 - x1 <= 0 or y2 - y1 <= 0:
-        return full
+        return None
     gx = (torch.arange(c0, c1, dtype=torch.float32) + 0.5 - x1) / (x2 - x1) * 2 - 1
     gy = (torch.arange(r0, r1, dtype=torch.float32) + 0.5 - y1) / (y2 - y1) * 2 - 1
     grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
-    vals = F.grid_sample(prob.float()[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    full[r0:r1, c0:c1] = vals[0, 0].numpy()
+    p = torch.as_tensor(probs).detach().float().cpu()
+    vals = F.grid_sample(p[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    return slice(r0, r1), slice(c0, c1), vals.numpy()
+
+
+def paste_probs(prob: torch.Tensor, box, height: int, width: int) -> np.ndarray:
+    """One (S, S) crop pasted into an (height, width) float image (zeros outside the box)."""
+    full = np.zeros((height, width), np.float32)
+    region = paste_region(torch.as_tensor(prob)[None], box, height, width)
+    if region is not None:
+        rows, cols, vals = region
+        full[rows, cols] = vals[0]
     return full
 
 
