@@ -18,6 +18,7 @@ def atomic_write(path, write: Callable[[Any], None], mode: str = "wb") -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -26,6 +27,12 @@ def atomic_write(path, write: Callable[[Any], None], mode: str = "wb") -> Path:
             pass
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path, text: str) -> Path:

@@ -84,3 +84,22 @@ def test_missing_upstream_artifact_names_the_notebook(tmp_path, monkeypatch):
     ctx = nb.setup("05_x", profile="smoke")
     with pytest.raises(FileNotFoundError, match="04_threshold_search"):
         ctx.load_json("threshold", "04_threshold_search")
+
+
+def test_atomic_write_keeps_the_usual_file_mode_and_nothing_half_written(tmp_path):
+    import os
+    from amodal_lib.io import atomic_write, atomic_write_text
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "a.txt", "hello")
+    finally:
+        os.umask(old)
+    assert p.read_text() == "hello" and (p.stat().st_mode & 0o777) == 0o644
+
+    def fail(f):
+        f.write(b"partial")
+        raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "a.txt", fail)
+    assert (tmp_path / "a.txt").read_text() == "hello"          # the old file is intact
+    assert [q.name for q in tmp_path.iterdir()] == ["a.txt"]    # no temporary file left behind
