@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -43,16 +42,6 @@ SPLIT_FILES = {
     "cocoa": {"train": ["COCO_amodal_train2014.json"], "val": ["COCO_amodal_val2014.json"],
               "test": ["COCO_amodal_val2014.json"]},
 }
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    try:
-        import torch
-        torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def git_commit() -> str:
@@ -92,6 +81,7 @@ class Context:
         self.outputs: list = []
         self._paths: Optional[dict] = None
         self._ann: dict = {}
+        from .train.engine import seed_everything
         seed_everything(self.seed)
 
     # ---- data -------------------------------------------------------------------------

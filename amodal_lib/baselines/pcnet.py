@@ -51,6 +51,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from ..data import crops as C
+from ..data import as_annotations
 from ..data import masks as M
 from ..data.records import AnnotationSet, Instance
 from ..profiles import get_profile
@@ -120,13 +121,6 @@ def square_from_xyxy(b: torch.Tensor) -> torch.Tensor:
     return torch.cat([c - side[:, None] / 2, c + side[:, None] / 2], dim=1)
 
 
-def _groups(instances: Sequence[Instance]) -> dict:
-    g: dict = {}
-    for k, inst in enumerate(instances):
-        g.setdefault(inst.image_id, []).append(k)
-    return g
-
-
 def input_crops(ann: AnnotationSet, instances: Sequence[Instance], boxes: torch.Tensor, size: int,
                 occluders: Optional[dict] = None) -> torch.Tensor:
     """(N, 2, size, size) binary crops in ``boxes``: (0) the instance's visible mask, (1) the
@@ -136,7 +130,7 @@ def input_crops(ann: AnnotationSet, instances: Sequence[Instance], boxes: torch.
     """
     out = torch.zeros(len(instances), 2, size, size)
     by_image = ann.by_image()
-    for image_id, idx in _groups(instances).items():
+    for image_id, idx in C.group_by_image(instances).items():
         members = list(by_image.get(image_id, []))
         pos = {m.id: j for j, m in enumerate(members)}
         extra = [instances[k] for k in idx if instances[k].id not in pos]
@@ -267,13 +261,6 @@ def _step_fn(cfg: dict, pool_holder: dict):
 
 
 # --------------------------------------------------------------------------- training
-def _load(annotations) -> AnnotationSet:
-    if isinstance(annotations, AnnotationSet):
-        return annotations
-    from ..data import load_annotations
-    return load_annotations(annotations)
-
-
 def train_pcnet(annotations, out_dir, profile: Optional[str] = None, seed: int = 0, device="auto",
                 steps: Optional[int] = None, resume: bool = True, progress: bool = True,
                 stop_after: Optional[int] = None, val_annotations=None, **overrides):
@@ -291,7 +278,7 @@ def train_pcnet(annotations, out_dir, profile: Optional[str] = None, seed: int =
     cfg = settings(profile, steps=steps, **overrides)
     E.seed_everything(seed)
     dist = E.setup_distributed(device)
-    ann = _load(annotations).modal_view()  # no amodal label can reach training
+    ann = as_annotations(annotations).modal_view()  # no amodal label can reach training
     max_cat = max_category_of(ann)
     t0 = time.perf_counter()
     data = training_tensors(ann, int(cfg["crop"]), max_cat, int(cfg["min_pixels"]))
@@ -305,7 +292,7 @@ def train_pcnet(annotations, out_dir, profile: Optional[str] = None, seed: int =
     def optimizer(m):
         return torch.optim.SGD(m.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                                weight_decay=cfg["weight_decay"])
-    eval_fn = _eval_fn(_load(val_annotations), cfg, seed) if val_annotations is not None else None
+    eval_fn = _eval_fn(as_annotations(val_annotations), cfg, seed) if val_annotations is not None else None
     trainer = E.Trainer(
         model, optimizer, data, batch_size=cfg["batch_size"], steps=cfg["steps"], run_dir=out_dir,
         name=CHECKPOINT_NAME, stage="pcnet-m", seed=seed, step_fn=_step_fn(cfg, holder),
@@ -421,9 +408,8 @@ def complete_instances(model: PCNetM, ann: AnnotationSet, instances: Optional[Se
     for a in range(0, len(instances), chunk):
         part = instances[a:a + chunk]
         probs, _, boxes = predict_crops(model, ann, part, box, eraser, batch_size)
-        pasted = C.paste_masks(probs, boxes, part, threshold)
-        for inst, rle in zip(part, pasted):
-            out[inst.id] = M.merge([rle, inst.visible])
+        pasted = C.paste_masks(probs, boxes, part, threshold, union_visible=True)
+        out.update((inst.id, rle) for inst, rle in zip(part, pasted))
         bar.update(len(part))
     bar.close()
     return out
@@ -434,7 +420,7 @@ def cli_train(ns) -> None:
     """``amodal train --model pcnet-m``: PCNet-M has one stage (``--stage 1`` or none)."""
     if getattr(ns, "stage", None) not in (None, 1):
         raise ValueError(f"pcnet-m has a single training stage; --stage {ns.stage} does not apply")
-    ann = _load(ns.annotations)
+    ann = as_annotations(ns.annotations)
     t0 = time.time()
     model, history = train_pcnet(ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device,
                                  steps=ns.steps, resume=getattr(ns, "resume", True))
@@ -447,7 +433,7 @@ def cli_complete(ns) -> dict:
     """``amodal complete --method pcnet-m``: {annotation id: RLE}."""
     if getattr(ns, "samples", 0):
         raise ValueError("pcnet-m is deterministic: --samples does not apply")
-    ann = _load(ns.annotations)
+    ann = as_annotations(ns.annotations)
     model = load_model(ns.checkpoint, device=getattr(ns, "device", "auto") or "auto")
     box = "amodal-gt" if getattr(ns, "box", "predicted") == "amodal-gt" else "visible"
     thr = DEFAULT_THRESHOLD if getattr(ns, "threshold", None) is None else float(ns.threshold)

@@ -45,7 +45,8 @@ def scale_boxes(boxes: torch.Tensor, factor: float) -> torch.Tensor:
     return torch.cat([c - half, c + half], dim=1)
 
 
-def _groups(instances: Sequence[Instance]) -> dict:
+def group_by_image(instances: Sequence[Instance]) -> dict:
+    """{image id: positions in ``instances``} (in order)."""
     g = defaultdict(list)
     for k, inst in enumerate(instances):
         g[inst.image_id].append(k)
@@ -63,7 +64,7 @@ def crop_masks(instances: Sequence[Instance], mask: str = "visible", boxes="visi
     # roi_align the windows in batches of similar size: cost follows box area, not image area.
     windows: list = [None] * len(instances)
     offsets = torch.zeros(len(instances), 4)
-    for idx in _groups(instances).values():
+    for idx in group_by_image(instances).values():
         rles = [getattr(instances[k], mask) for k in idx]
         if any(r is None for r in rles):
             raise ValueError(f"an instance of image {instances[idx[0]].image_id} has no {mask} mask")
@@ -114,7 +115,7 @@ def context_crops(ann: AnnotationSet, instances: Sequence[Instance], scale: floa
     by_image = ann.by_image()
     b = scale_boxes(frame_boxes(instances, "visible"), scale)
     out = torch.zeros(len(instances), 3, size, size)
-    for image_id, idx in _groups(instances).items():
+    for image_id, idx in group_by_image(instances).items():
         members = by_image.get(image_id, [instances[k] for k in idx])
         vis = torch.from_numpy(M.decode_many([m.visible for m in members])).float()
         pos = {m.id: j for j, m in enumerate(members)}
@@ -170,9 +171,10 @@ def _regions(boxes: torch.Tensor, height: int, width: int) -> np.ndarray:
 
 
 def paste_masks(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence[Instance],
-                threshold: float = 0.5, chunk: int = 64) -> list:
+                threshold: float = 0.5, chunk: int = 64, union_visible: bool = False) -> list:
     """Crops (N, S, S) pasted back into each instance's image and binarised at ``threshold``:
-    one compressed RLE per instance.
+    one compressed RLE per instance; with ``union_visible`` joined with the instance's visible
+    mask (an amodal mask contains the visible one, so a completion keeps every visible pixel).
 
     The same mapping as :func:`paste_probs`, batched: instances of one image size are sorted by
     box size and pasted ``chunk`` at a time with one ``grid_sample`` over a padded grid and one
@@ -208,7 +210,7 @@ def paste_masks(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence[In
             for j, (c0, r0, c1, r1) in enumerate(rg):
                 full[r0:r1, c0:c1, j] = vals[j, : r1 - r0, : c1 - c0]
             for k, rle in zip(ks, M.mask_utils.encode(full)):
-                out[k] = rle
+                out[k] = M.merge([rle, instances[k].visible]) if union_visible else rle
     return out
 
 

@@ -303,3 +303,11 @@ def _read_cityscapes(path: Path, strict: bool) -> AnnotationSet:
 
 
 _READERS = {"kins2020": _read_kins2020, "kins": _read_kins, "coco": _read_coco, "cocoa": _read_cocoa}
+
+
+def as_annotations(annotations, **kwargs) -> AnnotationSet:
+    """``annotations`` itself if it is an :class:`AnnotationSet`, else ``load_annotations(annotations, **kwargs)``
+    (for functions that take either a path or a loaded set)."""
+    if isinstance(annotations, AnnotationSet):
+        return annotations
+    return load_annotations(annotations, **kwargs)

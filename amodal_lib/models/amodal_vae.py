@@ -310,13 +310,10 @@ def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequenc
     """{annotation id: RLE}: crops pasted into their image boxes (``crops.paste_masks``), binarised
     at ``threshold``, and (``union_visible``) joined with the instance's visible mask: an amodal
     mask contains the visible one by definition, so no visible pixel is lost to the 28x28 decoder."""
-    from ..data import masks as M
     from ..data.crops import paste_masks
     if not len(instances):
         return {}
-    rles = paste_masks(probs, boxes, instances, threshold)
-    if union_visible:
-        rles = [M.merge([r, inst.visible]) for r, inst in zip(rles, instances)]
+    rles = paste_masks(probs, boxes, instances, threshold, union_visible=union_visible)
     return {inst.id: r for inst, r in zip(instances, rles)}
 
 

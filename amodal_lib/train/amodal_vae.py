@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import as_annotations
 from ..data import crops as C
 from ..data.records import AnnotationSet
 from ..models.amodal_vae import (S, AmodalVAE, box_to_params, complete_instances, log_aspect_of,
@@ -140,14 +141,6 @@ def _flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- data
-def load(annotations) -> AnnotationSet:
-    """An AnnotationSet from a path or an AnnotationSet."""
-    if isinstance(annotations, AnnotationSet):
-        return annotations
-    from ..data import load_annotations
-    return load_annotations(annotations)
-
-
 def prepare(annotations, stages: Sequence[int] = STAGES, cfg: Optional[VAEConfig] = None) -> dict:
     """Crop every mask a run needs, once, into uint8 tensors; modal information only.
 
@@ -158,7 +151,7 @@ def prepare(annotations, stages: Sequence[int] = STAGES, cfg: Optional[VAEConfig
     instances, ``ctx``: (M, 3, C, C) their context crops, ``log_aspect``: (M,).
     """
     cfg = cfg or VAEConfig()
-    ann = load(annotations).modal_view()  # from here on, no amodal label exists
+    ann = as_annotations(annotations).modal_view()  # from here on, no amodal label exists
     out: dict = {"n_instances": len(ann)}
     if 1 in stages or 2 in stages:
         unocc = ann.unoccluded()
@@ -574,7 +567,7 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
         raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
     todo = [s for s in stages if not stage_done(out_dir, s)]
     dist = E.setup_distributed(device)
-    val_ann = load(val_annotations) if val_annotations is not None else None
+    val_ann = as_annotations(val_annotations) if val_annotations is not None else None
     result: dict = {"history": {}, "seconds": {}, "config": asdict(cfg), "model": None}
     data = prepare(annotations, todo, cfg) if todo else {}
     for s in stages:
@@ -644,7 +637,7 @@ def cli_complete(ns) -> dict:
     ns has annotations, checkpoint, box ("predicted" | "amodal-gt"), threshold (None: the run's
     stored validation threshold, else 0.5), samples (K > 0: the mask is the mean of K posterior
     samples' probabilities, thresholded), device."""
-    ann = load(ns.annotations)
+    ann = as_annotations(ns.annotations)
     model = load_model(ns.checkpoint, getattr(ns, "device", None) or "auto")
     thr = getattr(ns, "threshold", None)
     if thr is None:
