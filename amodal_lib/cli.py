@@ -105,7 +105,7 @@ def _complete(ns) -> int:
         else:
             from .baselines.pcnet import cli_complete
         ann = load_annotations(ns.annotations)
-        preds = cli_complete(ns)
+        preds = cli_complete(argparse.Namespace(**{**vars(ns), "annotations": ann}))  # read the file once
     write_predictions(ns.out, ann, preds)
     print(f"wrote {len(preds)} predictions to {ns.out}")
     return 0

@@ -25,6 +25,7 @@ command line.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -642,7 +643,10 @@ def cli_complete(ns) -> dict:
     thr = getattr(ns, "threshold", None)
     if thr is None:
         ck = Path(ns.checkpoint)
-        thr = run_threshold(ck if ck.is_dir() else ck.parent) or 0.5
+        stored = run_threshold(ck if ck.is_dir() else ck.parent)
+        thr = 0.5 if stored is None else stored
+        print(f"threshold {thr:g} ({'threshold.json beside the checkpoint' if stored is not None else 'default; no threshold.json'})",
+              file=sys.stderr)
     box = getattr(ns, "box", None) or "predicted"
     k = int(getattr(ns, "samples", 0) or 0)
     if not k:
