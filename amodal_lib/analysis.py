@@ -17,7 +17,8 @@ returns numbers or pandas DataFrames; nothing here trains or plots.
   visible-area ratio, and the mode / best-of-k gap per bin.
 - :func:`posterior_width`: supplementary Fig 4 (15 narrowest latent dims x 3 occlusion groups),
   the count of active dims and whether "wider posterior with more occlusion" holds.
-- :func:`worst_cases`, :func:`gt_box_gain`: supplementary Figs 7-8.
+- :func:`worst_cases`, :func:`gt_box_gain`, :func:`box_quality`: supplementary Figs 7-8, and how
+  good the predicted full-object box is.
 - :func:`completion_table`, :func:`category_table`, :func:`oracle_share`: the main table.
 
 The GT amodal masks and occlusion rates are read here for evaluation only (never in training).
@@ -396,6 +397,38 @@ def worst_cases(pred: pd.DataFrame, gt_box: pd.DataFrame, n: int = 8, min_occlus
     m = m[m.occlusion_rate.fillna(0) >= min_occlusion]
     m["gain"] = m.full_iou_gt_box - m.full_iou_pred
     return m.sort_values(["full_iou_pred", "id"]).head(n).reset_index(drop=True)
+
+
+def box_quality(instances: Sequence[Instance], pred_boxes: torch.Tensor) -> pd.DataFrame:
+    """How well the spatial transformer finds the full-object frame, per GT occlusion group:
+    mean IoU of the predicted box and of the visible box (the transformer's identity start)
+    with the GT amodal box, and the mean log area ratio (predicted / GT; < 0: too small).
+    ``pred_boxes``: (N, 4) xyxy image boxes (``InstanceCompletions.boxes``). Evaluation only."""
+    from torchvision.ops import box_iou
+    from .data.crops import frame_boxes
+    keep = [k for k, i in enumerate(instances) if i.amodal is not None and i.occlusion_rate is not None]
+    insts = [instances[k] for k in keep]
+    cols = ["group", "n", "box_iou_predicted", "box_iou_visible", "log_area_ratio_predicted",
+            "log_area_ratio_visible"]
+    if not insts:
+        return pd.DataFrame(columns=cols)
+    pred = torch.as_tensor(pred_boxes, dtype=torch.float32)[keep]
+    gt, vis = frame_boxes(insts, "amodal"), frame_boxes(insts, "visible")
+
+    def area(b):
+        return ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).clamp_min(1e-6)
+    iou_p, iou_v = box_iou(pred, gt).diag().numpy(), box_iou(vis, gt).diag().numpy()
+    lr_p, lr_v = torch.log(area(pred) / area(gt)).numpy(), torch.log(area(vis) / area(gt)).numpy()
+    groups = occlusion_group([i.occlusion_rate for i in insts])
+    rows = []
+    for g in OCCLUSION_GROUPS + ("all",):
+        sel = groups == g if g != "all" else np.ones(len(insts), bool)
+        if sel.any():
+            rows.append({"group": g, "n": int(sel.sum()), "box_iou_predicted": float(iou_p[sel].mean()),
+                         "box_iou_visible": float(iou_v[sel].mean()),
+                         "log_area_ratio_predicted": float(lr_p[sel].mean()),
+                         "log_area_ratio_visible": float(lr_v[sel].mean())})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def gt_box_gain(pred: dict, gt_box: dict) -> pd.DataFrame:

@@ -142,6 +142,21 @@ def test_worst_cases_and_gt_box_gain(ann, crops):
     assert len(g) == 4 and (g.gain.dropna() >= 0).all()
 
 
+def test_box_quality(ann):
+    insts = list(ann.instances)
+    gt = frame_boxes(insts, "amodal")
+    perfect = analysis.box_quality(insts, gt)
+    assert perfect.group.iloc[-1] == "all" and perfect.n.iloc[-1] == len(insts)
+    assert np.allclose(perfect.box_iou_predicted, 1.0) and np.allclose(perfect.log_area_ratio_predicted, 0, atol=1e-5)
+    vis = analysis.box_quality(insts, frame_boxes(insts, "visible"))  # the identity transformer
+    assert np.allclose(vis.box_iou_predicted, vis.box_iou_visible)
+    occluded = vis[vis.group.isin(["1-50%", ">50%"])]   # a box around the visible part of a hidden object is too small
+    assert len(occluded) and (occluded.log_area_ratio_visible < 0).all() and (occluded.box_iou_visible < 1).all()
+    half = gt.clone()
+    half[:, 2] = (gt[:, 0] + gt[:, 2]) / 2                     # half the width: area ratio 1/2
+    assert np.allclose(analysis.box_quality(insts, half).log_area_ratio_predicted, np.log(0.5), atol=1e-4)
+
+
 def test_tables_and_oracle_share(ann, crops):
     probs, boxes = crops
     res = {"a": metrics.summarize(analysis.probs_table(ann.instances, probs * 0.6, boxes, 0.5)),
