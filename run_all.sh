@@ -47,8 +47,9 @@ if [ "$MODE" = test ]; then
 fi
 
 export AMODAL_PROFILE="$PROFILE"
-OUTDIR=results/notebooks
-[ "$PROFILE" = default ] || OUTDIR="results/$PROFILE/notebooks"
+RESULTS="${AMODAL_RESULTS:-results}"  # AMODAL_RESULTS moves every output, as the notebooks' helper does
+OUTDIR="$RESULTS/notebooks"
+[ "$PROFILE" = default ] || OUTDIR="$RESULTS/$PROFILE/notebooks"
 mkdir -p "$OUTDIR"
 echo "== generating the embedded data set for profile $PROFILE (cached under data/) =="
 "$PY" -c "from amodal_lib.nb import setup; setup('data', '$PROFILE').data()"
@@ -60,10 +61,10 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
   if ! "$PY" -m papermill "$nb" "$OUTDIR/$name" -p profile "$PROFILE" --cwd notebooks \
        --progress-bar --log-level WARNING; then
     echo "run_all.sh: $name failed; the failing cell is marked in $OUTDIR/$name" >&2
-    echo "run_all.sh: results of the notebooks before it are kept in results/" >&2
+    echo "run_all.sh: results of the notebooks before it are kept in $RESULTS/" >&2
     exit 1
   fi
   echo "   $name: $(( $(date +%s) - start )) s"
 done
 "$PY" -m amodal_lib.report
-echo "== done: see results/README.md =="
+echo "== done: see $RESULTS/README.md =="
