@@ -486,16 +486,12 @@ class MethodResults:
         return {k: metrics.summarize(t) for k, t in self.tables.items()}
 
 
-def _complete(vae, instances, box="predicted", threshold=0.5, samples=0):
-    """complete_instances(..., return_details=True) without autograd (posterior samples included)."""
-    from .models.amodal_vae import complete_instances
-    with torch.no_grad():
-        return complete_instances(vae, instances, box=box, threshold=threshold, samples=samples, return_details=True)
-
-
 def complete_details(vae, instances, box: str = "predicted", threshold: float = 0.5, samples: int = 0):
-    """Public form of :func:`_complete` for the notebooks (posterior, samples, boxes of ``instances``)."""
-    return _complete(vae, list(instances), box, threshold, samples)
+    """``complete_instances(..., return_details=True)`` of ``instances``: masks, posteriors, boxes and
+    (with ``samples`` = k) k posterior samples per instance."""
+    from .models.amodal_vae import complete_instances
+    return complete_instances(vae, list(instances), box=box, threshold=threshold, samples=samples,
+                              return_details=True)
 
 
 def run_methods(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: int = 0, pcnet=None,
@@ -522,12 +518,12 @@ def run_methods(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: i
         masks[PCNET] = getattr(out, "masks", out)
         tables[PCNET] = metrics.instance_table(ann, masks[PCNET])
     if vae is not None:
-        det = _complete(vae, inst, box="predicted", threshold=threshold, samples=samples)
+        det = complete_details(vae, inst, box="predicted", threshold=threshold, samples=samples)
         details["predicted"] = det
         masks[VAE_MODE] = det.masks
         tables[VAE_MODE] = probs_table(inst, det.probs, det.boxes, threshold, det.union_visible)
         if gt_box:
-            dg = _complete(vae, inst, box="amodal-gt", threshold=threshold)
+            dg = complete_details(vae, inst, box="amodal-gt", threshold=threshold)
             details["amodal-gt"] = dg
             masks[VAE_GT_BOX] = dg.masks
             tables[VAE_GT_BOX] = probs_table(inst, dg.probs, dg.boxes, threshold, dg.union_visible)
@@ -543,7 +539,7 @@ def run_methods(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: i
 def sweep_split(vae, ann: AnnotationSet, thresholds) -> pd.DataFrame:
     """threshold_sweep of the posterior mode (predicted box) on every instance of ``ann``."""
     inst = [i for i in ann.instances if i.amodal is not None]
-    det = _complete(vae, inst, box="predicted")
+    det = complete_details(vae, inst, box="predicted")
     return threshold_sweep(inst, det.probs, det.boxes, thresholds, det.union_visible)
 
 

@@ -135,10 +135,10 @@ class Context:
             print(f"trained in {time.time() - t0:.0f} s")
         return T.load_model(run, device)
 
-    def pcnet(self, device: str = "auto", progress: bool = False):
+    def pcnet(self, device: str = "auto", progress: bool = False, steps: Optional[int] = None):
         """The PCNet-M baseline of this profile, seed and data, trained in ``run_dir("pcnet-m")``
         on the train split's visible masks unless finished (an unfinished run resumes; the val
-        split for validation metrics only); in eval mode."""
+        split for validation metrics only); ``steps`` overrides the profile's; in eval mode."""
         from .baselines import pcnet as P
         from .train.engine import resolve_device
         run = self.run_dir("pcnet-m")
@@ -149,7 +149,8 @@ class Context:
         print(f"training PCNet-M ({self.profile}, seed {self.seed}) in {run} ...")
         t0 = time.time()
         model, _ = P.train_pcnet(self.annotations("train"), run, profile=self.profile, seed=self.seed,
-                                 device=device, progress=progress, val_annotations=self.annotations("val"))
+                                 device=device, progress=progress, val_annotations=self.annotations("val"),
+                                 steps=steps)
         print(f"trained in {time.time() - t0:.0f} s")
         return model.eval()
 
