@@ -98,6 +98,61 @@ def test_eval_metrics_enter_history(tmp_path):
     assert [v["step"] for v in vals] == [10, 20] and vals[-1]["val_metric"] == 20.0
 
 
+
+def _weights(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_select_ends_with_the_best_evaluation(tmp_path):
+    """With select=..., the run ends with the weights of the best evaluation, here step 10's
+    (scores 0: start, 3: step 5, 9: step 10, 1: step 15, 2: step 20); the checkpoint says so."""
+    scores = {0: 0.0, 5: 3.0, 10: 9.0, 15: 1.0, 20: 2.0}
+    seen: dict = {}
+
+    def eval_fn(model, step):
+        seen[step] = _weights(model)
+        return {"score": scores[step]}
+    tr = _trainer(tmp_path, eval_fn=eval_fn, eval_every=5, select="score")
+    hist = tr.fit()
+    assert sorted(seen) == [0, 5, 10, 15, 20]  # the starting weights are evaluated too
+    for k, v in tr.raw_model.state_dict().items():
+        assert torch.equal(v, seen[10][k]), k
+    assert not all(torch.equal(v, seen[20][k]) for k, v in tr.raw_model.state_dict().items())
+    ck = torch.load(tmp_path / "tiny.pt", weights_only=True)
+    assert ck["selected"] == {"metric": "score", "step": 10, "value": 9.0}
+    for k, v in ck["model"].items():
+        assert torch.equal(v, seen[10][k]), k
+    assert hist[-1] == {"split": "selected", "stage": "t", "step": 10, "score": 9.0}
+
+
+def test_select_keeps_the_start_when_training_only_hurts(tmp_path):
+    tr = _trainer(tmp_path, eval_fn=lambda m, s: {"score": -float(s)}, eval_every=10, select="score")
+    start = _weights(tr.raw_model)
+    tr.fit()
+    assert tr.selected["step"] == 0
+    for k, v in tr.raw_model.state_dict().items():
+        assert torch.equal(v, start[k]), k
+
+
+def test_select_survives_resume(tmp_path):
+    """The best weights are checkpointed: a run killed after its best evaluation still ends with them."""
+    scores = {0: 0.0, 5: 1.0, 10: 5.0, 15: 2.0, 20: 3.0}
+    full = _trainer(tmp_path / "a", eval_fn=lambda m, s: {"score": scores[s]}, eval_every=5, select="score")
+    full.fit()
+    killed = _trainer(tmp_path / "b", eval_fn=lambda m, s: {"score": scores[s]}, eval_every=5, select="score")
+    killed.fit(until=17)  # checkpoint at 15 holds step 10's weights as the best
+    resumed = _trainer(tmp_path / "b", eval_fn=lambda m, s: {"score": scores[s]}, eval_every=5, select="score")
+    resumed.fit()
+    assert resumed.selected == full.selected == {"metric": "score", "step": 10, "value": 5.0}
+    for (k, a), b in zip(full.raw_model.state_dict().items(), resumed.raw_model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_select_names_a_missing_metric(tmp_path):
+    tr = _trainer(tmp_path, eval_fn=lambda m, s: {"other": 1.0}, eval_every=5, select="score")
+    with pytest.raises(KeyError, match="select='score'.*other"):
+        tr.fit()
+
 DDP_SCRIPT = r"""
 import sys, torch
 from amodal_lib.train import engine as E

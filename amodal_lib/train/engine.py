@@ -39,6 +39,12 @@ API
     runs (rank 0, model in eval mode) and its metrics enter the history. Train losses are
     averaged over ``log_every`` steps (and over ranks). The history (a list of dicts with
     ``split`` = "train" | "val") is also written as JSON lines to ``run_dir/<name>.history.jsonl``.
+    With ``select="metric"`` (a key that ``eval_fn`` returns; higher is better) the trainer keeps
+    the weights of the best evaluation (also in the checkpoint, so a resumed run keeps them) and
+    ends with them (the starting weights, evaluated before the first step, are a candidate too):
+    the final checkpoint holds the selected weights, and its ``selected`` entry
+    says which step they come from and their score ("train until converged on the validation
+    set"). Only rank 0 evaluates: under DDP, load the final checkpoint to get the selection.
     A loss that becomes NaN/inf raises :class:`NonFiniteLossError` naming the step and the stage;
     the last good checkpoint is left as it was. Only rank 0 writes files and shows a progress bar
     (``tqdm.auto``).
@@ -260,6 +266,8 @@ class Trainer:
     amp: "auto" (bf16 on CUDA if supported, else fp16), "bf16", "fp16" or None/"off"; only on CUDA.
     save_module: the module whose ``state_dict`` is the checkpoint's "model" (default: ``model``;
         e.g. the network inside a loss wrapper).
+    select: a metric of ``eval_fn`` (higher is better) whose best evaluation's weights the run
+        ends with; None keeps the last step's.
     """
 
     def __init__(self, model: nn.Module, optimizer, data: dict, batch_size: int, steps: int,
@@ -269,7 +277,8 @@ class Trainer:
                  scheduler=None, clip_grad_norm: Optional[float] = None, config: Optional[dict] = None,
                  extra: Optional[dict] = None, device="auto", dist: Optional[Dist] = None,
                  amp: Optional[str] = "auto", resume: bool = True, progress: bool = True,
-                 ddp_kwargs: Optional[dict] = None, save_module: Optional[nn.Module] = None):
+                 ddp_kwargs: Optional[dict] = None, save_module: Optional[nn.Module] = None,
+                 select: Optional[str] = None):
         self.dist = dist or setup_distributed(device)
         self.device = self.dist.device
         self.raw_model = model.to(self.device)
@@ -299,6 +308,9 @@ class Trainer:
         self.step = 0
         self.history: list = []
         self.done = False
+        self.select = select
+        self.best: Optional[dict] = None  # {"step", "value", "model"}: the best evaluation so far
+        self.selected: Optional[dict] = None  # {"metric", "step", "value"} once the run is done
 
     # -- paths
     @property
@@ -329,6 +341,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": rngs, "generator": self.generator.get_state(),
             "config": self.config, "extra": self.extra, "history": self.history,
+            "best": self.best, "selected": self.selected,
         }
 
     def load_state_dict(self, ck: dict) -> None:
@@ -342,6 +355,7 @@ class Trainer:
         set_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
         self.generator.set_state(ck["generator"])
         self.step, self.history, self.done = int(ck["step"]), list(ck["history"]), bool(ck["done"])
+        self.best, self.selected = ck.get("best"), ck.get("selected")
 
     def save(self) -> None:
         state = self.state_dict()  # collective when distributed: every rank calls it
@@ -373,6 +387,8 @@ class Trainer:
         from tqdm.auto import tqdm
         bar = tqdm(total=self.steps, initial=self.step, desc=f"stage {self.stage}", leave=False,
                    disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
+        if self.select is not None and self.step == 0 and self.eval_fn is not None:
+            self.evaluate()  # the starting weights are a candidate too: a run never ends worse than it began
         self.model.train()
         sums: dict = {}
         count, t0 = 0, time.perf_counter()
@@ -412,6 +428,7 @@ class Trainer:
                 if self.eval_fn is not None and self.eval_every and (step % self.eval_every == 0 or step == self.steps):
                     self.evaluate()
                 if step == self.steps:
+                    self._end_with_selection()
                     self.done = True
                 if self.done or (self.checkpoint_every and step % self.checkpoint_every == 0):
                     self.save()
@@ -437,7 +454,32 @@ class Trainer:
             rec = {"split": "val", "stage": self.stage, "step": self.step,
                    **{k: float(v) for k, v in metrics.items()}}
             self.history.append(rec)
+            if self.select is not None:
+                self._consider(rec)
         return rec
+
+    def _consider(self, rec: dict) -> None:
+        """Keep a copy of the weights when ``rec`` is the best evaluation so far (ties: the earlier)."""
+        if self.select not in rec:
+            raise KeyError(f"stage {self.stage}: select={self.select!r} but the evaluation returned "
+                           f"only {sorted(k for k in rec if k not in ('split', 'stage', 'step'))}")
+        value = float(rec[self.select])
+        if math.isfinite(value) and (self.best is None or value > self.best["value"]):
+            state = {k: v.detach().to("cpu", copy=True) for k, v in self.save_module.state_dict().items()}
+            self.best = {"step": self.step, "value": value, "model": state}
+
+    def _end_with_selection(self) -> None:
+        """At the last step: load the best evaluation's weights (rank 0), and say which they are."""
+        if self.select is None or not self.dist.is_main:
+            return
+        if self.best is None:
+            self.selected = {"metric": self.select, "step": self.step, "value": None}
+            return
+        if self.best["step"] != self.step:
+            self.save_module.load_state_dict(self.best["model"])
+        self.selected = {"metric": self.select, "step": int(self.best["step"]), "value": self.best["value"]}
+        self.history.append({"split": "selected", "stage": self.stage, "step": int(self.best["step"]),
+                             self.select: self.best["value"]})
 
     def _reduce(self, losses: dict) -> dict:
         if "loss" not in losses:
