@@ -1,14 +1,17 @@
-"""The ``amodal`` command line (also ``python -m amodal_lib``); SPEC.md, "The command line".
+"""The ``amodal`` command line (also ``python -m amodal_lib``): all of its glue lives here.
 
     amodal synth    --out DIR [--images N] [--seed S] [--profile P]
     amodal train    --model amodal-vae|pcnet-m [--stage 1|2|3] --annotations ANN.json [--images DIR]
-                    --out RUN_DIR [--profile P] [--seed S] [--device D]
+                    --out RUN_DIR [--profile P] [--seed S] [--device D] [--steps N] [--no-resume]
+                    [--val-annotations VAL.json]
     amodal complete --method visible|convex-hull|amodal-vae|pcnet-m --annotations ANN.json --out PRED.json
                     [--checkpoint RUN_DIR_OR_FILE] [--box predicted|amodal-gt] [--threshold T] [--samples K]
+                    [--device D]
     amodal evaluate --annotations ANN.json --predictions PRED.json [--out METRICS.json] [--allow-missing]
 
 A user's mistake (a missing or malformed file, a bad record) is one line on stderr naming
-the file, the record and the field, and exit code 2; never a traceback.
+the file, the record and the field, and exit code 2; never a traceback. Methods are reached by
+name through :mod:`amodal_lib.registry`.
 """
 from __future__ import annotations
 
@@ -18,9 +21,7 @@ import time
 from pathlib import Path
 
 from .profiles import PROFILE_NAMES, get_profile
-
-MODELS = ("amodal-vae", "pcnet-m")
-METHODS = ("visible", "convex-hull", "amodal-vae", "pcnet-m")
+from .registry import METHODS, MODELS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--stage", type=int, choices=(1, 2, 3), help="one stage (default: all, skipping finished ones)")
     t.add_argument("--annotations", required=True, help="training annotations: KINS, COCOA, COCO or Cityscapes")
     t.add_argument("--val-annotations", help="optional validation annotations (with amodal masks) for logging mIoU")
-    t.add_argument("--images", help="image folder (needed only by models that read pixels)")
+    t.add_argument("--images", help="image folder of the annotations (checked to exist and attached to them; "
+                                    "no current model reads pixels)")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--profile", choices=PROFILE_NAMES)
     t.add_argument("--seed", type=int, default=0)
@@ -55,7 +57,6 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--threshold", type=float, help="binarisation threshold (default: the method's)")
     c.add_argument("--samples", type=int, default=0, help="posterior samples (0: the posterior mode)")
     c.add_argument("--device", default="auto")
-    c.add_argument("--images", help="image folder (unused by mask-only methods)")
 
     e = sub.add_parser("evaluate", help="full and invisible mIoU, protocols A and B")
     e.add_argument("--annotations", required=True)
@@ -81,31 +82,44 @@ def _synth(ns) -> int:
     return 0
 
 
+def _load(path, images=None):
+    """The annotation file, read once; ``images`` (a folder) is checked and attached to it."""
+    from .data import load_annotations
+    if images is not None and not Path(images).is_dir():
+        raise FileNotFoundError(f"{images}: no such image folder (--images)")
+    return load_annotations(path, images_dir=images)
+
+
 def _train(ns) -> int:
-    if ns.model == "amodal-vae":
+    ann = _load(ns.annotations, ns.images)
+    if ns.model == "amodal-vae":  # its glue still lives in train/amodal_vae.py (reads stage, seed, device)
         from .train.amodal_vae import cli_train
-    else:
-        from .baselines.pcnet import cli_train
-    cli_train(ns)
+        cli_train(argparse.Namespace(**{**vars(ns), "annotations": ann}))
+        return 0
+    from . import registry
+    from .train.pcnet import checkpoint_file, load_history
+    val = _load(ns.val_annotations) if ns.val_annotations else None
+    t0 = time.time()
+    registry.train(ns.model, ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device, steps=ns.steps,
+                   resume=ns.resume, val_annotations=val, stage=ns.stage)
+    last = next((h for h in reversed(load_history(ns.out)) if h.get("split") == "train"), {})
+    print(f"PCNet-M: trained to step {last.get('step', '?')} (loss {last.get('loss', float('nan')):.4f}) "
+          f"in {time.time() - t0:.1f} s; checkpoint {checkpoint_file(ns.out)}")
     return 0
 
 
 def _complete(ns) -> int:
-    from .data import load_annotations
+    from . import registry
     from .metrics import write_predictions
-    if ns.method in ("visible", "convex-hull"):
-        from .baselines import METHODS as BASE
-        ann = load_annotations(ns.annotations)
-        preds = BASE[ns.method](ann.instances)
+    if ns.method in MODELS and not ns.checkpoint:
+        raise SystemExit(f"amodal complete: --method {ns.method} needs --checkpoint RUN_DIR_OR_FILE")
+    ann = _load(ns.annotations)
+    if ns.method == "amodal-vae":  # its glue still lives in train/amodal_vae.py (threshold.json, samples)
+        from .train.amodal_vae import cli_complete
+        preds = cli_complete(argparse.Namespace(**{**vars(ns), "annotations": ann}))
     else:
-        if not ns.checkpoint:
-            raise SystemExit(f"amodal complete: --method {ns.method} needs --checkpoint RUN_DIR_OR_FILE")
-        if ns.method == "amodal-vae":
-            from .train.amodal_vae import cli_complete
-        else:
-            from .baselines.pcnet import cli_complete
-        ann = load_annotations(ns.annotations)
-        preds = cli_complete(argparse.Namespace(**{**vars(ns), "annotations": ann}))  # read the file once
+        model = registry.load_model(ns.method, ns.checkpoint, ns.device) if ns.method in MODELS else None
+        preds = registry.complete(ns.method, ann, model, threshold=ns.threshold, box=ns.box, samples=ns.samples)
     write_predictions(ns.out, ann, preds)
     print(f"wrote {len(preds)} predictions to {ns.out}")
     return 0

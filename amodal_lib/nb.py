@@ -44,6 +44,11 @@ SPLIT_FILES = {
 }
 
 
+# the notebook that saves each artifact other notebooks load with ``ctx.load_json`` (tested
+# against the notebooks' sources)
+ARTIFACTS = {"threshold": "04_threshold_search"}
+
+
 def git_commit() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
@@ -120,39 +125,37 @@ class Context:
         return d
 
     # ---- trained models (built on demand, so that any notebook runs alone) --------------
-    def amodal_vae(self, device: str = "auto", progress: bool = False):
-        """The Amodal-VAE of this profile, seed and data: all three stages trained in
-        ``run_dir("amodal-vae")`` on the train split (only its modal view; the val split for
-        validation metrics) unless already finished (finished stages are skipped, an
-        unfinished one resumes); then loaded, in eval mode."""
-        from .train import amodal_vae as T
-        run = self.run_dir("amodal-vae")
-        if not all(T.stage_done(run, s) for s in T.STAGES):
-            print(f"training Amodal-VAE ({self.profile}, seed {self.seed}) in {run} ...")
-            t0 = time.time()
-            T.train_amodal_vae(self.annotations("train"), run, profile=self.profile, seed=self.seed,
-                               device=device, val_annotations=self.annotations("val"), progress=progress)
-            print(f"trained in {time.time() - t0:.0f} s")
-        return T.load_model(run, device)
-
-    def pcnet(self, device: str = "auto", progress: bool = False, steps: Optional[int] = None):
-        """The PCNet-M baseline of this profile, seed and data, trained in ``run_dir("pcnet-m")``
-        on the train split's visible masks unless finished (an unfinished run resumes; the val
-        split for validation metrics only); ``steps`` overrides the profile's; in eval mode."""
-        from .baselines import pcnet as P
-        from .train.engine import resolve_device
-        run = self.run_dir("pcnet-m")
-        if P.checkpoint_file(run).is_file():
-            model = P.load_model(run, resolve_device(device))
-            if getattr(model, "done", False):
-                return model
-        print(f"training PCNet-M ({self.profile}, seed {self.seed}) in {run} ...")
+    def model(self, name: str, device: str = "auto", progress: bool = False, steps: Optional[int] = None):
+        """The trained model ``name`` (a :mod:`amodal_lib.registry` name) of this profile, seed and
+        data, in eval mode: trained in ``run_dir(name)`` on the train split (only its modal view;
+        the val split for validation metrics only) unless finished (an unfinished run resumes,
+        finished stages are skipped); ``steps`` overrides the profile's."""
+        from . import registry
+        run = self.run_dir(name)
+        if registry.is_trained(name, run):
+            return registry.load_model(name, run, device)
+        print(f"training {name} ({self.profile}, seed {self.seed}) in {run} ...")
         t0 = time.time()
-        model, _ = P.train_pcnet(self.annotations("train"), run, profile=self.profile, seed=self.seed,
-                                 device=device, progress=progress, val_annotations=self.annotations("val"),
-                                 steps=steps)
+        model = registry.train(name, self.annotations("train"), run, profile=self.profile, seed=self.seed,
+                               device=device, steps=steps, val_annotations=self.annotations("val"),
+                               progress=progress)
         print(f"trained in {time.time() - t0:.0f} s")
         return model.eval()
+
+    def finished_model(self, name: str, device: str = "auto"):
+        """The model ``name`` if its run of this profile, seed and data has finished, else None
+        (never trains: for figures that show another notebook's model when it is there)."""
+        from . import registry
+        run = self.run_dir(name)
+        return registry.load_model(name, run, device) if registry.is_trained(name, run) else None
+
+    def amodal_vae(self, device: str = "auto", progress: bool = False):
+        """The Amodal-VAE of this profile, seed and data (all three stages): :meth:`model`."""
+        return self.model("amodal-vae", device, progress)
+
+    def pcnet(self, device: str = "auto", progress: bool = False, steps: Optional[int] = None):
+        """The PCNet-M baseline of this profile, seed and data: :meth:`model`."""
+        return self.model("pcnet-m", device, progress, steps)
 
     # ---- outputs ----------------------------------------------------------------------
     def _record(self, path: Path) -> None:
@@ -186,10 +189,12 @@ class Context:
         return path
 
     def load_json(self, name: str, notebook_hint: str = "") -> Any:
-        """An artifact an upstream notebook saved with save_json; a clear error if it is missing."""
+        """An artifact an upstream notebook saved with save_json; when it is missing, the error
+        names the notebook that makes it (:data:`ARTIFACTS`, or ``notebook_hint``)."""
         path = self.out / "tables" / f"{name}.json"
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run {notebook_hint or 'the upstream notebook'} first")
+            maker = notebook_hint or ARTIFACTS.get(name, "the upstream notebook")
+            raise FileNotFoundError(f"{path} is missing: run {maker} first")
         return json.loads(path.read_text())
 
     def finish(self) -> dict:

@@ -1,4 +1,4 @@
-"""The command line's contract (SPEC.md) and the notebook helper's outputs."""
+"""The command line's contract (README, "The command line") and the notebook helper's outputs."""
 import json
 
 import pandas as pd
@@ -79,11 +79,19 @@ def test_context_saves_outputs_and_manifest(tmp_path, monkeypatch):
     assert "99_test" in (tmp_path / "README.md").read_text()
 
 
-def test_missing_upstream_artifact_names_the_notebook(tmp_path, monkeypatch):
+def test_missing_upstream_artifact_names_the_notebook_that_makes_it(tmp_path, monkeypatch):
+    import re
+
+    import nbformat
     monkeypatch.setattr(nb, "RESULTS", tmp_path)
     ctx = nb.setup("05_x", profile="smoke")
-    with pytest.raises(FileNotFoundError, match="04_threshold_search"):
-        ctx.load_json("threshold", "04_threshold_search")
+    assert nb.ARTIFACTS
+    for name, maker in nb.ARTIFACTS.items():
+        with pytest.raises(FileNotFoundError, match=maker):
+            ctx.load_json(name)   # the caller does not say who makes it
+        # ... and the notebook named does save it
+        src = "\n".join(c.source for c in nbformat.read(nb.REPO / "notebooks" / f"{maker}.ipynb", 4).cells)
+        assert re.search(rf'save_json\([^\n]*"{name}"\)', src), f"{maker} does not save {name}"
 
 
 def test_atomic_write_keeps_the_usual_file_mode_and_nothing_half_written(tmp_path):

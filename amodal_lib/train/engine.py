@@ -16,6 +16,8 @@ API
 ``wrap_ddp(model, dist)`` / ``unwrap(model)``
     DistributedDataParallel around a module when ``dist.world_size > 1`` (otherwise the
     module itself), and the plain module back.
+``load_history(run_dir, name)``
+    The history (list of dicts) a run wrote as ``run_dir/<name>.history.jsonl``.
 ``save_checkpoint(path, state)`` / ``load_checkpoint(path, map_location="cpu")``
     Atomic ``torch.save`` (temp file + rename); loading uses ``torch.load(weights_only=True)``
     so that opening a checkpoint never runs code. Everything saved is tensors and plain
@@ -224,6 +226,19 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def history_file(run_dir, name: str) -> Path:
+    """Where a run's history is written as JSON lines: ``run_dir/<name>.history.jsonl``."""
+    return Path(run_dir) / f"{name}.history.jsonl"
+
+
+def load_history(run_dir, name: str) -> list:
+    """The history a :class:`Trainer` named ``name`` wrote in ``run_dir`` ([] when none)."""
+    p = history_file(run_dir, name)
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the message names the stage, the step and the loss."""
 
@@ -307,7 +322,7 @@ class Trainer:
 
     @property
     def history_path(self) -> Path:
-        return self.run_dir / f"{self.name}.history.jsonl"
+        return history_file(self.run_dir, self.name)
 
     def _amp_dtype(self, amp):
         if self.device.type != "cuda" or amp in (None, False, "off", "none", "fp32"):
