@@ -16,7 +16,6 @@ turns it into ``results/README.md``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -34,16 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("AMODAL_RESULTS", REPO / "results"))
 DATA = Path(os.environ.get("AMODAL_DATA", REPO / "data"))
 
-# file names of each data set's splits, tried in order; "val" falls back to part of train
-SPLIT_FILES = {
-    "kins": {"train": ["update_train_2020.json", "instances_train.json"],
-             "val": ["update_val_2020.json", "instances_val.json"],
-             "test": ["update_test_2020.json", "instances_test.json", "instances_val.json"]},
-    "cocoa": {"train": ["COCO_amodal_train2014.json"], "val": ["COCO_amodal_val2014.json"],
-              "test": ["COCO_amodal_val2014.json"]},
-}
-
-
 # the notebook that saves each artifact other notebooks load with ``ctx.load_json`` (tested
 # against the notebooks' sources)
 ARTIFACTS = {"threshold": "04_threshold_search"}
@@ -58,16 +47,6 @@ def git_commit() -> str:
         return (rev or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def file_hash(paths) -> str:
-    h = hashlib.sha1()
-    for p in sorted(str(p) for p in paths):
-        h.update(Path(p).name.encode())
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:12]
 
 
 class Context:
@@ -86,28 +65,40 @@ class Context:
         self.outputs: list = []
         self._paths: Optional[dict] = None
         self._ann: dict = {}
+        self._files: dict = {}
         from .train.engine import seed_everything
         seed_everything(self.seed)
 
     # ---- data -------------------------------------------------------------------------
     def data(self) -> dict:
-        """Paths of the data set's splits: {"train", "val", "test", "images_dir", "hash"}."""
+        """Paths of the data set's splits: {"train", "val", "test", "images_dir", "hash"}: the
+        embedded data set (generated once per profile), or ``data_root``'s files for ``dataset``
+        "kins", "cocoa" or "cityscapes" (:func:`amodal_lib.data.layouts.find_splits`: "val" is
+        None, and "val_from_train" set, when validation is carved out of the training file)."""
+        from .data import layouts
         if self._paths is None:
             if self.data_root is None or self.dataset == "synth":
                 from .data.synth import ensure_dataset
                 p = dict(ensure_dataset(root=self.data_root or DATA, **self.cfg["synth"]))
             else:
-                p = find_splits(self.data_root, self.dataset)
-            p["hash"] = file_hash([p[s] for s in ("train", "val", "test") if p.get(s)])
+                p = layouts.find_splits(self.data_root, self.dataset)
+                if p.get("val_from_train"):
+                    print(f"{self.dataset}: no validation file apart from the test one; validation is "
+                          f"{p['val_from_train']:.0%} of the training images, held out (whole images, seed "
+                          f"{layouts.VAL_SEED}), and training uses the rest")
+            p["hash"] = layouts.data_hash(p)
             self._paths = p
         return self._paths
 
     def annotations(self, split: str, modal_only: bool = False):
-        """The split's :class:`AnnotationSet` (read once per notebook)."""
-        from .data import load_annotations
+        """The split's :class:`AnnotationSet` (each file read once per notebook)."""
+        from .data import layouts, load_annotations
         if split not in self._ann:
-            p = self.data()
-            self._ann[split] = load_annotations(p[split], images_dir=p.get("images_dir"), strict=False)
+            def read(path):
+                if path not in self._files:
+                    self._files[path] = load_annotations(path, strict=False)
+                return self._files[path]
+            self._ann[split] = layouts.load_split(self.data(), split, read)
         ann = self._ann[split]
         return ann.modal_view() if modal_only else ann
 
@@ -224,31 +215,6 @@ def setup(notebook: str, profile: Optional[str] = None, seed: int = 0, params: O
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "image.cmap": "gray"})
     return Context(notebook, profile, seed, params or {}, data_root, dataset)
-
-
-def find_splits(root, dataset: str) -> dict:
-    """The split files of a real data set under ``root`` (KINS or COCOA layouts)."""
-    root = Path(root)
-    names = SPLIT_FILES.get(dataset)
-    if names is None:
-        raise ValueError(f"unknown dataset {dataset!r}: use 'synth', 'kins' or 'cocoa' "
-                         "(or pass any annotation file to the command line)")
-    out: dict = {}
-    for split, cands in names.items():
-        for c in cands:
-            hits = [p for p in (root / c, root / "annotations" / c) if p.exists()]
-            if hits:
-                out[split] = str(hits[0])
-                break
-    if "train" not in out or "test" not in out:
-        raise FileNotFoundError(f"{root}: no {dataset} train/test annotation files ({names['train'][0]}, "
-                                f"{names['test'][0]})")
-    out.setdefault("val", out["test"])
-    for d in ("images", "training/image_2", "train2014", "."):
-        if (root / d).is_dir():
-            out["images_dir"] = str(root / d)
-            break
-    return out
 
 
 def to_markdown(df, floatfmt: str = ".2f") -> str:
