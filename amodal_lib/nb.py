@@ -102,6 +102,16 @@ class Context:
         ann = self._ann[split]
         return ann.modal_view() if modal_only else ann
 
+    def datasheet(self) -> dict:
+        """The data set's datasheet (per split: instances per category and occlusion bin): the
+        one the embedded data set wrote when it was generated, else computed from the split
+        files (:mod:`amodal_lib.data.datasheet`)."""
+        from .data import datasheet
+        path = self.data().get("datasheet_json")
+        if path and Path(path).is_file():
+            return json.loads(Path(path).read_text())
+        return datasheet.from_annotations({s: self.annotations(s) for s in ("train", "val", "test")})
+
     @property
     def out(self) -> Path:
         """Where this run's figures and tables go: results/ for the default profile,
