@@ -33,6 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("AMODAL_RESULTS", REPO / "results"))
 DATA = Path(os.environ.get("AMODAL_DATA", REPO / "data"))
 
+# PDFs without the dates matplotlib stamps by default: the same figure gives the same bytes
+PDF_METADATA = {"CreationDate": None, "ModDate": None}
+
 # the notebook that saves each artifact other notebooks load with ``ctx.load_json`` (tested
 # against the notebooks' sources)
 ARTIFACTS = {"threshold": "04_threshold_search"}
@@ -165,11 +168,14 @@ class Context:
             self.outputs.append(rel)
 
     def save_figure(self, fig, name: str, dpi: int = 150) -> Path:
-        """Save a matplotlib figure as results/figures/NAME.png and NAME.pdf."""
+        """Save a matplotlib figure as results/figures/NAME.png and NAME.pdf. The PDF carries no
+        creation or modification date (:data:`PDF_METADATA`), so two runs write the same bytes."""
         out = self.out / "figures"
         for ext in ("png", "pdf"):
             path = out / f"{name}.{ext}"
-            atomic_write(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight"))
+            meta = PDF_METADATA if ext == "pdf" else None
+            atomic_write(path, lambda f, ext=ext, meta=meta: fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight",
+                                                                         metadata=meta))
             self._record(path)
         return out / f"{name}.png"
 
