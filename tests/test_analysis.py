@@ -97,6 +97,7 @@ def test_per_bin_and_gap(ann, crops):
     mode = metrics.summarize(analysis.probs_table(ann.instances, probs * 0.55, boxes, 0.5))
     best = metrics.summarize(analysis.probs_table(ann.instances, probs, boxes, 0.5))
     long = analysis.per_bin_long({"mode": mode, "best": best})
+    assert len(long) and set(long.method) == {"mode", "best"}
     assert set(long.protocol) == {"A", "B"} and set(long.metric) <= {"full", "invisible"}
     assert long.visible_ratio.between(0, 1).all() and (long.n >= 1).all()
     gap = analysis.mode_vs_best_gap(mode, best)
@@ -139,7 +140,7 @@ def test_worst_cases_and_gt_box_gain(ann, crops):
     assert w.full_iou_pred.iloc[0] == pred.full_iou.min()
     assert np.allclose(w.gain, w.full_iou_gt_box - w.full_iou_pred)
     g = analysis.gt_box_gain(metrics.summarize(pred), metrics.summarize(gt))
-    assert len(g) == 4 and (g.gain.dropna() >= 0).all()
+    assert len(g) == 4 and g.gain.notna().sum() == 4 and (g.gain >= 0).all()
 
 
 def test_box_quality(ann):
@@ -172,7 +173,7 @@ def test_tables_and_oracle_share(ann, crops):
 
 def test_subsample_keeps_whole_images(ann):
     sub = analysis.subsample(ann, 4, seed=1)
-    assert 4 <= len(sub) <= 6
+    assert 4 <= len(sub) <= 6 and len(sub.by_image()) == 2   # 3 instances an image: two whole images
     per_img = {k: len(v) for k, v in ann.by_image().items()}
     assert all(per_img[k] == len(v) for k, v in sub.by_image().items())
     assert len(analysis.subsample(ann, None)) == len(ann)
@@ -181,7 +182,16 @@ def test_subsample_keeps_whole_images(ann):
 
 def test_pick_by_occlusion(ann):
     low, high = analysis.pick_by_occlusion(ann.instances, 2, low=(0.0, 0.0), high=(0.01, 1.0))
+    assert len(low) == 2 and len(high) == 2      # the fixture has 8 unoccluded and 4 occluded instances
     assert all(i.occlusion_rate == 0 for i in low) and all(i.occlusion_rate > 0 for i in high)
+    again = analysis.pick_by_occlusion(ann.instances, 2, low=(0.0, 0.0), high=(0.01, 1.0))
+    assert [i.id for i in again[0] + again[1]] == [i.id for i in low + high]      # seeded
+
+
+def test_pick_instances_filters(ann):
+    picks = analysis.pick_instances(ann.instances, 10, occlusion=(0.01, 1.0), occluded_only=True, min_side=1)
+    assert len(picks) == 4 and all(i.occluders and i.occlusion_rate > 0 for i in picks)
+    assert analysis.pick_instances(ann.instances, 10, min_side=10_000) == []
 
 
 def test_run_methods_with_an_untrained_model(ann):

@@ -154,3 +154,41 @@ def test_cli_train_complete_evaluate(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "pcnet.pt" in err and len(err.strip().splitlines()) == 1
     assert cli.main(["train", "--model", "pcnet-m", "--stage", "2", "--annotations", str(coco), "--out", str(run)]) == 2
+
+
+def test_registry_trains_loads_and_completes_by_name(kins, tmp_path, monkeypatch):
+    from amodal_lib import baselines
+    from amodal_lib.models.amodal_vae import AmodalVAE
+    monkeypatch.setattr(pcnet_training, "settings", lambda profile=None, **o: {
+        **pcnet_training.DEFAULTS, **TINY, **{a: b for a, b in o.items() if b is not None}})
+    run = tmp_path / "run"
+    assert not registry.is_trained("pcnet-m", run)
+    model = registry.train("pcnet-m", kins, run, steps=5, device="cpu", progress=False, val_annotations=kins)
+    assert registry.is_trained("pcnet-m", run) and isinstance(registry.load_model("pcnet-m", run, "cpu"), PCNetM)
+    assert any(h["split"] == "val" for h in pcnet_training.load_history(run))   # validation metrics logged
+    ids = {i.id for i in kins}
+    assert set(registry.complete("pcnet-m", kins, model)) == ids
+    assert registry.complete("visible", kins) == baselines.visible(kins.instances)
+    vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
+    assert set(registry.complete("amodal-vae", kins, vae, kins.instances[:4], samples=2)) == {i.id for i in kins.instances[:4]}
+    with pytest.raises(ValueError, match="deterministic"):
+        registry.complete("pcnet-m", kins, model, samples=2)
+    with pytest.raises(ValueError, match="needs a trained model"):
+        registry.complete("pcnet-m", kins)
+    with pytest.raises(ValueError, match="unknown method"):
+        registry.complete("spade", kins)
+    with pytest.raises(ValueError, match="single training stage"):
+        registry.train("pcnet-m", kins, run, stage=2)
+
+
+def test_cli_train_wires_validation_and_checks_the_image_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pcnet_training, "settings", lambda profile=None, **o: {
+        **pcnet_training.DEFAULTS, **TINY, **{a: b for a, b in o.items() if b is not None}})
+    kins_file = fx.write_kins2020(tmp_path / "k.json", n_images=3)
+    run = tmp_path / "run"
+    args = ["train", "--model", "pcnet-m", "--annotations", str(kins_file), "--out", str(run), "--steps", "5",
+            "--device", "cpu"]
+    assert cli.main(args + ["--images", str(tmp_path / "nowhere")]) == 2
+    assert "no such image folder" in capsys.readouterr().err and not run.exists()
+    assert cli.main(args + ["--val-annotations", str(kins_file), "--images", str(tmp_path)]) == 0
+    assert any(h["split"] == "val" for h in pcnet_training.load_history(run))
