@@ -8,7 +8,8 @@ returns numbers or pandas DataFrames; nothing here trains or plots.
   probabilities of ONE ``complete_instances(..., return_details=True)`` call are pasted back once
   per instance and binarised at every ``t``; the metrics are exactly :mod:`amodal_lib.metrics`'
   (tested). Criterion, decided: the largest protocol-A full mIoU on the validation split (the
-  protocol of the paper's 94.68), ties going to the smaller ``t``.
+  protocol of the paper's 94.68), ties going to the smaller ``t`` (``docs/design.md``,
+  "Threshold criterion").
 - :func:`probs_table`, :func:`best_of_k`: the per-instance table of metrics.instance_table for the
   posterior mode, and for the best of ``k`` posterior samples (per instance, the sample with the
   best full IoU against the GT amodal mask: an oracle selection, supplementary Fig 1).

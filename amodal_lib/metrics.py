@@ -10,7 +10,8 @@ unions over all instances, then divide (invisible: over all instances).
 Protocol **B** (per-instance mean; C2F-Seg): mean of the per-instance IoUs; invisible over
 the instances whose hidden part G-V is non-empty.
 
-Every area is computed on RLE by pycocotools, without decoding a mask.
+Every area is computed on RLE by pycocotools, without decoding a mask (``docs/design.md``,
+"Evaluation protocols").
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ parameter, ``--profile`` on the command line), the ``AMODAL_PROFILE`` environmen
 - ``smoke``: CI and nbval. Every notebook runs in seconds to a minute; numbers are meaningless.
 - ``default``: a 2-core laptop. The whole ``run_all.sh`` in under 30 minutes; numbers meaningful.
 - ``paper``: the paper's scale and hyperparameters, for a GPU.
+
+What the shorter profiles shorten, and why: ``docs/design.md``, "Profiles".
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Crops use ``torchvision.ops.roi_align`` (``aligned=True``: pixel ``i`` covers ``
 batched over all instances of an image. Paste-back samples the crop at the centres of the
 image pixels inside the box with ``grid_sample`` (``align_corners=False``), which is the exact
 inverse mapping: a mask cropped in its own box and pasted back loses only what 28x28 cannot
-hold (the ``oracle-28`` bound of every 28x28 method).
+hold (the ``oracle-28`` bound of every 28x28 method; ``docs/design.md``, "Crop frames").
 
 Boxes here are ``xyxy`` float tensors in image pixels; records store ``xywh``.
 """

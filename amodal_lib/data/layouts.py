@@ -22,7 +22,8 @@ public val file is what papers test on), **validation is carved out of the train
 :data:`VAL_FRACTION` of its images, whole images drawn with the fixed seed :data:`VAL_SEED`
 (:func:`amodal_lib.data.records.hold_out_images`), and training uses the rest. ``find_splits``
 says so in its result (``"val_from_train"``), and the data hash includes it. Cityscapes has no
-amodal labels: it serves training and samples, not evaluation.
+amodal labels: it serves training and samples, not evaluation. (``docs/design.md``, "Data set
+layouts and the validation split".)
 """
 from __future__ import annotations
 

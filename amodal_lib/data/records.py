@@ -59,7 +59,8 @@ class Instance:
     @property
     def is_unoccluded(self) -> bool:
         """Whole and alone, judged from modal information only (no amodal label is read):
-        touches neither the image border nor any other instance."""
+        touches neither the image border nor any other instance (``docs/design.md``,
+        "Unoccluded instances and occluders")."""
         return not self.occluders and not self.touches_border
 
 

@@ -1,4 +1,4 @@
-"""PCNet-M inference: instance records in, amodal masks (RLE) out.
+"""PCNet-M inference: instance records in, amodal masks (RLE) out (``docs/design.md``, "PCNet-M").
 
 The frame
     A square of side ``max(sqrt(3wh), 1.1w, 1.1h)`` about the centre of the visible box (``w, h``
