@@ -115,3 +115,21 @@ def chosen_threshold(ctx, vae, criterion: str = "A_full") -> dict:
     sweep = sweep_split(vae, val, ctx.cfg["eval"]["thresholds"])
     out = {**threshold_summary(sweep, criterion), **key, "source": "swept in place (04 not run for this profile)"}
     return out
+
+
+def models_table(ann: AnnotationSet, models: dict, threshold: float = 0.5, max_instances: Optional[int] = None,
+                 seed: int = 0) -> pd.DataFrame:
+    """One row per method on the instances of ``ann`` that have an amodal mask (whole images up to
+    ``max_instances``, :func:`amodal_lib.data.records.subsample`): the visible mask, its convex hull,
+    each Amodal-VAE of ``models`` ({row name: model}; posterior mode in its predicted box at
+    ``threshold``) and oracle-28, each with its share of oracle-28 (e.g. a stage before and after
+    fine-tuning, notebook 03)."""
+    from .analysis import completion_table, oracle_share
+    sub = subsample(ann, max_instances, seed)
+    res = run_methods(sub)
+    tables = {VISIBLE: res.tables[VISIBLE], HULL: res.tables[HULL]}
+    for name, vae in models.items():
+        tables[name] = metrics.instance_table(sub, registry.complete("amodal-vae", sub, vae, threshold=threshold))
+    tables[ORACLE] = res.tables[ORACLE]
+    table = completion_table({k: metrics.summarize(t) for k, t in tables.items()})
+    return table.merge(oracle_share(table), on="method")

@@ -227,6 +227,32 @@ def plot_threshold_sweep(sweep: pd.DataFrame, chosen: float, paper: float = 0.1,
     return fig
 
 
+def plot_validation_through_training(history: pd.DataFrame, start: dict, baselines: dict,
+                                     xlabel: str = "stage-3 step", title: str = "validation"):
+    """Validation mIoU through a training stage, full (left) and invisible (right), each protocol
+    beside its own baselines: protocol A solid, B dashed, in the same style for the model's
+    curve and for each baseline's level. ``history``: the stage's validation records (``step``,
+    ``val_A_full``, ``val_A_inv``, ``val_B_full``, ``val_B_inv``); ``start``: the scores before the
+    stage (``A_full``, ``A_invisible``, ``B_full``, ``B_invisible``), drawn at step 0; ``baselines``:
+    {name: such scores}, drawn as levels (notebook 03)."""
+    pal = sns.color_palette("colorblind")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    cols = {"full": "full", "invisible": "inv"}
+    for ax, metric in zip(axes, ("full", "invisible")):
+        for prot, ls in (("A", "-"), ("B", "--")):
+            key, col = f"{prot}_{metric}", f"val_{prot}_{cols[metric]}"
+            if col in history:
+                ax.plot([0] + history.step.tolist(), [start[key]] + history[col].tolist(), marker="o", ls=ls,
+                        color=pal[0], label=f"model, {PROTOCOL_NAMES[prot]}")
+            for k, (name, scores) in enumerate(baselines.items(), start=1):
+                if scores.get(key) is not None:
+                    ax.axhline(scores[key], color=pal[k], ls=ls, lw=1, label=f"{name}, protocol {prot}")
+        ax.set(xlabel=xlabel, ylabel="mIoU %", title=f"{METRIC_TITLES[metric]}, {title}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def plot_miou_vs_visible(long: pd.DataFrame, order: Optional[Sequence[str]] = None, title: str = ""):
     """Supplementary Fig 1: mIoU against the visible-area ratio (bin centres), one curve per method;
     columns full / invisible mIoU, rows protocols A and B. ``long`` is analysis.per_bin_long."""

@@ -235,3 +235,25 @@ def test_chosen_threshold_recomputes_when_stale(ann, tmp_path):
     assert out["threshold"] in (0.3, 0.6) and out["paper"] == 0.1 and "in place" in out["source"]
     ctx.saved["profile"] = "smoke"
     assert analysis.chosen_threshold(ctx, vae)["threshold"] == 0.45
+
+
+def test_models_table_and_validation_plot(ann):
+    import matplotlib.pyplot as plt
+    from amodal_lib import baselines, comparison, viz
+    from amodal_lib.models.amodal_vae import AmodalVAE
+    torch.manual_seed(0)
+    vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
+    table = comparison.models_table(ann, {"after stage 2": vae, "after stage 3": vae}, threshold=0.5)
+    assert table.method.tolist() == ["visible mask", "convex hull", "after stage 2", "after stage 3", "oracle-28"]
+    assert table.loc[table.method == "oracle-28", "A_full_share"].item() == pytest.approx(100.0)
+    assert table.iloc[2][analysis.SCORE_COLUMNS].tolist() == table.iloc[3][analysis.SCORE_COLUMNS].tolist()
+    ref = metrics.evaluate(ann, baselines.visible(ann.instances))
+    assert table.iloc[0].A_full == pytest.approx(ref["overall"]["A"]["full"])
+    hist = pd.DataFrame({"step": [5, 10], "val_A_full": [80.0, 81.0], "val_A_inv": [20.0, 21.0],
+                         "val_B_full": [70.0, 71.0], "val_B_inv": [10.0, 11.0]})
+    row = table.set_index("method").loc
+    fig = viz.plot_validation_through_training(hist, row["after stage 2"].to_dict(),
+                                               {"visible mask": row["visible mask"].to_dict()})
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "visible mask, protocol A" in labels and "visible mask, protocol B" in labels   # each protocol's own level
+    plt.close(fig)
