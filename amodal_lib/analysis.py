@@ -372,14 +372,18 @@ def posterior_width(std, occlusion_rates, n_dims: int = 15, active_threshold: fl
 
 
 # --------------------------------------------------------------------------- failures, GT box
-def worst_cases(pred: pd.DataFrame, gt_box: pd.DataFrame, n: int = 8, min_occlusion: float = 0.0) -> pd.DataFrame:
-    """The ``n`` instances with the lowest full IoU with the predicted box (among those at least
-    ``min_occlusion`` occluded), beside their IoU with the GT amodal box and the gain."""
+def worst_cases(pred: pd.DataFrame, gt_box: pd.DataFrame, n: int = 8, min_occlusion: float = 0.0,
+                max_occlusion: float = 1.0) -> pd.DataFrame:
+    """The ``n`` instances with the lowest full IoU with the predicted box (among those whose GT
+    occlusion rate lies in [``min_occlusion``, ``max_occlusion``]: e.g. 0.9 leaves out the slivers
+    that are 97-99% hidden, which otherwise fill the list), beside their IoU with the GT amodal
+    box and the gain."""
     a = pred[["id", "image_id", "category", "occlusion_rate", "full_iou", "inv_iou"]].rename(
         columns={"full_iou": "full_iou_pred", "inv_iou": "inv_iou_pred"})
     b = gt_box[["id", "full_iou", "inv_iou"]].rename(columns={"full_iou": "full_iou_gt_box", "inv_iou": "inv_iou_gt_box"})
     m = a.merge(b, on="id", how="inner")
-    m = m[m.occlusion_rate.fillna(0) >= min_occlusion]
+    occ = m.occlusion_rate.fillna(0)
+    m = m[(occ >= min_occlusion) & (occ <= max_occlusion)]
     m["gain"] = m.full_iou_gt_box - m.full_iou_pred
     return m.sort_values(["full_iou_pred", "id"]).head(n).reset_index(drop=True)
 

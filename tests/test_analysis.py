@@ -139,6 +139,9 @@ def test_worst_cases_and_gt_box_gain(ann, crops):
     assert len(w) == 3 and w.full_iou_pred.is_monotonic_increasing
     assert w.full_iou_pred.iloc[0] == pred.full_iou.min()
     assert np.allclose(w.gain, w.full_iou_gt_box - w.full_iou_pred)
+    capped = analysis.worst_cases(pred, gt, n=12, min_occlusion=0.01, max_occlusion=0.3)
+    assert len(capped) and capped.occlusion_rate.between(0.01, 0.3).all()
+    assert len(capped) < len(analysis.worst_cases(pred, gt, n=12, min_occlusion=0.01))
     g = analysis.gt_box_gain(metrics.summarize(pred), metrics.summarize(gt))
     assert len(g) == 4 and g.gain.notna().sum() == 4 and (g.gain >= 0).all()
 
