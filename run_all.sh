@@ -29,7 +29,7 @@ done
 case "$PROFILE" in smoke|default|paper) ;; *) echo "run_all.sh: unknown profile '$PROFILE' (smoke, default, paper)" >&2; exit 2 ;; esac
 
 PY=.venv/bin/python
-if [ ! -x "$PY" ] || ! "$PY" -c "import amodal_lib, papermill, nbval, torchvision, pycocotools" 2>/dev/null; then
+if [ ! -x "$PY" ] || ! "$PY" -c "import amodal_lib, papermill, nbval, torchvision, pycocotools, hypothesis" 2>/dev/null; then
   echo "== setting up .venv (python3 -m venv + pip install -e .[dev]) =="
   python3 -m venv .venv
   "$PY" -m pip install --upgrade --quiet pip

@@ -423,7 +423,8 @@ def cli_train(ns) -> None:
     ann = as_annotations(ns.annotations)
     t0 = time.time()
     model, history = train_pcnet(ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device,
-                                 steps=ns.steps, resume=getattr(ns, "resume", True))
+                                 steps=ns.steps, resume=getattr(ns, "resume", True),
+                                 val_annotations=getattr(ns, "val_annotations", None))
     last = next((h for h in reversed(history) if h.get("split") == "train"), {})
     print(f"PCNet-M: trained to step {last.get('step', '?')} (loss {last.get('loss', float('nan')):.4f}) "
           f"in {time.time() - t0:.1f} s; checkpoint {checkpoint_file(ns.out)}")
