@@ -65,7 +65,7 @@ def read_json(path, error: type = AnnotationError) -> Any:
         raise error(path, None, "", "not a regular file")
     with open(path, "rb") as f:
         raw = f.read()
-    if not raw.strip():
+    if not raw or raw.isspace():  # (isspace: no copy of a large file)
         raise error(path, None, "", "empty file")
     try:
         return json.loads(raw)
