@@ -534,18 +534,21 @@ def test_debug_shows_the_traceback_and_bugs_keep_theirs(tmp_path, capsys, monkey
 
 
 def test_as_a_real_process(tmp_path):
-    """The console entry point itself: stderr and exit codes as a shell sees them."""
+    """The console entry point itself: stderr and exit codes as a shell sees them (cases that
+    need no torch, which takes seconds to import; checkpoints are checked in-process above)."""
     ann = fx.write_kins2020(tmp_path / "k.json")
-    pickle = _corrupt_checkpoints(tmp_path / "cks")["pickle"][0]
+    (tmp_path / "nan").mkdir()
+    nan = _kins(tmp_path / "nan", _set(A0_POLY + (3,), NAN))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     for argv, text in ((["complete", "--method", "amodal-vae", "--annotations", ann, "--out", tmp_path / "p.json"],
                         "needs --checkpoint"),
-                       (["complete", "--method", "pcnet-m", "--annotations", ann, "--out", tmp_path / "p.json",
-                         "--checkpoint", pickle], "refused"),
+                       (["complete", "--method", "visible", "--annotations", nan, "--out", tmp_path / "p.json"],
+                        "not a finite number"),
                        (["complete", "--method", "visible", "--annotations", ann, "--out", ann], "never overwrites")):
         r = subprocess.run([sys.executable, "-m", "amodal_lib", *map(str, argv)], capture_output=True, text=True,
                            env=env, cwd=tmp_path, timeout=300)
         assert_user_error(r.returncode, r.stderr, text)
+    assert not (tmp_path / "p.json").exists()
 
 
 # --------------------------------------------------------------------------- amodal synth
