@@ -249,7 +249,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
                                         "plain types only") from None
         raise CheckpointError(path, "not a PyTorch checkpoint (unreadable data)") from None
     except Exception as e:  # torch raises several types for a damaged file
-        first = (str(e).strip().splitlines() or [""])[0][:120]
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]   # its first sentence
         detail = f"{type(e).__name__}: {first}" if first else type(e).__name__
         raise CheckpointError(path, f"truncated or corrupt checkpoint ({detail})") from None
     if not isinstance(ck, dict):
