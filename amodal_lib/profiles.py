@@ -65,7 +65,8 @@ def resolve_profile(name: str | None = None) -> str:
     """The profile in force: ``name`` if given, else ``$AMODAL_PROFILE``, else ``default``."""
     name = name or os.environ.get("AMODAL_PROFILE") or "default"
     if name not in _PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+        from .errors import ArgumentError
+        raise ArgumentError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
     return name
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from .errors import ArgumentError
+
 RULES = ("visible", "convex-hull")      # need no training
 MODELS = ("amodal-vae", "pcnet-m")      # trained, one family each
 METHODS = RULES + MODELS
@@ -20,7 +22,7 @@ METHODS = RULES + MODELS
 
 def _check(name: str, allowed: Sequence[str] = MODELS) -> None:
     if name not in allowed:
-        raise ValueError(f"unknown method {name!r}: use one of {', '.join(allowed)}")
+        raise ArgumentError(f"unknown method {name!r}: use one of {', '.join(allowed)}")
 
 
 def is_trained(name: str, run_dir) -> bool:
@@ -37,9 +39,10 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
           steps: Optional[int] = None, resume: bool = True, val_annotations=None, stage: Optional[int] = None,
           progress: bool = True):
     """Train ``name`` on the visible masks of ``annotations`` (a path or an AnnotationSet) into
-    ``run_dir``; returns the trained model in eval mode. ``steps`` overrides the profile's (per
-    stage for Amodal-VAE); ``stage`` trains one stage only (PCNet-M has one); ``val_annotations``
-    (with amodal masks) are for validation metrics only; an unfinished run resumes when ``resume``."""
+    ``run_dir``; returns the trained model in eval mode (PCNet-M's with its ``history``, as
+    :func:`load_model` gives it). ``steps`` overrides the profile's (per stage for Amodal-VAE);
+    ``stage`` trains one stage only (PCNet-M has one); ``val_annotations`` (with amodal masks) are
+    for validation metrics only; an unfinished run resumes when ``resume``."""
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -49,9 +52,10 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
                                            progress=progress, **over)["model"]
     from .train import pcnet
     if stage not in (None, 1):
-        raise ValueError(f"pcnet-m has a single training stage; --stage {stage} does not apply")
-    model, _ = pcnet.train_pcnet(annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
-                                 resume=resume, progress=progress, val_annotations=val_annotations)
+        raise ArgumentError(f"pcnet-m has a single training stage; --stage {stage} does not apply")
+    model, history = pcnet.train_pcnet(annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
+                                       resume=resume, progress=progress, val_annotations=val_annotations)
+    model.history = history   # as load_model gives it
     return model
 
 
@@ -87,13 +91,13 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
         from . import baselines
         return baselines.METHODS[name](instances)
     if model is None:
-        raise ValueError(f"{name} needs a trained model (a run folder or checkpoint)")
+        raise ArgumentError(f"{name} needs a trained model (a run folder or checkpoint)")
     if box not in ("predicted", "amodal-gt"):
-        raise ValueError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
+        raise ArgumentError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
     t = default_threshold(name) if threshold is None else float(threshold)
     if name == "pcnet-m":
         if samples:
-            raise ValueError("pcnet-m is deterministic: --samples does not apply")
+            raise ArgumentError("pcnet-m is deterministic: --samples does not apply")
         from .predict import pcnet
         return pcnet.complete_instances(model, ann, instances, threshold=t,
                                         box="amodal-gt" if box == "amodal-gt" else "visible")

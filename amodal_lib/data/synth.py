@@ -49,6 +49,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from ..errors import ArgumentError, UnsafeOutputError
 from ..io import atomic_write_text
 from .datasheet import OCC_BINS, count, occlusion_bin  # noqa: F401 (occlusion_bin, OCC_BINS: public here too)
 from .readers import KINS_CATEGORIES
@@ -157,21 +158,77 @@ def _datasheet(per_split: dict, params: dict) -> tuple[dict, str]:
 def generate(out_dir, images: int = 2000, seed: int = 0, height: int = 160, width: int = 512,
              splits=(0.7, 0.1, 0.2), workers: Optional[int] = None, progress: bool = True) -> dict:
     """Write the data set into ``out_dir`` (see the module docstring); returns its paths:
-    ``{"train", "val", "test", "images_dir", "datasheet", "datasheet_json", "params", "root"}``."""
-    from tqdm.auto import tqdm
+    ``{"train", "val", "test", "images_dir", "datasheet", "datasheet_json", "params", "root"}``.
 
-    out = Path(out_dir)
+    The data set is built in a temporary folder beside ``out_dir`` and swapped in only when
+    complete, so an interrupted run leaves what ``out_dir`` held before (an earlier data set)
+    untouched. An existing ``out_dir`` must be empty or hold only what this function writes:
+    a folder with other files is refused (:class:`~amodal_lib.errors.UnsafeOutputError`)."""
     images, seed, height, width = int(images), int(seed), int(height), int(width)
     if images < 1 or height < 16 or width < 16:
-        raise ValueError("need images >= 1 and an image size of at least 16x16")
+        raise ArgumentError("need images >= 1 and an image size of at least 16x16")
+    if seed < 0:
+        raise ArgumentError(f"the seed must be >= 0, got {seed}")
     splits = tuple(float(s) for s in splits)
     if len(splits) != 3 or min(splits) < 0 or sum(splits) <= 0:
-        raise ValueError("splits must be three non-negative fractions (train, val, test)")
-    out.mkdir(parents=True, exist_ok=True)
+        raise ArgumentError("splits must be three non-negative fractions (train, val, test)")
+    final = Path(out_dir)
+    target = final.resolve() if final.is_symlink() else final   # a link to a folder: replace the folder
+    _check_replaceable(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    build = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        build.mkdir()
+        _generate_into(build, images, seed, height, width, splits, workers, progress)
+        _swap_in(build, target)
+    finally:
+        if build.exists():
+            shutil.rmtree(build, ignore_errors=True)
+    return _paths(final)
+
+
+# what generate() writes at the top of its folder (anything else there is the user's, and kept)
+_WRITTEN = {*ANN_FILES.values(), "images", "datasheet.md", "datasheet.json", "params.json"}
+
+
+def _check_replaceable(target: Path) -> None:
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise UnsafeOutputError(target, "exists and is not a folder: refusing to replace it with a data set")
+    foreign = sorted(p.name for p in target.iterdir() if p.name not in _WRITTEN and ".tmp-" not in p.name)
+    images = target / "images"
+    if images.is_dir():
+        foreign += sorted(f"images/{p.name}" for p in images.iterdir() if p.name not in SPLITS)
+    if foreign:
+        raise UnsafeOutputError(target, f"holds files that are not an amodal synth data set (e.g. {foreign[0]!r}): "
+                                        "give an empty or new folder")
+
+
+def _swap_in(build: Path, target: Path) -> None:
+    """Put the finished folder ``build`` at ``target``; an older ``target`` is removed only after."""
+    if not target.exists():
+        os.rename(build, target)
+        return
+    old = target.parent / f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    moved = False
+    try:
+        os.rename(target, old)
+        moved = True
+        os.rename(build, target)
+    except BaseException:
+        if moved and not target.exists():
+            os.rename(old, target)   # put the old data set back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _generate_into(out: Path, images: int, seed: int, height: int, width: int, splits: tuple,
+                   workers: Optional[int], progress: bool) -> None:
+    from tqdm.auto import tqdm
+
     for s in SPLITS:
         (out / "images" / s).mkdir(parents=True, exist_ok=True)
-    if (out / "params.json").exists():
-        (out / "params.json").unlink()   # the completeness mark goes until the end
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     chunk = 25
     jobs = [(a, min(a + chunk, images), seed, height, width, str(out), splits) for a in range(0, images, chunk)]
@@ -226,7 +283,6 @@ def generate(out_dir, images: int = 2000, seed: int = 0, height: int = 160, widt
     _write_json(out / "datasheet.json", sheet, compact=False)
     atomic_write_text(out / "datasheet.md", md)
     _write_json(out / "params.json", params, compact=False)   # last: marks completeness
-    return _paths(out)
 
 
 def _paths(root: Path) -> dict:

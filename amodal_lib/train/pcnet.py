@@ -37,6 +37,7 @@ from torch import nn
 from ..data import as_annotations
 from ..data.crops import crop_masks
 from ..data.records import AnnotationSet, subsample
+from ..errors import CheckpointError, DataError, MissingCheckpointError
 from ..models.pcnet import PCNetM
 from ..predict.pcnet import DEFAULT_THRESHOLD, complete_instances, square_boxes
 from ..profiles import get_profile
@@ -76,13 +77,13 @@ def training_tensors(ann: AnnotationSet, size: int, max_category: Optional[int] 
     """
     insts = list(ann.instances)
     if not insts:
-        raise ValueError(f"{ann.path}: no instances to train on")
+        raise DataError(f"{ann.path}: no instances to train on")
     if max_category is None:
         max_category = max_category_of(ann)
     masks = (crop_masks(insts, "visible", square_boxes(insts), size) >= 0.5)
     keep = masks.flatten(1).sum(1) >= min_pixels
     if not bool(keep.any()):
-        raise ValueError(f"{ann.path}: every instance is too small to train on at crop {size}")
+        raise DataError(f"{ann.path}: every instance is too small to train on at crop {size}")
     cats = torch.tensor([i.category_id for i in insts], dtype=torch.float32) / max(max_category, 1)
     return {"mask": masks[keep].to(torch.uint8), "cat": cats[keep].clamp(0, 1)}
 
@@ -233,7 +234,7 @@ def train_pcnet(annotations, out_dir, profile: Optional[str] = None, seed: int =
 def _eval_fn(val: AnnotationSet, cfg: dict, seed: int):
     from .. import metrics
     if not val.has_amodal:
-        raise ValueError(f"{val.path}: validation needs amodal masks")
+        raise DataError(f"{val.path}: validation needs amodal masks")
     sub = subsample(val, cfg.get("eval_instances"), seed)
 
     def evaluate(model, step):
@@ -260,14 +261,20 @@ def load_model(run_dir_or_file, device="cpu") -> PCNetM:
     """The trained model of a run folder (its ``pcnet.pt``) or a checkpoint file, in eval mode."""
     path = checkpoint_file(run_dir_or_file)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no PCNet-M checkpoint (train one with `amodal train --model pcnet-m`)")
-    ck = engine.load_checkpoint(path, map_location="cpu")
-    spec = (ck.get("extra") or {}).get("model")
-    if not spec or (ck.get("extra") or {}).get("method") != "pcnet-m":
-        raise ValueError(f"{path}: not a PCNet-M checkpoint")
-    model = PCNetM(**spec)
-    state = {k.replace("module.", "", 1) if k.startswith("module.") else k: v for k, v in ck["model"].items()}
-    model.load_state_dict(state)
+        raise MissingCheckpointError(path, "no PCNet-M checkpoint (train one with `amodal train --model pcnet-m`)")
+    ck = engine.load_checkpoint(path, map_location="cpu")   # CheckpointError for a damaged file
+    extra = ck.get("extra")
+    spec = extra.get("model") if isinstance(extra, dict) else None
+    if not isinstance(spec, dict) or extra.get("method") != "pcnet-m" or not isinstance(ck.get("model"), dict):
+        raise CheckpointError(path, "not a PCNet-M checkpoint")
+    try:
+        model = PCNetM(**spec)
+        state = {k.replace("module.", "", 1) if k.startswith("module.") else k: v for k, v in ck["model"].items()}
+        model.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [""])[0][:120]
+        raise CheckpointError(path, f"a PCNet-M checkpoint whose network cannot be rebuilt ({type(e).__name__}: "
+                                    f"{first})") from e
     model.history = ck.get("history", [])
     model.done = bool(ck.get("done"))
     return model.to(memory_format=torch.channels_last).to(engine.resolve_device(device)).eval()
