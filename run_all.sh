@@ -6,6 +6,11 @@
 #   ./run_all.sh --only 05            # only the notebooks whose name starts with 05 (upstream artifacts are
 #                                     # built on demand by the notebooks themselves)
 #   ./run_all.sh --test               # set up .venv if needed, then pytest tests/ + nbval over notebooks/ (smoke)
+#   ./run_all.sh --allow-dirty        # run even though tracked files have uncommitted changes
+#
+# Results come from one commit: a run (not --test) refuses a tree whose tracked files differ from
+# HEAD, since results/manifest.json could not name the code that made them; --allow-dirty runs
+# anyway (the manifest then records the commit as "<hash>+dirty").
 #
 # Executed notebooks go to results/notebooks/, figures to results/figures/, tables to results/tables/
 # (for the smoke and paper profiles: under results/<profile>/), and results/README.md is written from
@@ -16,20 +21,33 @@ cd "$(dirname "$0")"
 PROFILE="${AMODAL_PROFILE:-default}"
 MODE=run
 ONLY=""
+ALLOW_DIRTY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE="$2"; shift 2 ;;
     --profile=*) PROFILE="${1#*=}"; shift ;;
     --only) ONLY="$2"; shift 2 ;;
     --test) MODE=test; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --allow-dirty) ALLOW_DIRTY=1; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$PROFILE" in smoke|default|paper) ;; *) echo "run_all.sh: unknown profile '$PROFILE' (smoke, default, paper)" >&2; exit 2 ;; esac
 
+if [ "$MODE" = run ] && [ "$ALLOW_DIRTY" = 0 ]; then
+  if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    echo "run_all.sh: not a git checkout; the manifest will record the commit as unknown" >&2
+  elif [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+    echo "run_all.sh: tracked files have uncommitted changes; results must come from one commit." >&2
+    echo "run_all.sh: commit (or stash) them first, or run with --allow-dirty. Changed:" >&2
+    git status --porcelain --untracked-files=no | sed 's/^/  /' >&2
+    exit 2
+  fi
+fi
+
 PY=.venv/bin/python
-if [ ! -x "$PY" ] || ! "$PY" -c "import amodal_lib, papermill, nbval, torchvision, pycocotools" 2>/dev/null; then
+if [ ! -x "$PY" ] || ! "$PY" -c "import amodal_lib, papermill, nbval, torchvision, pycocotools, hypothesis" 2>/dev/null; then
   echo "== setting up .venv (python3 -m venv + pip install -e .[dev]) =="
   python3 -m venv .venv
   "$PY" -m pip install --upgrade --quiet pip

@@ -3,13 +3,13 @@
 Every function takes crops, boxes and instance records (or the tables built from them) and
 returns numbers or pandas DataFrames; nothing here trains or plots.
 
-- :func:`subsample`: whole images of a split up to ``max_instances`` instances (fast profiles).
 - :func:`threshold_tables` / :func:`threshold_sweep` / :func:`pick_threshold`: the validation
   sweep of the decoder threshold ``t`` (supplementary 3.1: the paper found t = 0.1). The
   probabilities of ONE ``complete_instances(..., return_details=True)`` call are pasted back once
   per instance and binarised at every ``t``; the metrics are exactly :mod:`amodal_lib.metrics`'
   (tested). Criterion, decided: the largest protocol-A full mIoU on the validation split (the
-  protocol of the paper's 94.68), ties going to the smaller ``t``.
+  protocol of the paper's 94.68), ties going to the smaller ``t`` (``docs/design.md``,
+  "Threshold criterion").
 - :func:`probs_table`, :func:`best_of_k`: the per-instance table of metrics.instance_table for the
   posterior mode, and for the best of ``k`` posterior samples (per instance, the sample with the
   best full IoU against the GT amodal mask: an oracle selection, supplementary Fig 1).
@@ -20,6 +20,12 @@ returns numbers or pandas DataFrames; nothing here trains or plots.
 - :func:`worst_cases`, :func:`gt_box_gain`, :func:`box_quality`: supplementary Figs 7-8, and how
   good the predicted full-object box is.
 - :func:`completion_table`, :func:`category_table`, :func:`oracle_share`: the main table.
+- :func:`pick_instances`, :func:`pick_by_occlusion`: seeded picks of instances for figures.
+
+Running every method on a split (``run_methods``) and the threshold of record
+(``chosen_threshold``) are :mod:`amodal_lib.comparison`'s; ``subsample`` (whole images up to a
+number of instances) is :func:`amodal_lib.data.records.subsample`. Both are reachable from here
+too, for notebooks 04-09.
 
 The GT amodal masks and occlusion rates are read here for evaluation only (never in training).
 """
@@ -32,37 +38,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import metrics
+from . import metrics, paper
 from .data import masks as M
 from .data.crops import paste_region
-from .data.records import VISIBLE_RATIO_BINS, AnnotationSet, Instance
+from .data.records import VISIBLE_RATIO_BINS, Instance, subsample  # noqa: F401 (subsample: notebooks 04-09)
 
 TABLE_COLUMNS = ["id", "image_id", "category", "visible_ratio", "occlusion_rate", "full_inter", "full_union",
                  "inv_inter", "inv_union", "gt_hidden"]
 SCORE_COLUMNS = ["A_full", "A_invisible", "B_full", "B_invisible"]
-PAPER_THRESHOLD = 0.1
+PAPER_THRESHOLD = paper.THRESHOLD
 OCCLUSION_GROUPS = ("0%", "1-50%", ">50%")
-
-
-# --------------------------------------------------------------------------- data selection
-def subsample(ann: AnnotationSet, max_instances: Optional[int], seed: int = 0) -> AnnotationSet:
-    """Whole images of ``ann`` (in a seeded random order) until ``max_instances`` instances with
-    an amodal mask are reached; all of ``ann`` when ``max_instances`` is None. Whole images keep
-    every instance's occluders, and full-image figures, intact."""
-    usable = [i for i in ann.instances if i.amodal is not None]
-    if max_instances is None or len(usable) <= max_instances:
-        return ann.subset(usable)
-    by_img: dict = {}
-    for i in usable:
-        by_img.setdefault(i.image_id, []).append(i)
-    order = sorted(by_img)
-    np.random.default_rng(seed).shuffle(order)
-    keep: list = []
-    for image_id in order:
-        if len(keep) >= max_instances:
-            break
-        keep.extend(by_img[image_id])
-    return ann.subset(keep)
 
 
 # --------------------------------------------------------------------------- paste + metrics
@@ -387,14 +372,18 @@ def posterior_width(std, occlusion_rates, n_dims: int = 15, active_threshold: fl
 
 
 # --------------------------------------------------------------------------- failures, GT box
-def worst_cases(pred: pd.DataFrame, gt_box: pd.DataFrame, n: int = 8, min_occlusion: float = 0.0) -> pd.DataFrame:
-    """The ``n`` instances with the lowest full IoU with the predicted box (among those at least
-    ``min_occlusion`` occluded), beside their IoU with the GT amodal box and the gain."""
+def worst_cases(pred: pd.DataFrame, gt_box: pd.DataFrame, n: int = 8, min_occlusion: float = 0.0,
+                max_occlusion: float = 1.0) -> pd.DataFrame:
+    """The ``n`` instances with the lowest full IoU with the predicted box (among those whose GT
+    occlusion rate lies in [``min_occlusion``, ``max_occlusion``]: e.g. 0.9 leaves out the slivers
+    that are 97-99% hidden, which otherwise fill the list), beside their IoU with the GT amodal
+    box and the gain."""
     a = pred[["id", "image_id", "category", "occlusion_rate", "full_iou", "inv_iou"]].rename(
         columns={"full_iou": "full_iou_pred", "inv_iou": "inv_iou_pred"})
     b = gt_box[["id", "full_iou", "inv_iou"]].rename(columns={"full_iou": "full_iou_gt_box", "inv_iou": "inv_iou_gt_box"})
     m = a.merge(b, on="id", how="inner")
-    m = m[m.occlusion_rate.fillna(0) >= min_occlusion]
+    occ = m.occlusion_rate.fillna(0)
+    m = m[(occ >= min_occlusion) & (occ <= max_occlusion)]
     m["gain"] = m.full_iou_gt_box - m.full_iou_pred
     return m.sort_values(["full_iou_pred", "id"]).head(n).reset_index(drop=True)
 
@@ -444,117 +433,36 @@ def gt_box_gain(pred: dict, gt_box: dict) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- sample picking (figures)
+def pick_instances(instances: Sequence[Instance], n: int, occlusion=(0.0, 1.0), min_side: float = 6,
+                   occluded_only: bool = False, seed=0) -> list:
+    """Up to ``n`` instances (in their order) drawn with a seeded generator (``seed``: an int or a
+    ``numpy.random.Generator``, which is advanced) among those whose
+    GT occlusion rate lies in ``occlusion`` (inclusive), whose visible box is at least
+    ``min_side`` pixels on each side and (``occluded_only``) that have an occluder. For figures."""
+    lo, hi = occlusion
+    cand = [i for i in instances if i.occlusion_rate is not None and lo <= i.occlusion_rate <= hi
+            and min(i.visible_box[2], i.visible_box[3]) >= min_side and (i.occluders or not occluded_only)]
+    idx = np.random.default_rng(seed).permutation(len(cand))[:n]
+    return [cand[k] for k in sorted(idx)]
+
+
 def pick_by_occlusion(instances: Sequence[Instance], n: int, low=(0.05, 0.3), high=(0.5, 0.9),
                       seed: int = 0) -> tuple:
     """Two lists of up to ``n`` instances: mostly visible (occlusion rate in ``low``) and heavily
-    occluded (in ``high``), drawn with a seeded generator (supplementary Fig 9)."""
+    occluded (in ``high``), drawn with one seeded generator (supplementary Fig 9)."""
     rng = np.random.default_rng(seed)
-    out = []
-    for lo, hi in (low, high):
-        cand = [i for i in instances if i.occlusion_rate is not None and lo <= i.occlusion_rate <= hi
-                and min(i.visible_box[2], i.visible_box[3]) >= 6]
-        idx = rng.permutation(len(cand))[:n]
-        out.append([cand[k] for k in sorted(idx)])
-    return tuple(out)
+    return tuple(pick_instances(instances, n, occlusion, seed=rng) for occlusion in (low, high))
 
 
-# --------------------------------------------------------------------------- every method on one split
-VISIBLE = "visible mask"
-HULL = "convex hull"
-PCNET = "PCNet-M"
-VAE_MODE = "Amodal-VAE (mode, predicted box)"
-VAE_GT_BOX = "Amodal-VAE (mode, GT amodal box)"
-ORACLE = "oracle-28"
+# --------------------------------------------------------------------------- names kept for notebooks 04-09
+_COMPARISON = ("VISIBLE", "HULL", "PCNET", "VAE_MODE", "VAE_GT_BOX", "ORACLE", "vae_best_name", "MethodResults",
+               "complete_details", "run_methods", "sweep_split", "chosen_threshold")
 
 
-def vae_best_name(k: int) -> str:
-    return f"Amodal-VAE (best of {k}, predicted box)"
-
-
-@dataclass
-class MethodResults:
-    """Per-instance tables (metrics.instance_table's columns) of every method run on one split, the
-    masks of those a figure needs, and the Amodal-VAE details (InstanceCompletions) per box mode."""
-    ann: AnnotationSet
-    tables: dict
-    masks: dict
-    details: dict
-    best: Optional[BestOfK] = None
-    threshold: float = 0.5
-
-    def summaries(self) -> dict:
-        return {k: metrics.summarize(t) for k, t in self.tables.items()}
-
-
-def complete_details(vae, instances, box: str = "predicted", threshold: float = 0.5, samples: int = 0):
-    """``complete_instances(..., return_details=True)`` of ``instances``: masks, posteriors, boxes and
-    (with ``samples`` = k) k posterior samples per instance."""
-    from .models.amodal_vae import complete_instances
-    return complete_instances(vae, list(instances), box=box, threshold=threshold, samples=samples,
-                              return_details=True)
-
-
-def run_methods(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: int = 0, pcnet=None,
-                full_ann: Optional[AnnotationSet] = None, baselines: bool = True, gt_box: bool = True,
-                oracle: bool = True, pcnet_threshold: float = 0.2) -> MethodResults:
-    """Complete every instance of ``ann`` with each method and tabulate it. ``vae``: a trained
-    AmodalVAE (posterior mode with the predicted box; with ``gt_box`` also in the GT amodal box;
-    with ``samples`` = k also the best of k posterior samples). ``pcnet``: a trained PCNet-M, run
-    with ``full_ann`` (the whole split, for the occluders) at ``pcnet_threshold``. ``baselines``:
-    the visible mask and its convex hull; ``oracle``: the oracle-28 bound."""
-    from . import baselines as B
-    from .data.crops import oracle_masks
-    inst = [i for i in ann.instances if i.amodal is not None]
-    ann = ann.subset(inst)
-    ids = [i.id for i in inst]
-    tables, masks, details, best = {}, {}, {}, None
-    if baselines:
-        for name, fn in ((VISIBLE, B.visible), (HULL, B.convex_hull)):
-            masks[name] = fn(inst)
-            tables[name] = metrics.instance_table(ann, masks[name])
-    if pcnet is not None:
-        from .baselines import pcnet as P
-        out = P.complete_instances(pcnet, full_ann or ann, inst, threshold=pcnet_threshold)
-        masks[PCNET] = getattr(out, "masks", out)
-        tables[PCNET] = metrics.instance_table(ann, masks[PCNET])
-    if vae is not None:
-        det = complete_details(vae, inst, box="predicted", threshold=threshold, samples=samples)
-        details["predicted"] = det
-        masks[VAE_MODE] = det.masks
-        tables[VAE_MODE] = probs_table(inst, det.probs, det.boxes, threshold, det.union_visible)
-        if gt_box:
-            dg = complete_details(vae, inst, box="amodal-gt", threshold=threshold)
-            details["amodal-gt"] = dg
-            masks[VAE_GT_BOX] = dg.masks
-            tables[VAE_GT_BOX] = probs_table(inst, dg.probs, dg.boxes, threshold, dg.union_visible)
-        if samples:
-            best = best_of_k(inst, det.sample_probs, det.boxes, threshold, det.union_visible)
-            tables[vae_best_name(samples)] = best.table
-    if oracle:
-        masks[ORACLE] = dict(zip(ids, oracle_masks(inst)))
-        tables[ORACLE] = metrics.instance_table(ann, masks[ORACLE])
-    return MethodResults(ann, tables, masks, details, best, threshold)
-
-
-def sweep_split(vae, ann: AnnotationSet, thresholds) -> pd.DataFrame:
-    """threshold_sweep of the posterior mode (predicted box) on every instance of ``ann``."""
-    inst = [i for i in ann.instances if i.amodal is not None]
-    det = complete_details(vae, inst, box="predicted")
-    return threshold_sweep(inst, det.probs, det.boxes, thresholds, det.union_visible)
-
-
-def chosen_threshold(ctx, vae, criterion: str = "A_full") -> dict:
-    """The threshold notebook 04 stored for this profile, data and model; when it is missing or
-    was made for another profile or data set, the same validation sweep is run here."""
-    key = {"profile": ctx.profile, "data": ctx.data()["hash"], "seed": ctx.seed}
-    try:
-        saved = ctx.load_json("threshold", "04_threshold_search")
-        if all(saved.get(k) == v for k, v in key.items()):
-            saved["source"] = "04_threshold_search"
-            return saved
-    except FileNotFoundError:
-        pass
-    val = subsample(ctx.annotations("val"), ctx.cfg["eval"]["max_instances"], ctx.seed)
-    sweep = sweep_split(vae, val, ctx.cfg["eval"]["thresholds"])
-    out = {**threshold_summary(sweep, criterion), **key, "source": "swept in place (04 not run for this profile)"}
-    return out
+def __getattr__(name):
+    """``analysis.run_methods`` and the other names of :mod:`amodal_lib.comparison`, resolved on
+    first use (that module builds on this one)."""
+    if name in _COMPARISON:
+        from . import comparison
+        return getattr(comparison, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

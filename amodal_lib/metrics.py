@@ -10,7 +10,8 @@ unions over all instances, then divide (invisible: over all instances).
 Protocol **B** (per-instance mean; C2F-Seg): mean of the per-instance IoUs; invisible over
 the instances whose hidden part G-V is non-empty.
 
-Every area is computed on RLE by pycocotools, without decoding a mask.
+Every area is computed on RLE by pycocotools, without decoding a mask (``docs/design.md``,
+"Evaluation protocols").
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .data import masks as M
-from .data.masks import AnnotationError
+from .errors import AnnotationError, PredictionError, shown
 from .data.records import VISIBLE_RATIO_BINS, AnnotationSet
 
 PROTOCOLS = {"A": "pooled: sum of intersections / sum of unions",
@@ -40,7 +41,7 @@ def _inter(*rles) -> int:
 def instance_table(ann: AnnotationSet, predictions: dict, allow_missing: bool = False) -> pd.DataFrame:
     """One row per evaluated instance: the intersection and union areas behind both IoUs."""
     if not ann.has_amodal:
-        raise ValueError(f"{ann.path}: has no amodal masks, so completions cannot be evaluated on it")
+        raise AnnotationError(ann.path, None, "", "has no amodal masks, so completions cannot be evaluated on it")
     known = {i.id for i in ann.instances}
     extra = [k for k in predictions if k not in known]
     if extra:
@@ -110,26 +111,43 @@ def evaluate(ann: AnnotationSet, predictions: dict, allow_missing: bool = False)
 
 
 def load_predictions(path, ann: Optional[AnnotationSet] = None) -> dict:
-    """COCO results JSON ``[{"id", "image_id", "segmentation": RLE}]`` -> {annotation id: RLE}."""
+    """COCO results JSON ``[{"id", "image_id", "segmentation": RLE}]`` -> {annotation id: RLE}.
+
+    Every result is checked before its mask is decoded: the id is an integer, appears once and,
+    when ``ann`` is given, names one of its annotations (whose image size the mask must have).
+    A malformed result raises :class:`~amodal_lib.errors.PredictionError` naming the file, the
+    id and the field."""
+    from .data.readers import read_json
     path = Path(path)
-    if not path.exists():
-        raise AnnotationError(path, None, "", "no such file")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise AnnotationError(path, None, "", f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    data = read_json(path, error=PredictionError)
     if not isinstance(data, list):
-        raise AnnotationError(path, None, "", "expected a list of results")
-    sizes = {i.id: (i.height, i.width) for i in ann.instances} if ann is not None else {}
-    out = {}
+        raise PredictionError(path, None, "", "expected a list of results")
+    sizes = {i.id: (i.height, i.width) for i in ann.instances} if ann is not None else None
+    out: dict = {}
+    where: dict = {}
     for k, r in enumerate(data):
         if not isinstance(r, dict) or "id" not in r:
-            raise AnnotationError(path, None, f"[{k}].id", "a result needs the annotation 'id'")
+            raise PredictionError(path, None, f"[{k}].id", "a result needs the annotation 'id'")
+        rid = r["id"]
+        if isinstance(rid, bool) or not isinstance(rid, int):
+            raise PredictionError(path, None, f"[{k}].id", f"an annotation id must be an integer, got {shown(rid)}")
+        if rid in where:
+            raise PredictionError(path, rid, "id", f"duplicate: results [{where[rid]}] and [{k}] have this id")
+        where[rid] = k
         if "segmentation" not in r:
-            raise AnnotationError(path, r["id"], "segmentation", "missing")
+            raise PredictionError(path, rid, "segmentation", "missing")
         seg = r["segmentation"]
-        h, w = sizes.get(r["id"], tuple(seg.get("size", (0, 0))) if isinstance(seg, dict) else (0, 0))
-        out[r["id"]] = M.segm_to_rle(seg, h, w, path=path, record=r["id"], field="segmentation")
+        if sizes is not None:
+            if rid not in sizes:
+                raise PredictionError(path, rid, "id", f"no such annotation in {ann.path}")
+            h, w = sizes[rid]
+        else:
+            size = seg.get("size") if isinstance(seg, dict) else None
+            if not (isinstance(size, (list, tuple)) and len(size) == 2):
+                raise PredictionError(path, rid, "segmentation",
+                                      "an RLE with its 'size' is needed when no annotation file gives the image size")
+            h, w = size
+        out[rid] = M.segm_to_rle(seg, h, w, path=path, record=rid, field="segmentation", error=PredictionError)
     return out
 
 

@@ -16,7 +16,6 @@ turns it into ``results/README.md``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -34,14 +33,12 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("AMODAL_RESULTS", REPO / "results"))
 DATA = Path(os.environ.get("AMODAL_DATA", REPO / "data"))
 
-# file names of each data set's splits, tried in order; "val" falls back to part of train
-SPLIT_FILES = {
-    "kins": {"train": ["update_train_2020.json", "instances_train.json"],
-             "val": ["update_val_2020.json", "instances_val.json"],
-             "test": ["update_test_2020.json", "instances_test.json", "instances_val.json"]},
-    "cocoa": {"train": ["COCO_amodal_train2014.json"], "val": ["COCO_amodal_val2014.json"],
-              "test": ["COCO_amodal_val2014.json"]},
-}
+# PDFs without the dates matplotlib stamps by default: the same figure gives the same bytes
+PDF_METADATA = {"CreationDate": None, "ModDate": None}
+
+# the notebook that saves each artifact other notebooks load with ``ctx.load_json`` (tested
+# against the notebooks' sources)
+ARTIFACTS = {"threshold": "04_threshold_search"}
 
 
 def git_commit() -> str:
@@ -53,16 +50,6 @@ def git_commit() -> str:
         return (rev or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def file_hash(paths) -> str:
-    h = hashlib.sha1()
-    for p in sorted(str(p) for p in paths):
-        h.update(Path(p).name.encode())
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:12]
 
 
 class Context:
@@ -81,30 +68,52 @@ class Context:
         self.outputs: list = []
         self._paths: Optional[dict] = None
         self._ann: dict = {}
+        self._files: dict = {}
         from .train.engine import seed_everything
         seed_everything(self.seed)
 
     # ---- data -------------------------------------------------------------------------
     def data(self) -> dict:
-        """Paths of the data set's splits: {"train", "val", "test", "images_dir", "hash"}."""
+        """Paths of the data set's splits: {"train", "val", "test", "images_dir", "hash"}: the
+        embedded data set (generated once per profile), or ``data_root``'s files for ``dataset``
+        "kins", "cocoa" or "cityscapes" (:func:`amodal_lib.data.layouts.find_splits`: "val" is
+        None, and "val_from_train" set, when validation is carved out of the training file)."""
+        from .data import layouts
         if self._paths is None:
             if self.data_root is None or self.dataset == "synth":
                 from .data.synth import ensure_dataset
                 p = dict(ensure_dataset(root=self.data_root or DATA, **self.cfg["synth"]))
             else:
-                p = find_splits(self.data_root, self.dataset)
-            p["hash"] = file_hash([p[s] for s in ("train", "val", "test") if p.get(s)])
+                p = layouts.find_splits(self.data_root, self.dataset)
+                if p.get("val_from_train"):
+                    print(f"{self.dataset}: no validation file apart from the test one; validation is "
+                          f"{p['val_from_train']:.0%} of the training images, held out (whole images, seed "
+                          f"{layouts.VAL_SEED}), and training uses the rest")
+            p["hash"] = layouts.data_hash(p)
             self._paths = p
         return self._paths
 
     def annotations(self, split: str, modal_only: bool = False):
-        """The split's :class:`AnnotationSet` (read once per notebook)."""
-        from .data import load_annotations
+        """The split's :class:`AnnotationSet` (each file read once per notebook)."""
+        from .data import layouts, load_annotations
         if split not in self._ann:
-            p = self.data()
-            self._ann[split] = load_annotations(p[split], images_dir=p.get("images_dir"), strict=False)
+            def read(path):
+                if path not in self._files:
+                    self._files[path] = load_annotations(path, strict=False)
+                return self._files[path]
+            self._ann[split] = layouts.load_split(self.data(), split, read)
         ann = self._ann[split]
         return ann.modal_view() if modal_only else ann
+
+    def datasheet(self) -> dict:
+        """The data set's datasheet (per split: instances per category and occlusion bin): the
+        one the embedded data set wrote when it was generated, else computed from the split
+        files (:mod:`amodal_lib.data.datasheet`)."""
+        from .data import datasheet
+        path = self.data().get("datasheet_json")
+        if path and Path(path).is_file():
+            return json.loads(Path(path).read_text())
+        return datasheet.from_annotations({s: self.annotations(s) for s in ("train", "val", "test")})
 
     @property
     def out(self) -> Path:
@@ -120,39 +129,37 @@ class Context:
         return d
 
     # ---- trained models (built on demand, so that any notebook runs alone) --------------
-    def amodal_vae(self, device: str = "auto", progress: bool = False):
-        """The Amodal-VAE of this profile, seed and data: all three stages trained in
-        ``run_dir("amodal-vae")`` on the train split (only its modal view; the val split for
-        validation metrics) unless already finished (finished stages are skipped, an
-        unfinished one resumes); then loaded, in eval mode."""
-        from .train import amodal_vae as T
-        run = self.run_dir("amodal-vae")
-        if not all(T.stage_done(run, s) for s in T.STAGES):
-            print(f"training Amodal-VAE ({self.profile}, seed {self.seed}) in {run} ...")
-            t0 = time.time()
-            T.train_amodal_vae(self.annotations("train"), run, profile=self.profile, seed=self.seed,
-                               device=device, val_annotations=self.annotations("val"), progress=progress)
-            print(f"trained in {time.time() - t0:.0f} s")
-        return T.load_model(run, device)
-
-    def pcnet(self, device: str = "auto", progress: bool = False, steps: Optional[int] = None):
-        """The PCNet-M baseline of this profile, seed and data, trained in ``run_dir("pcnet-m")``
-        on the train split's visible masks unless finished (an unfinished run resumes; the val
-        split for validation metrics only); ``steps`` overrides the profile's; in eval mode."""
-        from .baselines import pcnet as P
-        from .train.engine import resolve_device
-        run = self.run_dir("pcnet-m")
-        if P.checkpoint_file(run).is_file():
-            model = P.load_model(run, resolve_device(device))
-            if getattr(model, "done", False):
-                return model
-        print(f"training PCNet-M ({self.profile}, seed {self.seed}) in {run} ...")
+    def model(self, name: str, device: str = "auto", progress: bool = False, steps: Optional[int] = None):
+        """The trained model ``name`` (a :mod:`amodal_lib.registry` name) of this profile, seed and
+        data, in eval mode: trained in ``run_dir(name)`` on the train split (only its modal view;
+        the val split for validation metrics only) unless finished (an unfinished run resumes,
+        finished stages are skipped); ``steps`` overrides the profile's."""
+        from . import registry
+        run = self.run_dir(name)
+        if registry.is_trained(name, run):
+            return registry.load_model(name, run, device)
+        print(f"training {name} ({self.profile}, seed {self.seed}) in {run} ...")
         t0 = time.time()
-        model, _ = P.train_pcnet(self.annotations("train"), run, profile=self.profile, seed=self.seed,
-                                 device=device, progress=progress, val_annotations=self.annotations("val"),
-                                 steps=steps)
+        model = registry.train(name, self.annotations("train"), run, profile=self.profile, seed=self.seed,
+                               device=device, steps=steps, val_annotations=self.annotations("val"),
+                               progress=progress)
         print(f"trained in {time.time() - t0:.0f} s")
         return model.eval()
+
+    def finished_model(self, name: str, device: str = "auto"):
+        """The model ``name`` if its run of this profile, seed and data has finished, else None
+        (never trains: for figures that show another notebook's model when it is there)."""
+        from . import registry
+        run = self.run_dir(name)
+        return registry.load_model(name, run, device) if registry.is_trained(name, run) else None
+
+    def amodal_vae(self, device: str = "auto", progress: bool = False):
+        """The Amodal-VAE of this profile, seed and data (all three stages): :meth:`model`."""
+        return self.model("amodal-vae", device, progress)
+
+    def pcnet(self, device: str = "auto", progress: bool = False, steps: Optional[int] = None):
+        """The PCNet-M baseline of this profile, seed and data: :meth:`model`."""
+        return self.model("pcnet-m", device, progress, steps)
 
     # ---- outputs ----------------------------------------------------------------------
     def _record(self, path: Path) -> None:
@@ -161,11 +168,14 @@ class Context:
             self.outputs.append(rel)
 
     def save_figure(self, fig, name: str, dpi: int = 150) -> Path:
-        """Save a matplotlib figure as results/figures/NAME.png and NAME.pdf."""
+        """Save a matplotlib figure as results/figures/NAME.png and NAME.pdf. The PDF carries no
+        creation or modification date (:data:`PDF_METADATA`), so two runs write the same bytes."""
         out = self.out / "figures"
         for ext in ("png", "pdf"):
             path = out / f"{name}.{ext}"
-            atomic_write(path, lambda f, ext=ext: fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight"))
+            meta = PDF_METADATA if ext == "pdf" else None
+            atomic_write(path, lambda f, ext=ext, meta=meta: fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight",
+                                                                         metadata=meta))
             self._record(path)
         return out / f"{name}.png"
 
@@ -186,10 +196,12 @@ class Context:
         return path
 
     def load_json(self, name: str, notebook_hint: str = "") -> Any:
-        """An artifact an upstream notebook saved with save_json; a clear error if it is missing."""
+        """An artifact an upstream notebook saved with save_json; when it is missing, the error
+        names the notebook that makes it (:data:`ARTIFACTS`, or ``notebook_hint``)."""
         path = self.out / "tables" / f"{name}.json"
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run {notebook_hint or 'the upstream notebook'} first")
+            maker = notebook_hint or ARTIFACTS.get(name, "the upstream notebook")
+            raise FileNotFoundError(f"{path} is missing: run {maker} first")
         return json.loads(path.read_text())
 
     def finish(self) -> dict:
@@ -219,31 +231,6 @@ def setup(notebook: str, profile: Optional[str] = None, seed: int = 0, params: O
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "image.cmap": "gray"})
     return Context(notebook, profile, seed, params or {}, data_root, dataset)
-
-
-def find_splits(root, dataset: str) -> dict:
-    """The split files of a real data set under ``root`` (KINS or COCOA layouts)."""
-    root = Path(root)
-    names = SPLIT_FILES.get(dataset)
-    if names is None:
-        raise ValueError(f"unknown dataset {dataset!r}: use 'synth', 'kins' or 'cocoa' "
-                         "(or pass any annotation file to the command line)")
-    out: dict = {}
-    for split, cands in names.items():
-        for c in cands:
-            hits = [p for p in (root / c, root / "annotations" / c) if p.exists()]
-            if hits:
-                out[split] = str(hits[0])
-                break
-    if "train" not in out or "test" not in out:
-        raise FileNotFoundError(f"{root}: no {dataset} train/test annotation files ({names['train'][0]}, "
-                                f"{names['test'][0]})")
-    out.setdefault("val", out["test"])
-    for d in ("images", "training/image_2", "train2014", "."):
-        if (root / d).is_dir():
-            out["images_dir"] = str(root / d)
-            break
-    return out
 
 
 def to_markdown(df, floatfmt: str = ".2f") -> str:

@@ -8,6 +8,8 @@ parameter, ``--profile`` on the command line), the ``AMODAL_PROFILE`` environmen
 - ``smoke``: CI and nbval. Every notebook runs in seconds to a minute; numbers are meaningless.
 - ``default``: a 2-core laptop. The whole ``run_all.sh`` in under 30 minutes; numbers meaningful.
 - ``paper``: the paper's scale and hyperparameters, for a GPU.
+
+What the shorter profiles shorten, and why: ``docs/design.md``, "Profiles".
 """
 from __future__ import annotations
 
@@ -63,7 +65,8 @@ def resolve_profile(name: str | None = None) -> str:
     """The profile in force: ``name`` if given, else ``$AMODAL_PROFILE``, else ``default``."""
     name = name or os.environ.get("AMODAL_PROFILE") or "default"
     if name not in _PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+        from .errors import ArgumentError
+        raise ArgumentError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
     return name
 
 

@@ -109,6 +109,21 @@ def plot_crops(rows: Sequence[tuple], n: int = 12, title: str = ""):
     return fig
 
 
+def _draw_completion(ax, ann: AnnotationSet, inst: Instance, mask, pad: float) -> None:
+    """The image around ``inst`` (its amodal box, else its visible box, grown by ``pad``) with the
+    visible mask blue, ``mask`` (an RLE) outlined green and the GT amodal mask orange dashed."""
+    x, y, w, h = inst.amodal_box or inst.visible_box
+    x0, y0 = int(max(x - pad * w, 0)), int(max(y - pad * h, 0))
+    x1, y1 = int(min(x + (1 + pad) * w, inst.width)), int(min(y + (1 + pad) * h, inst.height))
+    vis = M.decode(inst.visible)
+    img = overlay(load_image(ann, inst.image_id), [(vis, VISIBLE_COLOR)], inst.height, inst.width, 0.45)
+    ax.imshow(img[y0:y1, x0:x1], interpolation="nearest")
+    ax.contour(M.decode(mask)[y0:y1, x0:x1], levels=[0.5], colors=[PRED_COLOR], linewidths=1.5)
+    if inst.amodal is not None:
+        ax.contour(M.decode(inst.amodal)[y0:y1, x0:x1], levels=[0.5], colors=[HIDDEN_COLOR],
+                   linewidths=1.2, linestyles="--")
+
+
 def plot_completions(instances: Sequence[Instance], masks: dict, ann: AnnotationSet, n: int = 8,
                      title: str = "", pad: float = 0.35):
     """Crops of the image around each instance: visible (blue), predicted amodal (green outline),
@@ -116,23 +131,72 @@ def plot_completions(instances: Sequence[Instance], masks: dict, ann: Annotation
     k = min(n, len(instances))
     fig, axes = plt.subplots(1, k, figsize=(2.2 * k, 2.4), squeeze=False)
     for ax, inst in zip(axes[0], instances[:k]):
-        x, y, w, h = inst.amodal_box or inst.visible_box
-        x0, y0 = int(max(x - pad * w, 0)), int(max(y - pad * h, 0))
-        x1, y1 = int(min(x + (1 + pad) * w, inst.width)), int(min(y + (1 + pad) * h, inst.height))
-        vis = M.decode(inst.visible)
-        img = overlay(load_image(ann, inst.image_id), [(vis, VISIBLE_COLOR)], inst.height, inst.width, 0.45)
-        ax.imshow(img[y0:y1, x0:x1], interpolation="nearest")
-        pred = M.decode(masks[inst.id])[y0:y1, x0:x1]
-        ax.contour(pred, levels=[0.5], colors=[PRED_COLOR], linewidths=1.5)
-        if inst.amodal is not None:
-            ax.contour(M.decode(inst.amodal)[y0:y1, x0:x1], levels=[0.5], colors=[HIDDEN_COLOR],
-                       linewidths=1.2, linestyles="--")
+        _draw_completion(ax, ann, inst, masks[inst.id], pad)
         occ = "" if inst.occlusion_rate is None else f" {100 * inst.occlusion_rate:.0f}% hidden"
         ax.set_title(f"{inst.category}{occ}", fontsize=8)
         ax.set_axis_off()
     if title:
         fig.suptitle(title + "  (blue: visible, green: predicted, orange dashed: GT amodal)", fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- PCNet-M (notebook 10)
+ERASER_COLOR = np.array([0.84, 0.37, 0.0])    # vermillion
+
+
+def plot_training_history(history: Sequence[dict], title: str = "PCNet-M"):
+    """A run's training loss (left) and, right, the share of erased pixels the network recovers
+    during training beside the validation full / invisible mIoU (protocol A) at each evaluation.
+    ``history``: the engine's records (``split`` "train" or "val")."""
+    hist = pd.DataFrame(list(history))
+    tr = hist[hist.split == "train"] if len(hist) else hist
+    va = hist[hist.split == "val"] if len(hist) else hist
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    axes[0].plot(tr.step, tr.loss, label="weighted cross-entropy")
+    axes[0].set(xlabel="step", ylabel="training loss", yscale="log", title=f"{title} training loss")
+    if "hidden_recall" in tr:
+        axes[1].plot(tr.step, 100 * tr.hidden_recall, label="erased pixels recovered (train, %)")
+    if len(va):
+        axes[1].plot(va.step, va.val_full_miou, "o-", label="val full mIoU (A)")
+        axes[1].plot(va.step, va.val_invisible_miou, "s-", label="val invisible mIoU (A)")
+    axes[1].set(xlabel="step", ylabel="%", title="completion during training")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pcnet_completions(ann: AnnotationSet, instances: Sequence[Instance], inputs, probs, rows: dict,
+                           pad: float = 0.3):
+    """PCNet-M on a few instances, one column each. Row 1: the network's input in its square crop
+    (visible mask blue, eraser vermillion); row 2: its class-1 probability (0 dark to 1 yellow);
+    then one row per ``rows`` entry ({name: {id: RLE}}): the completion pasted back into the
+    image (green) against the GT amodal mask (orange dashed). ``inputs`` (N, 2, S, S) and
+    ``probs`` (N, S, S) are :func:`amodal_lib.predict.pcnet.predict_crops`'s."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    k = len(instances)
+    fig, axes = plt.subplots(2 + len(rows), k, figsize=(1.9 * max(k, 4), 1.9 * (2 + len(rows)) + 0.5),
+                             squeeze=False)
+    for c, inst in enumerate(instances):
+        rgb = np.ones(tuple(inputs.shape[-2:]) + (3,))
+        rgb[np.asarray(inputs[c, 0]) > 0] = VISIBLE_COLOR
+        rgb[np.asarray(inputs[c, 1]) > 0] = ERASER_COLOR
+        axes[0, c].imshow(rgb, interpolation="nearest")
+        occ = "" if inst.occlusion_rate is None else f" {100 * inst.occlusion_rate:.0f}% hidden"
+        axes[0, c].set_title(f"{inst.category}{occ}", fontsize=8)
+        axes[1, c].imshow(np.asarray(probs[c]), vmin=0, vmax=1, cmap="viridis")
+        for r, masks in enumerate(rows.values(), start=2):
+            _draw_completion(axes[r, c], ann, inst, masks[inst.id], pad)
+    for r, name in enumerate(["input (crop)", "P(object), 0-1"] + list(rows)):
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([]); ax.set_yticks([])
+    handles = [Patch(color=VISIBLE_COLOR, label="visible mask"), Patch(color=ERASER_COLOR, label="eraser (occluders)"),
+               Line2D([], [], color=PRED_COLOR, lw=1.5, label="completion"),
+               Line2D([], [], color=HIDDEN_COLOR, lw=1.2, ls="--", label="GT amodal mask")]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
@@ -159,6 +223,32 @@ def plot_threshold_sweep(sweep: pd.DataFrame, chosen: float, paper: float = 0.1,
     axes[0].legend(fontsize=8, loc="lower center")
     if title:
         fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_validation_through_training(history: pd.DataFrame, start: dict, baselines: dict,
+                                     xlabel: str = "stage-3 step", title: str = "validation"):
+    """Validation mIoU through a training stage, full (left) and invisible (right), each protocol
+    beside its own baselines: protocol A solid, B dashed, in the same style for the model's
+    curve and for each baseline's level. ``history``: the stage's validation records (``step``,
+    ``val_A_full``, ``val_A_inv``, ``val_B_full``, ``val_B_inv``); ``start``: the scores before the
+    stage (``A_full``, ``A_invisible``, ``B_full``, ``B_invisible``), drawn at step 0; ``baselines``:
+    {name: such scores}, drawn as levels (notebook 03)."""
+    pal = sns.color_palette("colorblind")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    cols = {"full": "full", "invisible": "inv"}
+    for ax, metric in zip(axes, ("full", "invisible")):
+        for prot, ls in (("A", "-"), ("B", "--")):
+            key, col = f"{prot}_{metric}", f"val_{prot}_{cols[metric]}"
+            if col in history:
+                ax.plot([0] + history.step.tolist(), [start[key]] + history[col].tolist(), marker="o", ls=ls,
+                        color=pal[0], label=f"model, {PROTOCOL_NAMES[prot]}")
+            for k, (name, scores) in enumerate(baselines.items(), start=1):
+                if scores.get(key) is not None:
+                    ax.axhline(scores[key], color=pal[k], ls=ls, lw=1, label=f"{name}, protocol {prot}")
+        ax.set(xlabel=xlabel, ylabel="mIoU %", title=f"{METRIC_TITLES[metric]}, {title}")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -22,9 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amodal_lib.baselines import pcnet as P  # noqa: E402
 from amodal_lib.data import load_annotations  # noqa: E402
+from amodal_lib.predict.pcnet import complete_instances  # noqa: E402
 from amodal_lib.profiles import get_profile  # noqa: E402
+from amodal_lib.train import engine, pcnet  # noqa: E402
 
 
 def _rate(history: list) -> float:
@@ -33,33 +34,33 @@ def _rate(history: list) -> float:
 
 
 def bench_pcnet(train, test, profile, steps, n_masks, device, tmp) -> dict:
-    cfg = P.settings(profile)
+    cfg = pcnet.settings(profile)
     half = max(steps // 2, 1)
-    _, hist = P.train_pcnet(train, Path(tmp) / "pcnet", profile=profile, steps=2 * half, device=device,
+    _, hist = pcnet.train_pcnet(train, Path(tmp) / "pcnet", profile=profile, steps=2 * half, device=device,
                             resume=False, progress=False, log_every=half, checkpoint_every=0)
-    model = P.load_model(Path(tmp) / "pcnet", device=device)
+    model = pcnet.load_model(Path(tmp) / "pcnet", device=device)
     insts = test.instances[:n_masks]
-    P.complete_instances(model, test, insts[:64])  # warm-up
+    complete_instances(model, test, insts[:64])  # warm-up
     t0 = time.perf_counter()
-    P.complete_instances(model, test, insts)
+    complete_instances(model, test, insts)
     dt = time.perf_counter() - t0
     return {"name": f"PCNet-M (width {cfg['width']}, crop {cfg['crop']}, batch {cfg['batch_size']})",
             "steps_per_s": {"train": _rate(hist)}, "masks_per_s": len(insts) / dt}
 
 
 def bench_vae(train, test, profile, steps, n_masks, device, tmp) -> dict:
-    from amodal_lib.models import amodal_vae as MV
-    from amodal_lib.train import amodal_vae as TV
+    from amodal_lib.models import amodal_vae as vae_model
+    from amodal_lib.train import amodal_vae as vae_training
     half = max(steps // 2, 1)
     over = {f"stage{s}_steps": 2 * half for s in (1, 2, 3)}
-    res = TV.train_amodal_vae(train, Path(tmp) / "vae", profile=profile, device=device, resume=False,
+    res = vae_training.train_amodal_vae(train, Path(tmp) / "vae", profile=profile, device=device, resume=False,
                               progress=False, log_every=half, checkpoint_every=0, eval_every=0, **over)
     rates = {f"stage {s}": _rate(h) for s, h in res["history"].items()}
     model = res["model"]
     insts = test.instances[:n_masks]
-    MV.complete_instances(model, insts[:64])
+    vae_model.complete_instances(model, insts[:64])
     t0 = time.perf_counter()
-    MV.complete_instances(model, insts)
+    vae_model.complete_instances(model, insts)
     dt = time.perf_counter() - t0
     cfg = res["config"]
     return {"name": f"Amodal-VAE (width {cfg.get('width')}, batch {cfg.get('batch_size')})",
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     from amodal_lib.data.synth import ensure_dataset
     paths = ensure_dataset(root=a.data_root, progress=False, **get_profile(a.profile)["synth"])
     train, test = load_annotations(paths["train"]), load_annotations(paths["test"])
-    dev = P.E.resolve_device(a.device)
+    dev = engine.resolve_device(a.device)
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), device {dev}; profile {a.profile}; "
           f"{len(train)} training and {len(test)} test instances; load average "

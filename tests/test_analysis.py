@@ -97,6 +97,7 @@ def test_per_bin_and_gap(ann, crops):
     mode = metrics.summarize(analysis.probs_table(ann.instances, probs * 0.55, boxes, 0.5))
     best = metrics.summarize(analysis.probs_table(ann.instances, probs, boxes, 0.5))
     long = analysis.per_bin_long({"mode": mode, "best": best})
+    assert len(long) and set(long.method) == {"mode", "best"}
     assert set(long.protocol) == {"A", "B"} and set(long.metric) <= {"full", "invisible"}
     assert long.visible_ratio.between(0, 1).all() and (long.n >= 1).all()
     gap = analysis.mode_vs_best_gap(mode, best)
@@ -138,8 +139,11 @@ def test_worst_cases_and_gt_box_gain(ann, crops):
     assert len(w) == 3 and w.full_iou_pred.is_monotonic_increasing
     assert w.full_iou_pred.iloc[0] == pred.full_iou.min()
     assert np.allclose(w.gain, w.full_iou_gt_box - w.full_iou_pred)
+    capped = analysis.worst_cases(pred, gt, n=12, min_occlusion=0.01, max_occlusion=0.3)
+    assert len(capped) and capped.occlusion_rate.between(0.01, 0.3).all()
+    assert len(capped) < len(analysis.worst_cases(pred, gt, n=12, min_occlusion=0.01))
     g = analysis.gt_box_gain(metrics.summarize(pred), metrics.summarize(gt))
-    assert len(g) == 4 and (g.gain.dropna() >= 0).all()
+    assert len(g) == 4 and g.gain.notna().sum() == 4 and (g.gain >= 0).all()
 
 
 def test_box_quality(ann):
@@ -172,7 +176,7 @@ def test_tables_and_oracle_share(ann, crops):
 
 def test_subsample_keeps_whole_images(ann):
     sub = analysis.subsample(ann, 4, seed=1)
-    assert 4 <= len(sub) <= 6
+    assert 4 <= len(sub) <= 6 and len(sub.by_image()) == 2   # 3 instances an image: two whole images
     per_img = {k: len(v) for k, v in ann.by_image().items()}
     assert all(per_img[k] == len(v) for k, v in sub.by_image().items())
     assert len(analysis.subsample(ann, None)) == len(ann)
@@ -181,7 +185,16 @@ def test_subsample_keeps_whole_images(ann):
 
 def test_pick_by_occlusion(ann):
     low, high = analysis.pick_by_occlusion(ann.instances, 2, low=(0.0, 0.0), high=(0.01, 1.0))
+    assert len(low) == 2 and len(high) == 2      # the fixture has 8 unoccluded and 4 occluded instances
     assert all(i.occlusion_rate == 0 for i in low) and all(i.occlusion_rate > 0 for i in high)
+    again = analysis.pick_by_occlusion(ann.instances, 2, low=(0.0, 0.0), high=(0.01, 1.0))
+    assert [i.id for i in again[0] + again[1]] == [i.id for i in low + high]      # seeded
+
+
+def test_pick_instances_filters(ann):
+    picks = analysis.pick_instances(ann.instances, 10, occlusion=(0.01, 1.0), occluded_only=True, min_side=1)
+    assert len(picks) == 4 and all(i.occluders and i.occlusion_rate > 0 for i in picks)
+    assert analysis.pick_instances(ann.instances, 10, min_side=10_000) == []
 
 
 def test_run_methods_with_an_untrained_model(ann):
@@ -225,3 +238,25 @@ def test_chosen_threshold_recomputes_when_stale(ann, tmp_path):
     assert out["threshold"] in (0.3, 0.6) and out["paper"] == 0.1 and "in place" in out["source"]
     ctx.saved["profile"] = "smoke"
     assert analysis.chosen_threshold(ctx, vae)["threshold"] == 0.45
+
+
+def test_models_table_and_validation_plot(ann):
+    import matplotlib.pyplot as plt
+    from amodal_lib import baselines, comparison, viz
+    from amodal_lib.models.amodal_vae import AmodalVAE
+    torch.manual_seed(0)
+    vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
+    table = comparison.models_table(ann, {"after stage 2": vae, "after stage 3": vae}, threshold=0.5)
+    assert table.method.tolist() == ["visible mask", "convex hull", "after stage 2", "after stage 3", "oracle-28"]
+    assert table.loc[table.method == "oracle-28", "A_full_share"].item() == pytest.approx(100.0)
+    assert table.iloc[2][analysis.SCORE_COLUMNS].tolist() == table.iloc[3][analysis.SCORE_COLUMNS].tolist()
+    ref = metrics.evaluate(ann, baselines.visible(ann.instances))
+    assert table.iloc[0].A_full == pytest.approx(ref["overall"]["A"]["full"])
+    hist = pd.DataFrame({"step": [5, 10], "val_A_full": [80.0, 81.0], "val_A_inv": [20.0, 21.0],
+                         "val_B_full": [70.0, 71.0], "val_B_inv": [10.0, 11.0]})
+    row = table.set_index("method").loc
+    fig = viz.plot_validation_through_training(hist, row["after stage 2"].to_dict(),
+                                               {"visible mask": row["visible mask"].to_dict()})
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "visible mask, protocol A" in labels and "visible mask, protocol B" in labels   # each protocol's own level
+    plt.close(fig)

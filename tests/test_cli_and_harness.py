@@ -1,5 +1,6 @@
-"""The command line's contract (SPEC.md) and the notebook helper's outputs."""
+"""The command line's contract (README, "The command line") and the notebook helper's outputs."""
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -79,11 +80,38 @@ def test_context_saves_outputs_and_manifest(tmp_path, monkeypatch):
     assert "99_test" in (tmp_path / "README.md").read_text()
 
 
-def test_missing_upstream_artifact_names_the_notebook(tmp_path, monkeypatch):
+def test_figures_are_byte_identical_across_runs(tmp_path, monkeypatch):
+    import time
+
+    import matplotlib.pyplot as plt
+    monkeypatch.setattr(nb, "RESULTS", tmp_path)
+    saved = []
+    for run in range(2):
+        ctx = nb.setup("99_test", profile="smoke")
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        ax.set_title("same figure")
+        png = ctx.save_figure(fig, "f")
+        plt.close(fig)
+        saved.append({ext: png.with_suffix(ext).read_bytes() for ext in (".png", ".pdf")})
+        time.sleep(1.1)   # a PDF stamped with its creation time would differ now
+    assert saved[0] == saved[1]
+    assert b"CreationDate" not in saved[0][".pdf"]
+
+
+def test_missing_upstream_artifact_names_the_notebook_that_makes_it(tmp_path, monkeypatch):
+    import re
+
+    import nbformat
     monkeypatch.setattr(nb, "RESULTS", tmp_path)
     ctx = nb.setup("05_x", profile="smoke")
-    with pytest.raises(FileNotFoundError, match="04_threshold_search"):
-        ctx.load_json("threshold", "04_threshold_search")
+    assert nb.ARTIFACTS
+    for name, maker in nb.ARTIFACTS.items():
+        with pytest.raises(FileNotFoundError, match=maker):
+            ctx.load_json(name)   # the caller does not say who makes it
+        # ... and the notebook named does save it
+        src = "\n".join(c.source for c in nbformat.read(nb.REPO / "notebooks" / f"{maker}.ipynb", 4).cells)
+        assert re.search(rf'save_json\([^\n]*"{name}"\)', src), f"{maker} does not save {name}"
 
 
 def test_atomic_write_keeps_the_usual_file_mode_and_nothing_half_written(tmp_path):
@@ -103,3 +131,53 @@ def test_atomic_write_keeps_the_usual_file_mode_and_nothing_half_written(tmp_pat
         atomic_write(tmp_path / "a.txt", fail)
     assert (tmp_path / "a.txt").read_text() == "hello"          # the old file is intact
     assert [q.name for q in tmp_path.iterdir()] == ["a.txt"]    # no temporary file left behind
+
+
+def test_run_all_refuses_a_dirty_tree_but_tests_run_on_one(tmp_path):
+    """run_all.sh in a scratch git checkout, with a stand-in .venv/bin/python that does nothing."""
+    import shutil
+    import subprocess
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(nb.REPO / "run_all.sh", repo / "run_all.sh")
+    (repo / "tracked.txt").write_text("v1\n")
+    fake = repo / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(git + ["add", "run_all.sh", "tracked.txt"], cwd=repo, check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], cwd=repo, check=True)
+
+    def run(*args):
+        return subprocess.run(["bash", "run_all.sh", "--profile", "smoke", *args], cwd=repo, capture_output=True,
+                              text=True, env={**os.environ, "AMODAL_RESULTS": str(tmp_path / "r")})
+    assert run().returncode == 0                      # clean: runs
+    (repo / "tracked.txt").write_text("v2\n")
+    dirty = run()
+    assert dirty.returncode == 2 and "uncommitted" in dirty.stderr and "tracked.txt" in dirty.stderr
+    assert run("--allow-dirty").returncode == 0
+    assert run("--test").returncode == 0              # the tests run on a dirty tree
+
+
+def test_report_shows_json_whole_reads_the_main_table_and_keeps_experiments_apart(tmp_path):
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    statement = "Wider posterior with more occlusion does NOT hold on this data: " + "x" * 400 + " (the end)."
+    (tables / "posterior_width.json").write_text(json.dumps({"statement": statement}))
+    (tables / "pcnet_test_miou.md").write_text("| method | A_full |\n|---|---|\n| PCNet-M (t = 0.2) | 90.19 |\n")
+    pd.DataFrame({"method": ["PCNet-M", "Amodal-VAE (mode, predicted box)", "Amodal-VAE (mode, GT amodal box)"],
+                  "A_full": [90.19, 90.92, 94.52], "A_invisible": [39.73, 33.78, 59.97],
+                  "B_full": [85.41, 84.66, 91.06], "B_invisible": [43.33, 32.15, 56.71]}
+                 ).to_csv(tables / "table_completion.csv", index=False)
+    (tables / "table_completion.md").write_text("| method |\n|---|\n")
+    runs = [{"notebook": n, "profile": "default", "outputs": [o]} for n, o in
+            (("05", "tables/table_completion.md"), ("07", "tables/posterior_width.json"),
+             ("10", "tables/pcnet_test_miou.md"))]
+    text = report.render(runs, tmp_path)
+    assert "(the end)." in text                                   # no statement cut short
+    deocclusion = [line for line in text.splitlines() if "84.94" in line]
+    assert len(deocclusion) == 1 and "not comparable" in deocclusion[0] and "predicted" in deocclusion[0]
+    reading = next(line for line in text.splitlines() if line.startswith("Reading"))
+    assert "invisible mIoU 33.78 vs 39.73 (behind) (A)" in reading and "full mIoU 90.92 vs 90.19 (ahead) (A)" in reading

@@ -71,6 +71,24 @@ def test_files_and_schema(dataset):
             assert (a["oco_id"] == 0) == (a["ico_id"] == 0)
 
 
+def test_datasheet_is_what_the_files_hold(dataset):
+    """The generator's datasheet and one computed from the files read back agree (one bin rule)."""
+    from amodal_lib.data import datasheet, load_annotations
+    out, paths = dataset
+    written = json.loads((out / "datasheet.json").read_text())["splits"]
+    read = datasheet.from_annotations({s: load_annotations(paths[s]) for s in ("train", "val", "test")})["splits"]
+    assert sum(d["instances"] for d in written.values()) > 50
+    for s in ("train", "val", "test"):
+        for key in ("images", "instances", "per_occlusion_bin", "mean_occlusion_rate", "occluded_fraction"):
+            assert read[s][key] == written[s][key], (s, key)
+        for cat, n in written[s]["per_category"].items():
+            assert read[s]["per_category"].get(cat, 0) == n
+            if n:
+                assert read[s]["per_category_and_bin"][cat] == written[s]["per_category_and_bin"][cat]
+    assert datasheet.occlusion_bin(100, 100) == "0%" and datasheet.occlusion_bin(100, 90) == "0-10%"
+    assert datasheet.occlusion_bin(100, 89) == "10-30%" and datasheet.occlusion_bin(100, 5) == ">90%"
+
+
 def test_masks_consistent(dataset):
     _, paths = dataset
     docs = _load(paths)

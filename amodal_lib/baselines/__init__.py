@@ -1,6 +1,8 @@
 """Baselines that need no training: the visible mask itself, and its convex hull.
 
-The learned baseline, Deocclusion's PCNet-M, lives in :mod:`amodal_lib.baselines.pcnet`.
+The learned baseline, Deocclusion's PCNet-M, has the shape of every trained model family:
+:mod:`amodal_lib.models.pcnet` (network), :mod:`amodal_lib.train.pcnet` (training) and
+:mod:`amodal_lib.predict.pcnet` (completion).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Crops use ``torchvision.ops.roi_align`` (``aligned=True``: pixel ``i`` covers ``
 batched over all instances of an image. Paste-back samples the crop at the centres of the
 image pixels inside the box with ``grid_sample`` (``align_corners=False``), which is the exact
 inverse mapping: a mask cropped in its own box and pasted back loses only what 28x28 cannot
-hold (the ``oracle-28`` bound of every 28x28 method).
+hold (the ``oracle-28`` bound of every 28x28 method; ``docs/design.md``, "Crop frames").
 
 Boxes here are ``xyxy`` float tensors in image pixels; records store ``xywh``.
 """
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torchvision.ops import box_convert, roi_align
 
 from . import masks as M
-from .records import AnnotationSet, Instance
+from .records import AnnotationSet, Instance, group_by_image
 
 
 def xywh_to_xyxy(boxes) -> torch.Tensor:
@@ -45,14 +45,6 @@ def scale_boxes(boxes: torch.Tensor, factor: float) -> torch.Tensor:
     return torch.cat([c - half, c + half], dim=1)
 
 
-def group_by_image(instances: Sequence[Instance]) -> dict:
-    """{image id: positions in ``instances``} (in order)."""
-    g = defaultdict(list)
-    for k, inst in enumerate(instances):
-        g[inst.image_id].append(k)
-    return g
-
-
 def crop_masks(instances: Sequence[Instance], mask: str = "visible", boxes="visible", size: int = 28,
                sampling_ratio: int = 2, chunk: int = 256) -> torch.Tensor:
     """(N, size, size) float crops in [0, 1] of each instance's ``mask`` ("visible" or "amodal")
@@ -64,7 +56,7 @@ def crop_masks(instances: Sequence[Instance], mask: str = "visible", boxes="visi
     # roi_align the windows in batches of similar size: cost follows box area, not image area.
     windows: list = [None] * len(instances)
     offsets = torch.zeros(len(instances), 4)
-    for idx in group_by_image(instances).values():
+    for idx in group_by_image(instances, positions=True).values():
         rles = [getattr(instances[k], mask) for k in idx]
         if any(r is None for r in rles):
             raise ValueError(f"an instance of image {instances[idx[0]].image_id} has no {mask} mask")
@@ -119,7 +111,7 @@ def context_crops(ann: AnnotationSet, instances: Sequence[Instance], scale: floa
     by_image = ann.by_image()
     b = scale_boxes(frame_boxes(instances, "visible"), scale)
     out = torch.zeros(len(instances), 3, size, size)
-    for image_id, idx in group_by_image(instances).items():
+    for image_id, idx in group_by_image(instances, positions=True).items():
         members = list(by_image.get(image_id, []))
         pos = {m.id: j for j, m in enumerate(members)}
         for k in idx:

@@ -6,33 +6,95 @@ file loading in seconds.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..errors import AnnotationError, shown  # AnnotationError: defined in amodal_lib.errors, re-exported here
+
 RLE = dict  # {"size": [h, w], "counts": bytes}
 
 
-class AnnotationError(ValueError):
-    """A record of an annotation file that cannot be read: names the file, record and field."""
+# Limits that keep a malformed or hostile file from exhausting memory: pycocotools allocates in
+# proportion to a polygon's perimeter (upsampled 5x) and to an image's pixels when decoding, and
+# the library decodes every mask of an image at once. Far above any amodal data set (KINS
+# 1242x375, COCO 640x480, Cityscapes 2048x1024); raise them here for larger images.
+MAX_IMAGE_SIDE = 2 ** 15          # pixels along one side
+MAX_IMAGE_PIXELS = 2 ** 26        # 67 M pixels (8192 x 8192)
+POLYGON_MARGIN = 4                # coordinates may lie up to 4 image sizes outside the image
+MAX_POLYGON_TURNS = 200           # a polygon's perimeter is at most 200 x (height + width)
 
-    def __init__(self, path: Any, record: Any, field: str, message: str):
-        self.path, self.record, self.field, self.reason = str(path), record, field, message
-        where = f"{self.path}"
-        if record is not None:
-            where += f": annotation {record}"
-        if field:
-            where += f", field '{field}'"
-        super().__init__(f"{where}: {message}")
+
+def as_int(v: Any) -> Optional[int]:
+    """``v`` as an int when it is one (an integral float too, but no bool), else None."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+        return int(v)
+    return None
+
+
+def is_number(v: Any) -> bool:
+    """A JSON number (int or float, not a bool); NaN and infinities included."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def image_size_problem(height: Any, width: Any) -> Optional[str]:
+    """Why ``height`` x ``width`` is not a usable image size (None when it is)."""
+    h, w = as_int(height), as_int(width)
+    if h is None or w is None:
+        return f"image size must be two integers, got {shown(height)} x {shown(width)}"
+    if h <= 0 or w <= 0:
+        return f"image size {h}x{w}"
+    if max(h, w) > MAX_IMAGE_SIDE or h * w > MAX_IMAGE_PIXELS:
+        return (f"image size {h}x{w} is over the limit of {MAX_IMAGE_SIDE} pixels a side and "
+                f"{MAX_IMAGE_PIXELS} pixels in all (amodal_lib.data.masks.MAX_IMAGE_SIDE / MAX_IMAGE_PIXELS)")
+    return None
+
+
+def polygon_problem(poly: Sequence, height: int, width: int) -> Optional[str]:
+    """Why one flat polygon ``[x0, y0, x1, y1, ...]`` must not reach pycocotools (None if it may).
+
+    Checked before any decoding: pycocotools converts coordinates to C ints (a huge one
+    overflows) and allocates one entry per upsampled pixel of the perimeter (a NaN, an infinity
+    or 1e9 made it allocate until the process was killed)."""
+    if len(poly) < 6 or len(poly) % 2:
+        return f"a polygon needs an even number (>= 6) of coordinates, got {len(poly)}"
+    xy = np.asarray(poly, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(xy))
+    if len(bad):
+        return f"coordinate {int(bad[0])} is {poly[int(bad[0])]!r}, not a finite number"
+    m = POLYGON_MARGIN * max(height, width)
+    x, y = xy[0::2], xy[1::2]
+    for axis, v, size in (("x", x, width), ("y", y, height)):
+        lo, hi = -m, size + m
+        out = np.flatnonzero((v < lo) | (v > hi))
+        if len(out):
+            k = int(out[0])
+            return (f"{axis} coordinate {v[k]:g} (coordinate {2 * k + (axis == 'y')}) is far outside the "
+                    f"{height}x{width} image (allowed: {lo} to {hi})")
+    perimeter = float(np.maximum(np.abs(np.diff(x, append=x[:1])), np.abs(np.diff(y, append=y[:1]))).sum())
+    limit = MAX_POLYGON_TURNS * (height + width)
+    if perimeter > limit:
+        return (f"polygon too long: its edges run {perimeter:.0f} pixels, over {MAX_POLYGON_TURNS} x "
+                f"(height + width) = {limit}")
+    return None
 
 
 def _rle_counts_total(counts: bytes) -> int:
     """Sum of the run lengths in a compressed COCO counts string (its LEB128-like code).
 
     pycocotools does not check that a compressed RLE covers the whole image, and a
-    truncated string decodes to garbage; this is the check.
+    truncated string decodes to garbage; this is the check. Characters outside the code's
+    alphabet ('0' to 'o') and run lengths over 2**64 are refused.
     """
+    if counts and (min(counts) < 48 or max(counts) > 111):
+        c = next(c for c in counts if not 48 <= c <= 111)
+        raise ValueError(f"character {chr(c)!r} is outside the RLE alphabet '0'..'o'")
     runs: list[int] = []
     i, n = 0, len(counts)
     while i < n:
@@ -40,6 +102,8 @@ def _rle_counts_total(counts: bytes) -> int:
         while more:
             if i >= n:
                 raise ValueError("the counts string ends inside a number")
+            if k >= 13:
+                raise ValueError("a run length over 2**64")
             c = counts[i] - 48
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
@@ -57,27 +121,33 @@ def _rle_counts_total(counts: bytes) -> int:
 
 
 def segm_to_rle(segm: Any, height: int, width: int, *, path: Any = "?", record: Any = None,
-                field: str = "segmentation") -> RLE:
+                field: str = "segmentation", error: type = AnnotationError) -> RLE:
     """One compressed RLE from COCO polygons (a list of flat lists) or RLE (compressed or not).
 
-    Raises AnnotationError naming ``path``, ``record`` and ``field`` on malformed input
-    (odd or too short polygons, a size that disagrees with the image, a truncated RLE).
+    Raises ``error`` (an :class:`AnnotationError`) naming ``path``, ``record`` and ``field`` on
+    malformed input (odd or too short polygons, a coordinate that is not finite or far outside
+    the image, a size that disagrees with the image, a truncated RLE), before pycocotools sees it.
     Several polygons are merged into one mask (``decode(merge(frPyObjects(...)))``).
     """
     def bad(msg: str) -> AnnotationError:
-        return AnnotationError(path, record, field, msg)
+        return error(path, record, field, msg)
 
+    size_problem = image_size_problem(height, width)
+    if size_problem:
+        raise bad(size_problem)
+    height, width = int(height), int(width)
     if isinstance(segm, list):
         if not segm:
             raise bad("no polygon")
-        if all(isinstance(v, (int, float)) for v in segm):  # one flat polygon (COCOA style)
+        if all(is_number(v) for v in segm):  # one flat polygon (COCOA style)
             segm = [segm]
         polys = []
-        for p in segm:
-            if not isinstance(p, (list, tuple)) or not all(isinstance(v, (int, float)) for v in p):
+        for j, p in enumerate(segm):
+            if not isinstance(p, (list, tuple)) or not all(is_number(v) for v in p):
                 raise bad("a polygon must be a flat list of numbers")
-            if len(p) < 6 or len(p) % 2:
-                raise bad(f"a polygon needs an even number (>= 6) of coordinates, got {len(p)}")
+            problem = polygon_problem(p, height, width)
+            if problem:
+                raise bad(problem if len(segm) == 1 else f"polygon {j}: {problem}")
             polys.append([float(v) for v in p])
         return mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
     if isinstance(segm, dict):
@@ -86,15 +156,24 @@ def segm_to_rle(segm: Any, height: int, width: int, *, path: Any = "?", record: 
         size = segm["size"]
         if not (isinstance(size, (list, tuple)) and len(size) == 2):
             raise bad("RLE 'size' must be [height, width]")
-        if [int(size[0]), int(size[1])] != [int(height), int(width)]:
+        if as_int(size[0]) is None or as_int(size[1]) is None:
+            raise bad(f"RLE 'size' must be two integers [height, width], got {shown(list(size))}")
+        if [as_int(size[0]), as_int(size[1])] != [height, width]:
             raise bad(f"RLE size {list(size)} differs from the image size {[height, width]}")
         counts = segm["counts"]
         if isinstance(counts, list):  # uncompressed
-            if sum(counts) != height * width or any(c < 0 for c in counts):
-                raise bad(f"RLE run lengths sum to {sum(counts)}, not height*width = {height * width}")
-            return mask_utils.frPyObjects(segm, height, width)
+            if not all(as_int(c) is not None and c >= 0 for c in counts):
+                raise bad("uncompressed RLE counts must be non-negative integers")
+            total = sum(int(c) for c in counts)
+            if total != height * width:
+                raise bad(f"RLE run lengths sum to {total}, not height*width = {height * width}")
+            return mask_utils.frPyObjects({"size": [height, width], "counts": [int(c) for c in counts]},
+                                          height, width)
         if isinstance(counts, str):
-            counts = counts.encode("ascii")
+            try:
+                counts = counts.encode("ascii")
+            except UnicodeEncodeError:
+                raise bad("RLE 'counts' must be an ASCII string") from None
         if not isinstance(counts, bytes):
             raise bad("RLE 'counts' must be a string or a list")
         try:
@@ -103,7 +182,7 @@ def segm_to_rle(segm: Any, height: int, width: int, *, path: Any = "?", record: 
             raise bad(f"corrupt RLE counts ({e})") from None
         if total != height * width:
             raise bad(f"truncated or corrupt RLE: runs cover {total} of {height * width} pixels")
-        return {"size": [int(height), int(width)], "counts": counts}
+        return {"size": [height, width], "counts": counts}
     raise bad(f"expected polygons or RLE, got {type(segm).__name__}")
 
 

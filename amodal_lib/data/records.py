@@ -1,11 +1,13 @@
-"""One record type for an instance, and a set of them read from one annotation file."""
+"""One record type for an instance, a set of them read from one annotation file, and the
+whole-image selections made from such a set (evaluation subsets, a validation split carved
+out of a training file)."""
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -57,7 +59,8 @@ class Instance:
     @property
     def is_unoccluded(self) -> bool:
         """Whole and alone, judged from modal information only (no amodal label is read):
-        touches neither the image border nor any other instance."""
+        touches neither the image border nor any other instance (``docs/design.md``,
+        "Unoccluded instances and occluders")."""
         return not self.occluders and not self.touches_border
 
 
@@ -93,10 +96,8 @@ class AnnotationSet:
         return {i.id: i for i in self.instances}
 
     def by_image(self) -> dict:
-        out = defaultdict(list)
-        for i in self.instances:
-            out[i.image_id].append(i)
-        return dict(out)
+        """{image id: its instances}, in file order."""
+        return group_by_image(self.instances)
 
     def subset(self, instances: Iterable[Instance]) -> "AnnotationSet":
         """The same file's metadata with only ``instances`` (a list or a predicate's result)."""
@@ -133,12 +134,58 @@ class AnnotationSet:
         return np.array([np.nan if i.visible_ratio is None else i.visible_ratio for i in self.instances])
 
 
+def group_by_image(instances: Sequence[Instance], positions: bool = False) -> dict:
+    """{image id: the instances of that image} in order; with ``positions`` their indices in
+    ``instances`` instead. The one grouping every per-image loop of the library uses."""
+    out: dict = defaultdict(list)
+    for k, inst in enumerate(instances):
+        out[inst.image_id].append(k if positions else inst)
+    return dict(out)
+
+
+def subsample(ann: AnnotationSet, max_instances: Optional[int], seed: int = 0) -> AnnotationSet:
+    """The instances of ``ann`` that have an amodal mask (what evaluation can score), from whole
+    images taken in a seeded random order until ``max_instances`` instances are reached; all of
+    them when ``max_instances`` is None or not exceeded. Whole images keep every instance's
+    occluders, and full-image figures, intact."""
+    usable = [i for i in ann.instances if i.amodal is not None]
+    if max_instances is None or len(usable) <= max_instances:
+        return ann.subset(usable)
+    groups = group_by_image(usable)
+    keep: list = []
+    for image_id in _image_order(groups, seed):
+        if len(keep) >= max_instances:
+            break
+        keep.extend(groups[image_id])
+    return ann.subset(keep)
+
+
+def hold_out_images(ann: AnnotationSet, fraction: float, seed: int = 0) -> tuple:
+    """``(rest, held)``: ``ann`` split by whole images, ``held`` holding ``round(fraction * images)``
+    of its images (at least one, and one left over, when it has two or more) drawn in a seeded
+    random order. How a validation split is carved out of a training file (whole images, so that
+    no image contributes to both)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the held-out fraction must lie in (0, 1), got {fraction}")
+    groups = group_by_image(ann.instances)
+    order = _image_order(groups, seed)
+    n = min(max(1, round(fraction * len(order))), len(order) - 1) if len(order) >= 2 else 0
+    held_ids = set(order[:n])
+    rest = [i for i in ann.instances if i.image_id not in held_ids]
+    held = [i for i in ann.instances if i.image_id in held_ids]
+    return ann.subset(rest), ann.subset(held)
+
+
+def _image_order(groups: dict, seed: int) -> list:
+    """The image ids of ``groups`` in a seeded random order (sorted first: independent of file order)."""
+    order = sorted(groups)
+    np.random.default_rng(seed).shuffle(order)
+    return order
+
+
 def set_amodal_occluders(instances: list) -> None:
     """Occluders from amodal data: per image, the others whose visible mask covers our amodal mask."""
-    by_img = defaultdict(list)
-    for i in instances:
-        by_img[i.image_id].append(i)
-    for group in by_img.values():
+    for group in group_by_image(instances).values():
         if len(group) < 2:
             for i in group:
                 i.occluders = ()
@@ -166,10 +213,7 @@ def set_modal_neighbours(instances: list) -> None:
     Only pairs whose boxes (grown by one pixel) meet are decoded, and only inside that
     joint window, so this stays cheap on crowded images.
     """
-    by_img = defaultdict(list)
-    for i in instances:
-        by_img[i.image_id].append(i)
-    for group in by_img.values():
+    for group in group_by_image(instances).values():
         nb = {i.id: [] for i in group}
         full: dict = {}
 

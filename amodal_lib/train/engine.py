@@ -16,10 +16,14 @@ API
 ``wrap_ddp(model, dist)`` / ``unwrap(model)``
     DistributedDataParallel around a module when ``dist.world_size > 1`` (otherwise the
     module itself), and the plain module back.
+``load_history(run_dir, name)``
+    The history (list of dicts) a run wrote as ``run_dir/<name>.history.jsonl``.
 ``save_checkpoint(path, state)`` / ``load_checkpoint(path, map_location="cpu")``
     Atomic ``torch.save`` (temp file + rename); loading uses ``torch.load(weights_only=True)``
     so that opening a checkpoint never runs code. Everything saved is tensors and plain
-    JSON-able types (``jsonable`` checks the config).
+    JSON-able types (``jsonable`` checks the config). A file that is missing, empty, truncated,
+    not a checkpoint, or refused (it holds Python objects) raises
+    :class:`~amodal_lib.errors.CheckpointError` naming the file, in one line.
 ``Trainer(...).fit() -> history``
     The generic loop. The model is any ``nn.Module``; one step is
     ``losses = step_fn(model, batch, step)``, a dict of scalar tensors whose ``"loss"`` entry
@@ -65,7 +69,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +82,7 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
+from ..errors import ArgumentError, CheckpointError, DataError, MissingCheckpointError
 from ..io import atomic_write, atomic_write_text
 
 CHECKPOINT_FORMAT = "amodal-engine/1"
@@ -97,14 +104,16 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     try:
         dev = torch.device(spec)
     except RuntimeError as e:
-        raise ValueError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps") from e
+        raise ArgumentError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps") from e
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ArgumentError(f"unsupported device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {spec!r} requested but CUDA is not available")
+            raise ArgumentError(f"device {spec!r} requested but CUDA is not available")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise ArgumentError(f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device {spec!r} requested but MPS is not available")
+        raise ArgumentError(f"device {spec!r} requested but MPS is not available")
     return dev
 
 
@@ -223,11 +232,50 @@ def save_checkpoint(path, state: dict) -> Path:
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``: loading never runs code."""
+    """Load a checkpoint with ``weights_only=True``: loading never runs code.
+
+    Raises :class:`~amodal_lib.errors.CheckpointError` naming the file, in one line, for a file
+    that is missing (``MissingCheckpointError``, also a ``FileNotFoundError``), empty,
+    truncated or otherwise corrupt, refused (it holds Python objects that only an unsafe full
+    unpickle could load), or holds something other than a dict."""
     path = Path(path)
+    if not path.exists():
+        raise MissingCheckpointError(path, "no such checkpoint")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    return torch.load(path, map_location=map_location, weights_only=True)
+        raise CheckpointError(path, "not a checkpoint file (a folder or a special file)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "empty file (0 bytes): not a checkpoint")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise  # the file system's refusal (permission...): reported as such
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if found:
+            raise CheckpointError(path, f"refused: it holds a Python object ({found.group(1)}) that only an unsafe "
+                                        "full unpickle could load; checkpoints of this project hold tensors and "
+                                        "plain types only") from None
+        raise CheckpointError(path, "not a PyTorch checkpoint (unreadable data)") from None
+    except Exception as e:  # torch raises several types for a damaged file
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]   # its first sentence
+        detail = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        raise CheckpointError(path, f"truncated or corrupt checkpoint ({detail})") from None
+    if not isinstance(ck, dict):
+        raise CheckpointError(path, f"holds a {type(ck).__name__}, not a checkpoint (a dict)")
+    return ck
+
+
+def history_file(run_dir, name: str) -> Path:
+    """Where a run's history is written as JSON lines: ``run_dir/<name>.history.jsonl``."""
+    return Path(run_dir) / f"{name}.history.jsonl"
+
+
+def load_history(run_dir, name: str) -> list:
+    """The history a :class:`Trainer` named ``name`` wrote in ``run_dir`` ([] when none)."""
+    p = history_file(run_dir, name)
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -291,7 +339,7 @@ class Trainer:
             raise ValueError(f"data tensors differ in length: {sizes}")
         self.n = next(iter(sizes.values()))
         if self.n == 0:
-            raise ValueError(f"stage {stage}: no training examples")
+            raise DataError(f"stage {stage}: no training examples")
         self.data = {k: v.to(self.device) for k, v in data.items()}
         self.batch_size, self.steps = int(batch_size), int(steps)
         self.run_dir = Path(run_dir)
@@ -319,7 +367,7 @@ class Trainer:
 
     @property
     def history_path(self) -> Path:
-        return self.run_dir / f"{self.name}.history.jsonl"
+        return history_file(self.run_dir, self.name)
 
     def _amp_dtype(self, amp):
         if self.device.type != "cuda" or amp in (None, False, "off", "none", "fp32"):
@@ -380,7 +428,13 @@ class Trainer:
     def fit(self, until: Optional[int] = None) -> list:
         """Train to ``steps`` (or stop after step ``until``, without a checkpoint: a simulated kill)."""
         if self.resume and self.checkpoint_path.is_file():
-            self.load_state_dict(load_checkpoint(self.checkpoint_path, map_location=self.device))
+            ck = load_checkpoint(self.checkpoint_path, map_location=self.device)
+            try:
+                self.load_state_dict(ck)
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+                first = (str(e).strip().splitlines() or [""])[0][:120]
+                raise CheckpointError(self.checkpoint_path, f"cannot resume from it ({type(e).__name__}: {first}); "
+                                                            "delete it to start this stage over") from e
         if self.done or self.step >= self.steps:
             self.done = True
             return self.history

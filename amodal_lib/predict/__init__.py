@@ -1,0 +1,5 @@
+"""Inference, one module per trained model family: instance records in, amodal masks (RLE) out.
+
+:mod:`.pcnet` completes with PCNet-M. The rules that need no training (visible mask, convex
+hull) are in :mod:`amodal_lib.baselines`; :mod:`amodal_lib.registry` reaches every method by name.
+"""
