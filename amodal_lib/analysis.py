@@ -24,8 +24,7 @@ returns numbers or pandas DataFrames; nothing here trains or plots.
 
 Running every method on a split (``run_methods``) and the threshold of record
 (``chosen_threshold``) are :mod:`amodal_lib.comparison`'s; ``subsample`` (whole images up to a
-number of instances) is :func:`amodal_lib.data.records.subsample`. Both are reachable from here
-too, for notebooks 04-09.
+number of instances) is :func:`amodal_lib.data.records.subsample`.
 
 The GT amodal masks and occlusion rates are read here for evaluation only (never in training).
 """
@@ -41,7 +40,7 @@ import torch
 from . import metrics, paper
 from .data import masks as M
 from .data.crops import paste_region
-from .data.records import VISIBLE_RATIO_BINS, Instance, subsample  # noqa: F401 (subsample: notebooks 04-09)
+from .data.records import VISIBLE_RATIO_BINS, Instance
 
 TABLE_COLUMNS = ["id", "image_id", "category", "visible_ratio", "occlusion_rate", "full_inter", "full_union",
                  "inv_inter", "inv_union", "gt_hidden"]
@@ -59,10 +58,12 @@ def _check_thresholds(thresholds) -> list:
     return ts
 
 
-def _region_stats(inst: Instance, region, pred: np.ndarray, union_visible: bool = False) -> dict:
+def _region_stats(inst: Instance, region, pred: np.ndarray, union_visible: bool = False, allowed=None) -> dict:
     """Areas behind full and invisible IoU for ``m`` predictions (m, rh, rw) bool that are empty
     outside ``region`` (the same quantities as metrics.instance_table, computed on pixels).
-    With ``union_visible`` each prediction is first joined with the visible mask V, as
+    ``allowed`` (an RLE or None): the predictions are first kept inside it, as
+    ``complete_instances(frame="fit")`` keeps a completion inside what may hide it.
+    With ``union_visible`` each prediction is then joined with the visible mask V, as
     ``complete_instances(union_visible=True)`` does: |P u V| = |P| + |V| - |P n V| and so on."""
     g = M.decode(inst.amodal).astype(bool)
     v = M.decode(inst.visible).astype(bool)
@@ -73,6 +74,8 @@ def _region_stats(inst: Instance, region, pred: np.ndarray, union_visible: bool 
     else:
         rows, cols, _ = region
         gr, vr = g[rows, cols], v[rows, cols]
+        if allowed is not None:
+            pred = pred & M.decode(allowed).astype(bool)[rows, cols]
         ap = pred.sum((1, 2))
         pg = (pred & gr).sum((1, 2))
         pv = (pred & vr).sum((1, 2))
@@ -101,11 +104,12 @@ def _meta(inst: Instance) -> dict:
 
 
 def threshold_tables(instances: Sequence[Instance], probs: torch.Tensor, boxes: torch.Tensor,
-                     thresholds: Sequence[float], union_visible: bool = True) -> dict:
+                     thresholds: Sequence[float], union_visible: bool = True, allowed=None) -> dict:
     """{t: per-instance table (metrics.instance_table's columns)} of the crops ``probs`` (N, S, S)
     pasted at the image ``boxes`` (N, 4, xyxy) and binarised at each ``t`` (``>= t``, as
     crops.paste_masks), joined with the visible mask when ``union_visible`` (as
-    ``complete_instances`` does by default). One paste per instance, whatever the number of
+    ``complete_instances`` does by default), kept inside ``allowed[k]`` where given
+    (``InstanceCompletions.allowed``). One paste per instance, whatever the number of
     thresholds."""
     ts = _check_thresholds(thresholds)
     instances = list(instances)
@@ -118,21 +122,22 @@ def threshold_tables(instances: Sequence[Instance], probs: torch.Tensor, boxes: 
             continue
         region = paste_region(probs[k][None], boxes[k], inst.height, inst.width)
         pred = (region[2] >= tarr) if region is not None else np.zeros((len(ts), 0, 0), bool)
-        st = _region_stats(inst, region, pred, union_visible)
+        st = _region_stats(inst, region, pred, union_visible, None if allowed is None else allowed[k])
         meta = _meta(inst)
         for j, t in enumerate(ts):
             rows[t].append({**meta, **{c: int(st[c][j]) for c in st}})
     return {t: _finish_table(r) for t, r in rows.items()}
 
 
-def probs_table(instances, probs, boxes, threshold: float, union_visible: bool = True) -> pd.DataFrame:
+def probs_table(instances, probs, boxes, threshold: float, union_visible: bool = True, allowed=None
+                ) -> pd.DataFrame:
     """The per-instance table of one set of crops at one threshold (e.g. the posterior mode)."""
-    return threshold_tables(instances, probs, boxes, [threshold], union_visible)[float(threshold)]
+    return threshold_tables(instances, probs, boxes, [threshold], union_visible, allowed)[float(threshold)]
 
 
-def threshold_sweep(instances, probs, boxes, thresholds, union_visible: bool = True) -> pd.DataFrame:
+def threshold_sweep(instances, probs, boxes, thresholds, union_visible: bool = True, allowed=None) -> pd.DataFrame:
     """One row per threshold: n and full / invisible mIoU (%) under protocols A and B."""
-    tabs = threshold_tables(instances, probs, boxes, thresholds, union_visible)
+    tabs = threshold_tables(instances, probs, boxes, thresholds, union_visible, allowed)
     rows = []
     for t, tab in tabs.items():
         r = metrics.scores_row(f"t={t:g}", metrics.summarize(tab))
@@ -185,7 +190,7 @@ class BestOfK:
 
 
 def best_of_k(instances: Sequence[Instance], sample_probs: torch.Tensor, boxes: torch.Tensor,
-              threshold: float, union_visible: bool = True) -> BestOfK:
+              threshold: float, union_visible: bool = True, allowed=None) -> BestOfK:
     """Per instance, the posterior sample (of ``sample_probs`` (N, k, S, S)) whose pasted mask at
     ``threshold`` has the best full IoU with the GT amodal mask (first on ties): an oracle
     selection, evaluation only (supplementary Fig 1, "best in samples")."""
@@ -202,7 +207,7 @@ def best_of_k(instances: Sequence[Instance], sample_probs: torch.Tensor, boxes: 
             continue
         region = paste_region(sample_probs[n], boxes[n], inst.height, inst.width)
         pred = (region[2] >= t) if region is not None else np.zeros((k, 0, 0), bool)
-        st = _region_stats(inst, region, pred, union_visible)
+        st = _region_stats(inst, region, pred, union_visible, None if allowed is None else allowed[n])
         iou = st["full_inter"] / np.maximum(st["full_union"], 1)
         j = int(np.argmax(iou))
         choice[n], ious[n] = j, iou
@@ -452,17 +457,3 @@ def pick_by_occlusion(instances: Sequence[Instance], n: int, low=(0.05, 0.3), hi
     occluded (in ``high``), drawn with one seeded generator (supplementary Fig 9)."""
     rng = np.random.default_rng(seed)
     return tuple(pick_instances(instances, n, occlusion, seed=rng) for occlusion in (low, high))
-
-
-# --------------------------------------------------------------------------- names kept for notebooks 04-09
-_COMPARISON = ("VISIBLE", "HULL", "PCNET", "VAE_MODE", "VAE_GT_BOX", "ORACLE", "vae_best_name", "MethodResults",
-               "complete_details", "run_methods", "sweep_split", "chosen_threshold")
-
-
-def __getattr__(name):
-    """``analysis.run_methods`` and the other names of :mod:`amodal_lib.comparison`, resolved on
-    first use (that module builds on this one)."""
-    if name in _COMPARISON:
-        from . import comparison
-        return getattr(comparison, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

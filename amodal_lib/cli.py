@@ -5,14 +5,12 @@
                     --out RUN_DIR [--profile P] [--seed S] [--device D] [--steps N] [--no-resume]
                     [--val-annotations VAL.json]
     amodal complete --method visible|convex-hull|amodal-vae|pcnet-m --annotations ANN.json --out PRED.json
-                    [--checkpoint RUN_DIR_OR_FILE] [--box predicted|amodal-gt] [--threshold T] [--samples K]
-                    [--seed S] [--device D]
+                    [--checkpoint RUN_DIR_OR_FILE] [--box predicted|amodal-gt] [--frame fit|transformer]
+                    [--threshold T] [--samples K] [--seed S] [--device D]
     amodal evaluate --annotations ANN.json --predictions PRED.json [--out METRICS.json] [--allow-missing]
 
 Every command also takes ``--debug`` (before or after its name). Methods are reached by name
-through :mod:`amodal_lib.registry`. ``--steps``, ``--no-resume`` and ``--val-annotations`` are
-wired for pcnet-m; Amodal-VAE's glue, still in ``train/amodal_vae.py`` (``cli_train``,
-``cli_complete``) for now, does not read them yet, so they are refused for it.
+through :mod:`amodal_lib.registry`.
 
 What it guarantees on bad input:
 
@@ -62,17 +60,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--model", required=True, choices=MODELS)
     t.add_argument("--stage", type=int, choices=(1, 2, 3), help="one stage (default: all, skipping finished ones)")
     t.add_argument("--annotations", required=True, help="training annotations: KINS, COCOA, COCO or Cityscapes")
-    t.add_argument("--val-annotations", help="validation annotations (with amodal masks) for logging mIoU "
-                                             "(pcnet-m only, for now)")
+    t.add_argument("--val-annotations", help="validation annotations (amodal-vae: selects checkpoints and the "
+                                             "threshold; default: images held out of --annotations; "
+                                             "pcnet-m: with amodal masks, for logging mIoU)")
     t.add_argument("--images", help="image folder of the annotations (checked to exist and attached to them; "
                                     "no current model reads pixels)")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--profile", choices=PROFILE_NAMES)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps")
-    t.add_argument("--steps", type=int, help="override the profile's number of steps (pcnet-m only, for now)")
+    t.add_argument("--steps", type=int, help="override the profile's number of steps (per stage for amodal-vae)")
     t.add_argument("--no-resume", dest="resume", action="store_false",
-                   help="start over even if a checkpoint exists (pcnet-m only, for now)")
+                   help="start over even if a checkpoint exists")
 
     c = sub.add_parser("complete", parents=[common], help="predict one amodal mask per annotation (COCO results JSON)")
     c.add_argument("--method", required=True, choices=METHODS)
@@ -80,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="predictions JSON (never one of the inputs)")
     c.add_argument("--checkpoint", help="run folder or checkpoint file (learned methods)")
     c.add_argument("--box", choices=("predicted", "amodal-gt"), default="predicted")
+    c.add_argument("--frame", choices=("fit", "transformer"), default="fit",
+                   help="amodal-vae: the full-object frame fitted to the known pixels around each instance "
+                        "(default), or the paper's spatial transformer on the crop alone")
     c.add_argument("--threshold", type=float, help="binarisation threshold in (0, 1] (default: the method's)")
     c.add_argument("--samples", type=int, default=0,
                    help=f"posterior samples, 0 to {MAX_SAMPLES} (0: the posterior mode; amodal-vae only)")
@@ -185,43 +187,6 @@ def _checkpoint_inputs(checkpoint) -> dict:
     return {f"file {q.name} of the checkpoint folder": q for q in files}
 
 
-def check_stored_threshold(checkpoint) -> None:
-    """The ``threshold.json`` that ``complete --method amodal-vae`` reads beside the checkpoint
-    (when no ``--threshold`` is given) must hold a ``threshold`` in (0, 1]."""
-    from .data.readers import read_json
-    from .errors import AnnotationError
-    from .data.masks import is_number
-    ck = Path(checkpoint)
-    p = (ck if ck.is_dir() else ck.parent) / "threshold.json"
-    if not p.is_file():
-        return
-    try:
-        data = read_json(p)
-    except AnnotationError as e:
-        raise CheckpointError(p, e.reason) from None
-    if not isinstance(data, dict):
-        raise CheckpointError(p, "expected a JSON object with a 'threshold'")
-    if "threshold" not in data:
-        raise CheckpointError(p, "field 'threshold': missing (give --threshold, or run notebook 04 again)")
-    t = data["threshold"]
-    if not (is_number(t) and 0.0 < t <= 1.0):
-        raise CheckpointError(p, f"field 'threshold': must be a number in (0, 1], got {shown(t)}")
-
-
-def _learned(fn, ns):
-    """Run Amodal-VAE's command-line glue (``cli_train`` / ``cli_complete`` of ``train/amodal_vae.py``).
-
-    Transitional: that code still raises ``ValueError`` for some of a user's mistakes (data with
-    no unoccluded instance, a checkpoint of another model); they are reported as such until it
-    raises :mod:`amodal_lib.errors` types, as PCNet-M's modules and the registry already do."""
-    try:
-        return fn(ns)
-    except UserError:
-        raise
-    except ValueError as e:
-        raise UserError(str(e)) from e
-
-
 # --------------------------------------------------------------------------- commands
 def _synth(ns) -> int:
     from .data.synth import generate
@@ -244,15 +209,7 @@ def _train(ns) -> int:
     from . import registry
     _at_least(ns, "seed", 0)
     _at_least(ns, "steps", 1)
-    if ns.model == "amodal-vae":
-        # wired for pcnet-m (registry.train); train/amodal_vae.py's cli_train does not read them yet:
-        # refused rather than ignored
-        ignored = [flag for flag, given in (("--steps", ns.steps is not None), ("--no-resume", not ns.resume),
-                                            ("--val-annotations", ns.val_annotations is not None)) if given]
-        if ignored:
-            raise ArgumentError(f"{', '.join(ignored)}: not supported by --model amodal-vae yet "
-                                "(the profile sets the steps; a run always resumes)")
-    elif ns.stage not in (None, 1):
+    if ns.model == "pcnet-m" and ns.stage not in (None, 1):
         raise ArgumentError(f"--model pcnet-m has a single training stage; --stage {ns.stage} does not apply")
     if Path(ns.out).exists() and not Path(ns.out).is_dir():
         raise UnsafeOutputError(ns.out, "exists and is not a folder: --out takes a run folder")
@@ -260,17 +217,17 @@ def _train(ns) -> int:
     val = None
     if ns.val_annotations is not None:
         val = _load(ns.val_annotations)
-        if not val.has_amodal:
+        if ns.model == "pcnet-m" and not val.has_amodal:
             raise ArgumentError(f"--val-annotations {ns.val_annotations}: has no amodal masks to validate on")
     check_run_folder(ns.out)
-    if ns.model == "amodal-vae":  # its glue still lives in train/amodal_vae.py (reads stage, seed, device)
-        from .train.amodal_vae import cli_train
-        _learned(cli_train, argparse.Namespace(**{**vars(ns), "annotations": ann}))
-        return 0
-    from .train.pcnet import checkpoint_file
     t0 = time.time()
     model = registry.train(ns.model, ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device,
                            steps=ns.steps, resume=ns.resume, val_annotations=val, stage=ns.stage)
+    if ns.model == "amodal-vae":
+        print(f"Amodal-VAE: {model.checkpoint} (stage {model.trained_stage}) in {time.time() - t0:.0f} s; "
+              f"threshold: {registry.default_threshold('amodal-vae', ns.out)[0]:g} ({Path(ns.out) / 'threshold.json'})")
+        return 0
+    from .train.pcnet import checkpoint_file
     last = next((h for h in reversed(model.history) if h.get("split") == "train"), {})
     print(f"PCNet-M: trained to step {last.get('step', '?')} (loss {last.get('loss', float('nan')):.4f}) "
           f"in {time.time() - t0:.1f} s; checkpoint {checkpoint_file(ns.out)}")
@@ -296,21 +253,19 @@ def _complete(ns) -> int:
             raise ArgumentError(f"{', '.join(given)}: does not apply to --method {ns.method}")
     if ns.samples and ns.method != "amodal-vae":
         raise ArgumentError(f"--samples applies to --method amodal-vae only ({ns.method} is deterministic)")
+    if ns.frame != "fit" and ns.method != "amodal-vae":
+        raise ArgumentError("--frame applies to --method amodal-vae only")
     check_output_file(ns.out, {"annotation file": ns.annotations, **_checkpoint_inputs(ns.checkpoint)})
     ann = _load(ns.annotations)   # read once
     if ns.box == "amodal-gt" and not ann.has_amodal:
         raise ArgumentError(f"--box amodal-gt reads the ground-truth amodal boxes, and {ns.annotations} has none")
-    if learned:
-        from .train.engine import seed_everything
-        seed_everything(ns.seed)   # the same command gives the same file (--samples draws from it)
-    if ns.method == "amodal-vae":  # its glue still lives in train/amodal_vae.py (threshold.json, samples)
-        from .train.amodal_vae import cli_complete
-        if ns.threshold is None:
-            check_stored_threshold(ns.checkpoint)
-        preds = _learned(cli_complete, argparse.Namespace(**{**vars(ns), "annotations": ann}))
-    else:
-        model = registry.load_model(ns.method, ns.checkpoint, ns.device) if learned else None
-        preds = registry.complete(ns.method, ann, model, threshold=ns.threshold, box=ns.box, samples=ns.samples)
+    model = registry.load_model(ns.method, ns.checkpoint, ns.device) if learned else None
+    threshold = ns.threshold
+    if learned and threshold is None:
+        threshold, source = registry.default_threshold(ns.method, ns.checkpoint)
+        print(f"threshold {threshold:g} ({source})", file=sys.stderr)
+    preds = registry.complete(ns.method, ann, model, threshold=threshold, box=ns.box, samples=ns.samples,
+                              frame=ns.frame, seed=ns.seed)
     write_predictions(ns.out, ann, preds)
     print(f"wrote {len(preds)} predictions to {ns.out}")
     return 0

@@ -2,8 +2,9 @@
 any of them.
 
 - ``visible``, ``convex-hull``: rules that need no training (:mod:`amodal_lib.baselines`).
-- ``amodal-vae``: network and completion in :mod:`amodal_lib.models.amodal_vae`, training in
-  :mod:`amodal_lib.train.amodal_vae`.
+- ``amodal-vae``: network in :mod:`amodal_lib.models.amodal_vae`, training in
+  :mod:`amodal_lib.train.amodal_vae` (validation in :mod:`amodal_lib.train.validation`),
+  completion in :mod:`amodal_lib.predict.amodal_vae`.
 - ``pcnet-m``: network in :mod:`amodal_lib.models.pcnet`, training in :mod:`amodal_lib.train.pcnet`,
   completion in :mod:`amodal_lib.predict.pcnet`.
 
@@ -41,15 +42,19 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
     """Train ``name`` on the visible masks of ``annotations`` (a path or an AnnotationSet) into
     ``run_dir``; returns the trained model in eval mode (PCNet-M's with its ``history``, as
     :func:`load_model` gives it). ``steps`` overrides the profile's (per stage for Amodal-VAE);
-    ``stage`` trains one stage only (PCNet-M has one); ``val_annotations`` (with amodal masks) are
-    for validation metrics only; an unfinished run resumes when ``resume``."""
+    ``stage`` trains one stage only (PCNet-M has one); ``val_annotations``: the validation set
+    (PCNet-M: with amodal masks, for metrics only; Amodal-VAE: selects checkpoints and the
+    threshold, and when not given is held out of ``annotations``: :mod:`amodal_lib.train.validation`);
+    an unfinished run resumes when ``resume``. Amodal-VAE's model carries ``train_log``, the lines
+    its run printed (validation, the checkpoint each stage kept, the threshold)."""
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
-        over = {f"stage{s}_steps": steps for s in amodal_vae.STAGES} if steps is not None else {}
-        return amodal_vae.train_amodal_vae(annotations, run_dir, profile=profile, stage=stage, seed=seed,
-                                           device=device, resume=resume, val_annotations=val_annotations,
-                                           progress=progress, **over)["model"]
+        res = amodal_vae.train_amodal_vae(annotations, run_dir, profile=profile, stage=stage, seed=seed,
+                                          device=device, resume=resume, val_annotations=val_annotations,
+                                          progress=progress, steps=steps)
+        res["model"].train_log = res["log"]
+        return res["model"]
     from .train import pcnet
     if stage not in (None, 1):
         raise ArgumentError(f"pcnet-m has a single training stage; --stage {stage} does not apply")
@@ -69,22 +74,35 @@ def load_model(name: str, checkpoint, device="auto"):
     return pcnet.load_model(checkpoint, device)
 
 
-def default_threshold(name: str) -> float:
-    """The binarisation threshold a method uses when none is given (0.5; PCNet-M's is 0.2)."""
+def default_threshold(name: str, checkpoint=None) -> tuple[float, str]:
+    """(the binarisation threshold a method uses when none is given, where it comes from):
+    Amodal-VAE's is the one its training searched on validation (``threshold.json`` in the run
+    folder of ``checkpoint``), else 0.5; PCNet-M's is 0.2 (Deocclusion's); the rules' 0.5."""
     _check(name, METHODS)
     if name == "pcnet-m":
         from .predict.pcnet import DEFAULT_THRESHOLD
-        return DEFAULT_THRESHOLD
-    return 0.5
+        return DEFAULT_THRESHOLD, "PCNet-M's own"
+    if name == "amodal-vae" and checkpoint is not None:
+        from pathlib import Path
+        from .train.validation import read_threshold
+        ck = Path(checkpoint)
+        stored = read_threshold(ck if ck.is_dir() else ck.parent)
+        if stored is not None:
+            return float(stored["threshold"]), "searched on validation by amodal train (threshold.json)"
+        return 0.5, "default: no threshold.json beside the checkpoint"
+    return 0.5, "default"
 
 
 def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *,
-             threshold: Optional[float] = None, box: str = "predicted", samples: int = 0) -> dict:
+             threshold: Optional[float] = None, box: str = "predicted", samples: int = 0, frame: str = "fit",
+             seed: int = 0) -> dict:
     """{annotation id: RLE}: the amodal mask of each of ``instances`` (default: all of ``ann``)
-    by method ``name``. ``ann`` is the whole split (PCNet-M finds the occluders in it); ``model``
-    a trained model for the learned methods; ``box`` "predicted" or "amodal-gt" (the GT amodal
-    box: evaluation only); ``threshold`` None for :func:`default_threshold`; ``samples`` K > 0
-    (Amodal-VAE only) thresholds the mean of K posterior samples' probabilities."""
+    by method ``name``. ``ann`` is the whole split (PCNet-M finds the occluders in it, Amodal-VAE's
+    fitted frame what surrounds each instance); ``model`` a trained model for the learned methods;
+    ``box`` "predicted" or "amodal-gt" (the GT amodal box: evaluation only); ``threshold`` None for
+    :func:`default_threshold`; Amodal-VAE only: ``frame`` "fit" or "transformer" (the paper's;
+    :mod:`amodal_lib.predict.amodal_vae`), ``samples`` K > 0 thresholds the mean of K posterior
+    samples' probabilities, drawn from ``seed``."""
     _check(name, METHODS)
     instances = list(ann.instances if instances is None else instances)
     if name in RULES:
@@ -94,15 +112,16 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
         raise ArgumentError(f"{name} needs a trained model (a run folder or checkpoint)")
     if box not in ("predicted", "amodal-gt"):
         raise ArgumentError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
-    t = default_threshold(name) if threshold is None else float(threshold)
+    t = default_threshold(name, getattr(model, "checkpoint", None))[0] if threshold is None else float(threshold)
     if name == "pcnet-m":
         if samples:
             raise ArgumentError("pcnet-m is deterministic: --samples does not apply")
         from .predict import pcnet
         return pcnet.complete_instances(model, ann, instances, threshold=t,
                                         box="amodal-gt" if box == "amodal-gt" else "visible")
-    from .models import amodal_vae
-    if not samples:
-        return amodal_vae.complete_instances(model, instances, box=box, threshold=t)
-    return amodal_vae.complete_instances(model, instances, box=box, threshold=t, samples=int(samples),
-                                         return_details=True).sample_mean_masks()
+    import torch
+    from .predict import amodal_vae
+    out = amodal_vae.complete_instances(model, instances, box=box, threshold=t, frame=frame, context=ann,
+                                        samples=int(samples), return_details=bool(samples),
+                                        generator=torch.Generator().manual_seed(int(seed)))
+    return out.sample_mean_masks() if samples else out

@@ -49,7 +49,7 @@ def bench_pcnet(train, test, profile, steps, n_masks, device, tmp) -> dict:
 
 
 def bench_vae(train, test, profile, steps, n_masks, device, tmp) -> dict:
-    from amodal_lib.models import amodal_vae as vae_model
+    from amodal_lib.predict import amodal_vae as vae_model
     from amodal_lib.train import amodal_vae as vae_training
     half = max(steps // 2, 1)
     over = {f"stage{s}_steps": 2 * half for s in (1, 2, 3)}

@@ -6,7 +6,8 @@
 Prints, for each width: parameters, stage-1 and stage-2 training steps/s (batch 128, the real
 loss modules on random masks), and the time to complete 10k masks with ``AmodalVAE.complete``
 (posterior mode + transformer boxes, batch 4096). With ``--annotations`` it also times the
-whole ``complete_instances`` path (crop, complete, paste back to RLE) on that file's instances.
+whole ``complete_instances`` path (crop, complete, paste back to RLE) on that file's instances,
+with the transformer's frame and with the frame fitted to the known pixels.
 
 On a shared machine, use ``--threads 1``: torch's OpenMP threads spin-wait when another process
 holds the other core, which can make 2 threads several times slower than 1.
@@ -35,7 +36,10 @@ def _stage_rate(vae, stage: int, steps: int, batch: int = 128) -> float:
     mod = Stage1(vae, cfg) if stage == 1 else Stage2(vae, cfg, pool, wh)
     opt = torch.optim.Adam(mod.parameters_to_train(), 1e-4)
     mod.train()
-    batch_data = {"full": pool[:batch].to(dev), "full_wh": wh[:batch].to(dev)}
+    box = torch.cat([torch.rand(batch, 2, generator=g) * 400, torch.zeros(batch, 2)], 1)
+    box[:, 2:] = box[:, :2] + wh[:batch]
+    batch_data = {"full": pool[:batch].to(dev), "full_wh": wh[:batch].to(dev), "full_box": box.to(dev),
+                  "full_hw": torch.tensor([[375.0, 1242.0]]).expand(batch, 2).to(dev)}
 
     def step(t):
         out = mod(batch_data, t)
@@ -68,7 +72,8 @@ def _complete_time(vae, n: int = 10_000, batch: int = 4096) -> float:
 
 
 def main(argv=None) -> None:
-    from amodal_lib.models.amodal_vae import AmodalVAE, complete_instances
+    from amodal_lib.models.amodal_vae import AmodalVAE
+    from amodal_lib.predict.amodal_vae import complete_instances
     from amodal_lib.train.engine import resolve_device
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
@@ -95,11 +100,12 @@ def main(argv=None) -> None:
         ann = load_annotations(ns.annotations)
         for w in ns.widths:
             vae = AmodalVAE(width=w).to(dev).eval()
-            t0 = time.perf_counter()
-            complete_instances(vae, ann.instances)
-            dt = time.perf_counter() - t0
-            print(f"complete_instances, width {w}: {len(ann)} instances of {ann.path} in {dt:.2f} s "
-                  f"({len(ann) / dt:.0f} masks/s, crop + complete + paste to RLE)")
+            for frame in ("transformer", "fit"):
+                t0 = time.perf_counter()
+                complete_instances(vae, ann.instances, frame=frame)
+                dt = time.perf_counter() - t0
+                print(f"complete_instances, width {w}, frame {frame}: {len(ann)} instances of {ann.path} in "
+                      f"{dt:.2f} s ({len(ann) / dt:.0f} masks/s, crop + complete + paste to RLE)")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 import _fixtures as fx
-from amodal_lib import analysis, metrics
+from amodal_lib import analysis, comparison, metrics
 from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
+from amodal_lib.data.records import subsample
 from amodal_lib.data.crops import crop_masks, frame_boxes, paste_masks, paste_probs, paste_region, scale_boxes
 
 
@@ -175,12 +176,12 @@ def test_tables_and_oracle_share(ann, crops):
 
 
 def test_subsample_keeps_whole_images(ann):
-    sub = analysis.subsample(ann, 4, seed=1)
+    sub = subsample(ann, 4, seed=1)
     assert 4 <= len(sub) <= 6 and len(sub.by_image()) == 2   # 3 instances an image: two whole images
     per_img = {k: len(v) for k, v in ann.by_image().items()}
     assert all(per_img[k] == len(v) for k, v in sub.by_image().items())
-    assert len(analysis.subsample(ann, None)) == len(ann)
-    assert [i.id for i in analysis.subsample(ann, 4, seed=1)] == [i.id for i in sub]
+    assert len(subsample(ann, None)) == len(ann)
+    assert [i.id for i in subsample(ann, 4, seed=1)] == [i.id for i in sub]
 
 
 def test_pick_by_occlusion(ann):
@@ -201,43 +202,38 @@ def test_run_methods_with_an_untrained_model(ann):
     from amodal_lib.models.amodal_vae import AmodalVAE
     torch.manual_seed(0)
     vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
-    res = analysis.run_methods(ann, vae, threshold=0.5, samples=3)
-    names = [analysis.VISIBLE, analysis.HULL, analysis.VAE_MODE, analysis.VAE_GT_BOX, analysis.vae_best_name(3),
-             analysis.ORACLE]
+    res = comparison.run_methods(ann, vae, threshold=0.5, samples=3)
+    names = [comparison.VISIBLE, comparison.HULL, comparison.VAE_MODE, comparison.VAE_TRANSFORMER,
+             comparison.VAE_GT_BOX, comparison.vae_best_name(3), comparison.ORACLE]
     assert list(res.tables) == names
     assert all(len(t) == len(ann) for t in res.tables.values())
-    assert res.best.choice.shape == (len(ann),) and res.details["predicted"].sample_probs.shape[1] == 3
+    assert res.best.choice.shape == (len(ann),) and res.details["fit"].sample_probs.shape[1] == 3
     # the visible mask has no invisible part: invisible IoU 0, full IoU 100 when unoccluded
-    vis = res.tables[analysis.VISIBLE]
+    vis = res.tables[comparison.VISIBLE]
     assert (vis.inv_inter == 0).all()
     s = res.summaries()
-    assert s[analysis.ORACLE]["overall"]["B"]["full"] > 90
-    # the mode table agrees with the masks complete_instances pasted
-    ref = metrics.instance_table(res.ann, res.masks[analysis.VAE_MODE])
-    assert np.allclose(ref.full_iou, res.tables[analysis.VAE_MODE].full_iou)
+    assert s[comparison.ORACLE]["overall"]["B"]["full"] > 90
+    # each frame's table agrees with the masks complete_instances pasted (the fitted frame's are
+    # kept inside what may hide them, and the table must apply the same rule)
+    assert res.details["fit"].fitted.any() and not res.details["transformer"].fitted.any()
+    for name in (comparison.VAE_MODE, comparison.VAE_TRANSFORMER, comparison.VAE_GT_BOX):
+        ref = metrics.instance_table(res.ann, res.masks[name])
+        for col in ("full_inter", "full_union", "inv_inter", "inv_union"):
+            assert (ref[col].to_numpy() == res.tables[name][col].to_numpy()).all(), (name, col)
 
 
-def test_chosen_threshold_recomputes_when_stale(ann, tmp_path):
-    from amodal_lib.models.amodal_vae import AmodalVAE
+def test_chosen_threshold_is_the_runs(tmp_path):
+    from amodal_lib.errors import MissingCheckpointError
+    from amodal_lib.train.validation import write_threshold
 
     class Ctx:
-        profile, seed, cfg = "smoke", 0, {"eval": {"max_instances": None, "thresholds": [0.3, 0.6]}}
-        saved = {"threshold": 0.45, "profile": "default", "data": "h", "seed": 0}
-
-        def data(self):
-            return {"hash": "h"}
-
-        def annotations(self, split):
-            return ann
-
-        def load_json(self, name, hint=""):
-            return dict(self.saved)
-    vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
-    ctx = Ctx()
-    out = analysis.chosen_threshold(ctx, vae)
-    assert out["threshold"] in (0.3, 0.6) and out["paper"] == 0.1 and "in place" in out["source"]
-    ctx.saved["profile"] = "smoke"
-    assert analysis.chosen_threshold(ctx, vae)["threshold"] == 0.45
+        def run_dir(self, name):
+            return tmp_path
+    with pytest.raises(MissingCheckpointError, match="threshold.json: missing"):
+        comparison.chosen_threshold(Ctx())
+    write_threshold(tmp_path, 0.45, criterion="c")
+    out = comparison.chosen_threshold(Ctx())
+    assert out["threshold"] == 0.45 and out["source"].endswith("threshold.json")
 
 
 def test_models_table_and_validation_plot(ann):

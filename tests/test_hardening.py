@@ -447,12 +447,10 @@ def test_train_resume_from_a_foreign_checkpoint(tmp_path, capsys):
 
 def test_train_checks_its_run_folder_before_any_step(tmp_path, capsys, monkeypatch):
     import amodal_lib.registry as R
-    import amodal_lib.train.amodal_vae as T
 
     def never(*args, **kwargs):
         raise AssertionError("training started")
-    monkeypatch.setattr(T, "cli_train", never)   # amodal-vae's glue
-    monkeypatch.setattr(R, "train", never)       # pcnet-m: cli.py -> registry.train
+    monkeypatch.setattr(R, "train", never)       # both models: cli.py -> registry.train
     coco = fx.write_coco(tmp_path / "coco.json", n_images=3)
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -512,12 +510,10 @@ def test_flags_that_would_be_ignored_are_refused(tmp_path, capsys):
           "--checkpoint", tmp_path, "--samples", "2"], "--samples applies to --method amodal-vae only"),
         (["complete", "--method", "pcnet-m", "--annotations", coco, "--out", tmp_path / "p.json",
           "--checkpoint", tmp_path, "--box", "amodal-gt"], "has none"),
-        (["train", "--model", "amodal-vae", "--annotations", coco, "--out", tmp_path / "r", "--steps", "5"],
-         "--steps: not supported by --model amodal-vae"),
-        (["train", "--model", "amodal-vae", "--annotations", coco, "--out", tmp_path / "r", "--no-resume"],
-         "--no-resume"),
-        (["train", "--model", "amodal-vae", "--annotations", coco, "--out", tmp_path / "r",
-          "--val-annotations", ann], "--val-annotations"),
+        (["complete", "--method", "pcnet-m", "--annotations", ann, "--out", tmp_path / "p.json",
+          "--checkpoint", tmp_path, "--frame", "transformer"], "--frame applies to --method amodal-vae only"),
+        (["train", "--model", "amodal-vae", "--annotations", coco, "--out", tmp_path / "r", "--steps", "0"],
+         "--steps must be >= 1"),
         (["train", "--model", "pcnet-m", "--annotations", coco, "--out", tmp_path / "r", "--val-annotations", coco],
          "has no amodal masks"),
         (["train", "--model", "pcnet-m", "--annotations", coco, "--out", tmp_path / "r", "--steps", "0"],

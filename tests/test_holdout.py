@@ -76,6 +76,9 @@ def test_with_and_without_occluders_hide_the_same(modal):
     assert len(b) < len(a) and all(i.id in ta for i in b.instances)
     for i in b.instances:
         assert i.visible["counts"] == ta[i.id].visible["counts"] and i.occluders == ()
+    c = H.without_occluders(a, modal)  # the same, derived without pasting again
+    assert [i.id for i in c.instances] == [i.id for i in b.instances] and c.images.keys() == b.images.keys()
+    assert all(x.visible["counts"] == y.visible["counts"] and x.occluders == () for x, y in zip(b.instances, c.instances))
 
 
 def test_written_file_reads_back(modal, tmp_path):

@@ -93,21 +93,3 @@ def test_summary_lists_layers_and_parameters(model):
     s = V.summary(model)
     assert "encoder q(z|y)" in s and "ResBlock" in s and "(1, 28, 28)" in s
     assert f"{sum(p.numel() for p in model.parameters()):,}" in s
-
-
-def test_complete_instances_returns_rles_and_samples():
-    from _fixtures_vae import tiny_dataset
-    from amodal_lib.data import load_annotations
-    from amodal_lib.data import masks as M
-    ann = load_annotations(tiny_dataset()["test"])
-    model = V.AmodalVAE(width=8, latent_dim=16, hidden=32).eval()
-    insts = ann.instances[:9]
-    preds = V.complete_instances(model, insts, threshold=0.5, batch_size=4)
-    assert set(preds) == {i.id for i in insts}
-    for i in insts:
-        assert list(preds[i.id]["size"]) == [i.height, i.width]
-        # the visible mask is part of every completion (union_visible)
-        assert M.area(M.merge([preds[i.id], i.visible], intersect=True)) == i.visible_area
-    det = V.complete_instances(model, insts, box="amodal-gt", samples=3, return_details=True)
-    assert det.sample_probs.shape == (9, 3, 28, 28) and len(det.all_sample_masks()) == 3
-    assert set(det.sample_masks(0)) == set(preds)

@@ -9,6 +9,7 @@ from _fixtures_vae import TINY, tiny_dataset, without_amodal
 from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
 from amodal_lib.train import amodal_vae as T
+from amodal_lib.train import occlusions as O
 
 
 def test_kl_schedule_is_eq_1():
@@ -35,7 +36,7 @@ def test_simulated_occlusions():
     full[:, 8:48, 4:52] = 1.0  # a box-shaped object
     wh = torch.full((n, 2), 40.0)
     occ = torch.ones(n, 56, 56)
-    sim = T.simulate_occlusions(full, wh, occ, wh.clone(), max_occluded=0.9, unoccluded_prob=0.25)
+    sim = O.simulate_occlusions(full, wh, occ, wh.clone(), max_occluded=0.9, unoccluded_prob=0.25)
     assert (sim["partial"] <= full + 1e-6).all()
     assert (sim["occluded"] <= 0.9 + 1e-4).all() and (sim["occluded"] >= -1e-4).all()
     assert (sim["occluded"] > 0.05).float().mean() > 0.4  # many occluded ...
@@ -88,7 +89,8 @@ def test_checkpoints_load_weights_only_and_hold_history(trained):
         vals = [h for h in ck["history"] if h["split"] == "val"]
         assert vals and all(math.isfinite(v) for h in vals for k, v in h.items() if k.startswith("val_"))
     hist = ck["history"]
-    assert any("val_A_full" in h for h in hist)  # completion mIoU on the validation file (stage 3)
+    assert any("val_labelled_A_full" in h for h in hist)  # completion mIoU on the validation file (stage 3)
+    assert ck["selected"]["metric"] == "val_score"  # stage 3 ended with its best validation checkpoint
 
 
 def test_rerun_skips_finished_stages_and_load_model(trained, capsys):
@@ -105,30 +107,53 @@ def test_rerun_skips_finished_stages_and_load_model(trained, capsys):
 def test_missing_checkpoints_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="stage1.pt"):
         T.load_model(tmp_path, "cpu")
-    with pytest.raises(FileNotFoundError, match=r"stage1\.pt is missing"):
+    with pytest.raises(FileNotFoundError, match=r"stage1\.pt: stage 2 starts from stage 1's .* it is missing"):
         T.train_amodal_vae(tiny_dataset()["train"], tmp_path, profile="smoke", stage=2, device="cpu",
                            progress=False, **TINY)
 
 
-def test_cli_complete(trained):
+def test_complete_through_the_registry(trained):
+    from amodal_lib import registry
     runs, _ = trained
-    test = tiny_dataset()["test"]
-    ann = load_annotations(test)
-    for box, samples in (("predicted", 0), ("amodal-gt", 3)):
-        ns = argparse.Namespace(annotations=test, checkpoint=str(runs["full"]), box=box, threshold=0.4,
-                                samples=samples, device="cpu")
-        preds = T.cli_complete(ns)
+    ann = load_annotations(tiny_dataset()["test"])
+    model = registry.load_model("amodal-vae", runs["full"], "cpu")
+    for box, samples, frame in (("predicted", 0, "fit"), ("predicted", 0, "transformer"), ("amodal-gt", 3, "fit")):
+        preds = registry.complete("amodal-vae", ann, model, box=box, samples=samples, frame=frame, threshold=0.4)
         assert set(preds) == {i.id for i in ann.instances}
         assert all(list(r["size"]) == [i.height, i.width] for i, r in zip(ann.instances, preds.values()))
         assert M.area(next(iter(preds.values()))) > 0
 
 
+def test_stage3_keeps_stage2_when_it_does_not_help(tmp_path):
+    """A validation on which every stage-3 step scores worse than stage 2's weights: stage 3 ends
+    with stage 2's weights, and its log line says so."""
+    from amodal_lib.train.validation import validation_split
+    paths = tiny_dataset()
+    _, val = validation_split(paths["train"], val_annotations=paths["val"])
+    calls = []
+
+    class Souring(type(val)):
+        def score(self, complete):
+            out = super().score(complete)
+            calls.append(out["score"])
+            return {**out, "score": 100.0 - len(calls)}  # every evaluation worse than the one before
+    T.train_amodal_vae(paths["train"], tmp_path, profile="smoke", device="cpu", progress=False, upto=2, **TINY)
+    sour = Souring(**{f: getattr(val, f) for f in ("sets", "kind", "description", "held_images")})
+    cfg = T.VAEConfig.from_profile("smoke", **TINY)
+    data = T.prepare(paths["train"], (3,), cfg)
+    T.train_stage(3, data, tmp_path, cfg, device="cpu", validation=sour, progress=False)
+    ck3, ck2 = (torch.load(tmp_path / f"stage{s}.pt", weights_only=True) for s in (3, 2))
+    assert len(calls) >= 3 and ck3["selected"]["step"] == 0 and ck3["step"] == TINY["stage3_steps"]
+    for k, v in ck3["model"].items():
+        assert torch.equal(v, ck2["model"][k]), k
+    assert "keeps stage 2's weights" in T.stage_summary(3, ck3["history"], sour)
+
+
 def test_cli_train_one_stage(tmp_path, monkeypatch):
-    from amodal_lib import profiles
+    from amodal_lib import cli, profiles
     monkeypatch.setitem(profiles._PROFILES["smoke"], "vae", {**profiles._PROFILES["smoke"]["vae"], **TINY})
-    ns = argparse.Namespace(model="amodal-vae", annotations=tiny_dataset()["train"], images=None,
-                            out=str(tmp_path), profile="smoke", seed=0, device="cpu", stage=1)
-    T.cli_train(ns)
+    assert cli.main(["train", "--model", "amodal-vae", "--annotations", tiny_dataset()["train"], "--out",
+                     str(tmp_path), "--profile", "smoke", "--device", "cpu", "--stage", "1"]) == 0
     assert (tmp_path / "stage1.pt").is_file() and not (tmp_path / "stage2.pt").exists()
 
 
@@ -198,8 +223,13 @@ def test_cli_trains_all_stages_on_a_plain_coco_file(tmp_path, monkeypatch, capsy
     assert cli.main(["train", "--model", "amodal-vae", "--annotations", str(coco), "--out", str(run),
                      "--profile", "smoke", "--device", "cpu"]) == 0
     assert all(T.stage_done(run, s) for s in T.STAGES)
+    assert "validation: " in capsys.readouterr().out  # where the run was validated, said in its log
+    stored = json.loads((run / "threshold.json").read_text())  # searched on pasted occlusions
+    assert 0 < stored["threshold"] <= 1 and set(stored["scores"]) == {"pasted", "pasted_no_occluders"}
+    assert (run / "validation_pasted.json").is_file()
     assert cli.main(["complete", "--method", "amodal-vae", "--annotations", paths["test"], "--out", str(pred),
                      "--checkpoint", str(run)]) == 0
+    assert f"threshold {stored['threshold']:g} (searched on validation" in capsys.readouterr().err
     assert len(json.loads(pred.read_text())) == len(load_annotations(paths["test"]))
     assert cli.main(["evaluate", "--annotations", paths["test"], "--predictions", str(pred),
                      "--out", str(tmp_path / "m.json")]) == 0

@@ -191,6 +191,15 @@ def pasted_occlusions(held: AnnotationSet, seed: int = 0, with_occluders: bool =
                          dict(held.categories))
 
 
+def without_occluders(pasted: AnnotationSet, held: AnnotationSet) -> AnnotationSet:
+    """The targets of ``pasted`` (made from ``held`` by :func:`pasted_occlusions`) without their
+    occluders: the same as ``pasted_occlusions(held, ..., with_occluders=False)``, without redoing
+    the pasting (targets keep their ids of ``held``; occluders have new ones)."""
+    ids = {i.id for i in held.instances}
+    targets = [dataclasses.replace(i, occluders=()) for i in pasted.instances if i.id in ids]
+    return dataclasses.replace(pasted.subset(targets), path=pasted.path.replace("with occluders", "without occluders"))
+
+
 def write_kins2020(ann: AnnotationSet, path) -> Path:
     """Write an AnnotationSet with amodal labels as a KINS 2020 JSON file (masks as RLE)."""
     from ..io import atomic_write_text

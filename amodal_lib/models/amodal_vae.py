@@ -1,10 +1,10 @@
-"""Amodal-VAE (Ling et al., NeurIPS 2020): the networks, and mask completion with them.
+"""Amodal-VAE (Ling et al., NeurIPS 2020): the networks.
 
 Supplementary 3.2: masks are tightly cropped and resized to 28x28; encoder and decoder are CNNs
 followed by two residual blocks and fully connected layers, ReLU with batch norm before every
 activation; a 64-d factorial Normal latent with prior N(0, I); per-pixel Bernoulli output. A
 spatial transformer (a small CNN with max pooling) maps the visible-box crop to the full-object
-frame. Decided here (SPEC "The model"):
+frame. Decided here (``docs/design.md``, "The networks"):
 
 - ``width`` is the channel count of the residual blocks (at 7x7); the convolutions before them
   have ``width/4`` (28x28) and ``width/2`` (14x14) channels. Profiles: 16 smoke, 32 default,
@@ -13,7 +13,9 @@ frame. Decided here (SPEC "The model"):
   ``(log sx, log sy, tx, ty)``: the full box has the visible box's size times ``(sx, sy)`` and
   its centre moved by ``(tx, ty)`` visible-box sizes. Its last layer is zero-initialised, so it
   starts as the identity. Besides the crop it is given the visible box's log aspect ratio
-  (a 28x28 crop alone has lost it).
+  (a 28x28 crop alone has lost it) and, in models built with ``geometry=6``, where the visible
+  box lies in its image (:func:`box_geometry`): with a fixed camera, how far down the image an
+  object stands tells its size (the ground plane), which a crop has lost too.
 - The partial encoder ``q(z | y_hat)`` takes two channels: the crop and a constant flag that says
   which frame the crop is in (0: the visible box, 1: the GT amodal box, where the transformer
   is bypassed: supplementary Figs 7-8).
@@ -21,13 +23,13 @@ frame. Decided here (SPEC "The model"):
 Relative boxes are ``(x0, y0, x1, y1)`` in units of the input box (the input box is [0, 1]^2).
 
 Entry points: :meth:`AmodalVAE.complete` (tensors in, probabilities and boxes out, batched),
-:func:`complete_instances` (records in, image-size RLEs out), :meth:`AmodalVAE.posterior`,
-:meth:`AmodalVAE.sample_prior`, :func:`summary`.
+:meth:`AmodalVAE.posterior`, :meth:`AmodalVAE.sample_prior`, :func:`summary`. Records in and
+image-size RLEs out: :func:`amodal_lib.predict.amodal_vae.complete_instances`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -101,24 +103,53 @@ class Decoder(nn.Module):
 
 
 class SpatialTransformer(nn.Module):
-    """Visible-box crop (+ log aspect ratio of the visible box) -> (log sx, log sy, tx, ty).
+    """Visible-box crop (+ log aspect ratio of the visible box, + where that box lies in the image)
+    -> (log sx, log sy, tx, ty).
 
     A small CNN with max pooling (28 -> 14 -> 7 -> 3), FC layers; the last layer is zero-initialised
-    (the identity: the full box is the visible box)."""
+    (the identity: the full box is the visible box). ``geometry`` > 0 adds that many numbers
+    describing the visible box in its image (:func:`box_geometry`): with a fixed camera, where an
+    object stands in the image tells its size (the ground plane), which a crop alone has lost."""
 
-    def __init__(self, width: int = 32, hidden: int = 64):
+    def __init__(self, width: int = 32, hidden: int = 64, geometry: int = 0):
         super().__init__()
         w1, w2 = max(width // 4, 4), max(width // 2, 4)
+        self.geometry = int(geometry)
         self.cnn = nn.Sequential(conv_bn_relu(1, w1), nn.MaxPool2d(2), conv_bn_relu(w1, w2), nn.MaxPool2d(2),
                                  conv_bn_relu(w2, width), nn.MaxPool2d(2))
-        self.fc = fc_bn_relu(width * 3 * 3 + 1, hidden)
+        self.fc = fc_bn_relu(width * 3 * 3 + 1 + self.geometry, hidden)
         self.head = nn.Linear(hidden, 4)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, x, log_aspect):
-        h = torch.cat([self.cnn(x).flatten(1), log_aspect.reshape(-1, 1).to(x.dtype)], dim=1)
-        return self.head(self.fc(h))
+    def forward(self, x, log_aspect, geometry: Optional[torch.Tensor] = None):
+        parts = [self.cnn(x).flatten(1), log_aspect.reshape(-1, 1).to(x.dtype)]
+        if self.geometry:
+            if geometry is None:
+                raise ValueError("this transformer needs the visible boxes' place in the image (geometry)")
+            parts.append(geometry.reshape(len(x), self.geometry).to(x.dtype))
+        return self.head(self.fc(torch.cat(parts, dim=1)))
+
+
+GEOMETRY_FEATURES = 6
+
+
+def box_geometry(boxes: torch.Tensor, height, width) -> torch.Tensor:
+    """(N, 6) where xyxy image boxes lie in their (height, width) images: left, right, top and bottom
+    edges as fractions of the image's width and height, and log(box width / image height) / 3,
+    log(box height / image height) / 3 (sizes in units of the image height: the camera's scale)."""
+    b = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    h = torch.as_tensor(height, dtype=torch.float32).reshape(-1).expand(len(b))
+    w = torch.as_tensor(width, dtype=torch.float32).reshape(-1).expand(len(b))
+    bw, bh = (b[:, 2] - b[:, 0]).clamp_min(0.5), (b[:, 3] - b[:, 1]).clamp_min(0.5)
+    return torch.stack([b[:, 0] / w, b[:, 2] / w, b[:, 1] / h, b[:, 3] / h,
+                        torch.log(bw / h) / 3, torch.log(bh / h) / 3], dim=1)
+
+
+def mirror_boxes(boxes: torch.Tensor, width) -> torch.Tensor:
+    """xyxy image boxes of horizontally flipped images of the given widths."""
+    w = torch.as_tensor(width, dtype=boxes.dtype, device=boxes.device).reshape(-1)
+    return torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], dim=1)
 
 
 def params_to_box(p: torch.Tensor) -> torch.Tensor:
@@ -173,14 +204,15 @@ class AmodalVAE(nn.Module):
     """Encoder q(z|y) and decoder p(y|z) (stage 1), partial encoder q(z|y_hat) and spatial
     transformer (stages 2-3). ``config`` holds the constructor arguments (for checkpoints)."""
 
-    def __init__(self, width: int = 32, latent_dim: int = 64, hidden: int = 256):
+    def __init__(self, width: int = 32, latent_dim: int = 64, hidden: int = 256, geometry: int = 0):
         super().__init__()
-        self.config = {"width": int(width), "latent_dim": int(latent_dim), "hidden": int(hidden)}
+        self.config = {"width": int(width), "latent_dim": int(latent_dim), "hidden": int(hidden),
+                       "geometry": int(geometry)}
         self.latent_dim = latent_dim
         self.encoder = Encoder(1, width, latent_dim, hidden)
         self.decoder = Decoder(width, latent_dim, hidden)
         self.partial_encoder = Encoder(2, width, latent_dim, hidden)
-        self.transformer = SpatialTransformer(width)
+        self.transformer = SpatialTransformer(width, geometry=geometry)
 
     # -- pieces
     @staticmethod
@@ -204,23 +236,27 @@ class AmodalVAE(nn.Module):
         flag = torch.as_tensor(frame_flag, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1).expand_as(x)
         return self.partial_encoder(torch.cat([x, flag], dim=1))
 
-    def predict_boxes(self, crops: torch.Tensor, log_aspect: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The full-object box relative to the visible box, (N, 4) xyxy."""
+    def predict_boxes(self, crops: torch.Tensor, log_aspect: Optional[torch.Tensor] = None,
+                      geometry: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The full-object box relative to the visible box, (N, 4) xyxy. ``geometry``: (N, 6)
+        :func:`box_geometry` of the visible boxes (needed when the transformer was built with it)."""
         if log_aspect is None:
             log_aspect = torch.zeros(len(crops), device=crops.device)
-        return params_to_box(self.transformer(crops.unsqueeze(1).float(), log_aspect))
+        return params_to_box(self.transformer(crops.unsqueeze(1).float(), log_aspect, geometry))
 
     # -- the user-facing calls
     @torch.no_grad()
     def complete(self, visible_crops: torch.Tensor, mode: str = "mean", n_samples: int = 0,
-                 frame: str = "visible", log_aspect: Optional[torch.Tensor] = None) -> Completion:
+                 frame: str = "visible", log_aspect: Optional[torch.Tensor] = None,
+                 geometry: Optional[torch.Tensor] = None) -> Completion:
         """Complete partial masks (batched, no loop over instances).
 
         ``visible_crops``: (N, 28, 28) visible masks cropped in the visible box (``frame="visible"``)
         or in the GT amodal box (``frame="amodal"``: the transformer is bypassed and the returned
         boxes are the identity). ``mode="mean"`` decodes z = mu; ``"sample"`` (or ``n_samples=k``)
         decodes ``k`` posterior samples, giving probs (N, k, 28, 28). ``log_aspect``: log(w/h) of the
-        input box in pixels (used by the transformer; 0 if not given).
+        input box in pixels (used by the transformer; 0 if not given); ``geometry``: where the input
+        boxes lie in their images (:func:`box_geometry`; for a transformer built with it).
         Returns a :class:`Completion` (unpacks as ``probs, boxes``).
         """
         if frame not in ("visible", "amodal"):
@@ -239,7 +275,7 @@ class AmodalVAE(nn.Module):
         if frame == "amodal":
             boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=crops.device).expand(len(crops), 4).clone()
         else:
-            boxes = self.predict_boxes(crops, log_aspect)
+            boxes = self.predict_boxes(crops, log_aspect, geometry)
         return Completion(probs, boxes, mu, std)
 
     @torch.no_grad()
@@ -260,126 +296,6 @@ class AmodalVAE(nn.Module):
         """Stage-1 reconstruction (posterior mode) of full-mask crops (N, 28, 28)."""
         mu, _ = self.encoder(full_crops.unsqueeze(1).float())
         return torch.sigmoid(self.decoder(mu))
-
-
-# --------------------------------------------------------------------------- records in, RLE out
-@dataclass
-class InstanceCompletions:
-    """Everything :func:`complete_instances` computed, for analyses beyond one mask per instance.
-
-    ``masks``: {annotation id: RLE} (the posterior mode, or with ``samples`` the chosen sample:
-    see ``select``); ``ids``: instance ids in order; ``probs``: (N, 28, 28) mode probabilities;
-    ``sample_probs``: (N, k, 28, 28) or None; ``boxes``: (N, 4) xyxy image boxes of the crops;
-    ``mu``/``std``: the posteriors."""
-    masks: dict
-    ids: list
-    probs: torch.Tensor
-    boxes: torch.Tensor
-    mu: torch.Tensor
-    std: torch.Tensor
-    sample_probs: Optional[torch.Tensor] = None
-    threshold: float = 0.5
-    instances: list = field(default_factory=list, repr=False)
-    union_visible: bool = True
-
-    def paste(self, probs: torch.Tensor, threshold: Optional[float] = None) -> dict:
-        """{annotation id: RLE} of (N, 28, 28) crop probabilities in this result's boxes."""
-        return paste_instances(probs, self.boxes, self.instances,
-                               self.threshold if threshold is None else threshold, self.union_visible)
-
-    def sample_masks(self, k: int) -> dict:
-        """{annotation id: RLE} of posterior sample ``k`` (e.g. to pick the best of 20 against GT)."""
-        if self.sample_probs is None:
-            raise ValueError("no samples were drawn: call complete_instances(..., samples=K)")
-        return self.paste(self.sample_probs[:, k])
-
-    def sample_mean_masks(self) -> dict:
-        """{annotation id: RLE} of the mean of the samples' probabilities."""
-        if self.sample_probs is None:
-            raise ValueError("no samples were drawn: call complete_instances(..., samples=K)")
-        return self.paste(self.sample_probs.mean(1))
-
-    def all_sample_masks(self) -> list:
-        """One {id: RLE} dict per posterior sample."""
-        n = 0 if self.sample_probs is None else self.sample_probs.shape[1]
-        return [self.sample_masks(k) for k in range(n)]
-
-
-def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence, threshold: float = 0.5,
-                    union_visible: bool = True) -> dict:
-    """{annotation id: RLE}: crops pasted into their image boxes (``crops.paste_masks``), binarised
-    at ``threshold``, and (``union_visible``) joined with the instance's visible mask: an amodal
-    mask contains the visible one by definition, so no visible pixel is lost to the 28x28 decoder."""
-    from ..data.crops import paste_masks
-    if not len(instances):
-        return {}
-    rles = paste_masks(probs, boxes, instances, threshold, union_visible=union_visible)
-    return {inst.id: r for inst, r in zip(instances, rles)}
-
-
-def _image_boxes(rel: torch.Tensor, frame_boxes: torch.Tensor) -> torch.Tensor:
-    """Relative boxes (unit = the frame box) -> image xyxy boxes."""
-    wh = (frame_boxes[:, 2:] - frame_boxes[:, :2]).repeat(1, 2)
-    return frame_boxes[:, :2].repeat(1, 2) + rel * wh
-
-
-def log_aspect_of(boxes: torch.Tensor) -> torch.Tensor:
-    """log(width / height) of xyxy boxes."""
-    return torch.log((boxes[:, 2] - boxes[:, 0]).clamp_min(1e-3) / (boxes[:, 3] - boxes[:, 1]).clamp_min(1e-3))
-
-
-@torch.no_grad()
-def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predicted", threshold: float = 0.5,
-                       samples: int = 0, batch_size: int = 4096, device=None, return_details: bool = False,
-                       union_visible: bool = True):
-    """Amodal masks for instance records, at full image resolution.
-
-    Crops each visible mask (in its visible box for ``box="predicted"``, in its GT amodal box for
-    ``box="amodal-gt"``, which reads the amodal box: evaluation only) with ``crops.crop_masks``,
-    runs :meth:`AmodalVAE.complete` in batches, maps the predicted relative boxes to image boxes
-    and pastes the probabilities back with ``crops.paste_masks`` at ``threshold``; with
-    ``union_visible`` (default; decided, the paper does not say) the visible mask is added to
-    the result, since an amodal mask contains it.
-
-    Returns {annotation id: RLE} of the posterior mode; with ``return_details=True`` an
-    :class:`InstanceCompletions` that also holds ``samples`` posterior samples per instance
-    (``.sample_masks(k)``, ``.sample_probs``) for best-of-k analyses, and the posteriors.
-    """
-    from ..data.crops import crop_masks, frame_boxes
-    if box not in ("predicted", "amodal-gt"):
-        raise ValueError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
-    instances = list(instances)
-    frame = "amodal" if box == "amodal-gt" else "visible"
-    in_boxes = frame_boxes(instances, frame)
-    crops = crop_masks(instances, mask="visible", boxes=in_boxes)
-    dev = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = {"probs": [], "boxes": [], "mu": [], "std": [], "samples": []}
-    try:
-        for s in range(0, len(instances), batch_size):
-            c = crops[s:s + batch_size].to(dev)
-            la = log_aspect_of(in_boxes[s:s + batch_size]).to(dev)
-            r = model.complete(c, mode="mean", frame=frame, log_aspect=la)
-            out["probs"].append(r.probs.cpu()); out["boxes"].append(r.boxes.cpu())
-            out["mu"].append(r.mu.cpu()); out["std"].append(r.std.cpu())
-            if samples:
-                z = r.mu[:, None] + r.std[:, None] * torch.randn(len(c), samples, r.mu.shape[1], device=dev)
-                p = torch.sigmoid(model.decoder(z.reshape(-1, r.mu.shape[1]))).reshape(len(c), samples, S, S)
-                out["samples"].append(p.cpu())
-    finally:
-        model.train(was_training)
-    cat = {k: (torch.cat(v) if v else None) for k, v in out.items()}
-    if not instances:
-        cat = {"probs": torch.zeros(0, S, S), "boxes": torch.zeros(0, 4), "mu": torch.zeros(0, model.latent_dim),
-               "std": torch.zeros(0, model.latent_dim), "samples": None}
-    img_boxes = _image_boxes(cat["boxes"], in_boxes) if instances else torch.zeros(0, 4)
-    ids = [i.id for i in instances]
-    masks = paste_instances(cat["probs"], img_boxes, instances, threshold, union_visible)
-    if not return_details:
-        return masks
-    return InstanceCompletions(masks, ids, cat["probs"], img_boxes, cat["mu"], cat["std"], cat["samples"],
-                               threshold, instances, union_visible)
 
 
 # --------------------------------------------------------------------------- Fig 2
@@ -415,7 +331,8 @@ def summary(model: nn.Module, batch: int = 2) -> str:
                       lambda: model.decoder(torch.zeros(batch, model.latent_dim, device=dev))),
                      ("partial encoder q(z|y_hat)", model.partial_encoder, lambda: model.encode_partial(x, 0.0)),
                      ("spatial transformer", model.transformer,
-                      lambda: model.transformer(x.unsqueeze(1), torch.zeros(batch, device=dev)))]
+                      lambda: model.transformer(x.unsqueeze(1), torch.zeros(batch, device=dev),
+                                                torch.zeros(batch, model.transformer.geometry, device=dev)))]
             for title, net, run in parts:
                 rows.clear()
                 add_hooks(net, title.split()[0] if title != "partial encoder q(z|y_hat)" else "partial")

@@ -1,5 +1,6 @@
 """Inference, one module per trained model family: instance records in, amodal masks (RLE) out.
 
-:mod:`.pcnet` completes with PCNet-M. The rules that need no training (visible mask, convex
-hull) are in :mod:`amodal_lib.baselines`; :mod:`amodal_lib.registry` reaches every method by name.
+:mod:`.amodal_vae` completes with Amodal-VAE (the fitted frame, or the paper's transformer frame),
+:mod:`.pcnet` with PCNet-M. The rules that need no training (visible mask, convex hull) are in
+:mod:`amodal_lib.baselines`; :mod:`amodal_lib.registry` reaches every method by name.
 """

@@ -1,4 +1,5 @@
-"""Amodal-VAE's three training stages (supplementary 3.1; SPEC "Training"), on the generic engine.
+"""Amodal-VAE's three training stages (supplementary 3.1; ``docs/design.md``, "Training stages"),
+on the generic engine (:mod:`amodal_lib.train.engine`).
 
 1. **Shape prior** (:class:`Stage1`): a VAE on full masks of unoccluded instances, each cropped in
    its own box at 28x28; Adam lr 1e-3; loss BCE + lambda(t) KL(q(z|y) || N(0, I)) with the KL
@@ -6,42 +7,48 @@
 2. **Partial encoder** (:class:`Stage2`): decoder (and full encoder) frozen; the partial encoder
    q(z|y_hat) and the spatial transformer learn from simulated occlusions: another instance's mask,
    randomly scaled and shifted, pasted over a full mask (y_hat = y (1 - o)), all on tensors in one
-   batch (:func:`simulate_occlusions`). Loss BCE(y, decoder(z)) + lambda_final KL(q(z|y_hat) ||
-   N(0, I)) (or, as an option, KL(q(z|y_hat) || q(z|y))), plus a box-regression loss for the
-   transformer, whose target is known exactly. Both input frames are trained (visible box, flag 0;
-   GT amodal box, flag 1). lr 1e-4.
+   batch (:mod:`amodal_lib.train.occlusions`). Loss BCE(y, decoder(z)) + lambda_final
+   KL(q(z|y_hat) || N(0, I)) (or, as an option, KL(q(z|y_hat) || q(z|y))), plus a box-regression
+   loss for the transformer, whose target is known exactly. Both input frames are trained (visible
+   box, flag 0; GT amodal box, flag 1). lr 1e-4.
 3. **Fine-tuning on real occluded instances** (:class:`Stage3`): the decoder output, placed in the
    predicted full-object box, is warped into a context frame (the visible box grown 3x) where the
    likelihood counts only the known pixels: the visible mask (1) and the pixels inside the image
-   that no other instance covers (0). Pixels under another instance's visible mask are left out.
-   lr 1e-4, decoder frozen.
+   that no other instance covers (0). Pixels under another instance's visible mask are left out;
+   a KL term keeps the posterior near stage 2's. lr 1e-4, decoder frozen.
+
+Every stage is validated (:mod:`amodal_lib.train.validation`: the file's own amodal labels, or
+pasted occlusions on held-out images when it has none); stages 2 and 3 end with their best
+validation checkpoint, and stage 3's candidates include stage 2's weights, so it never makes
+validation worse (on real masks its known-pixel likelihood counts truly hidden pixels as background
+wherever the occluder is not annotated: poles, trees, unlabelled objects). After the last stage the
+threshold is searched on the same validation (``threshold.json``).
 
 No amodal label is read by any stage: :func:`prepare` starts from ``ann.modal_view()``. Masks are
 cropped once per run into in-memory uint8 tensors. :func:`train_amodal_vae` runs the stages into
 one run directory (``stage1.pt``, ``stage2.pt``, ``stage3.pt``; stage k starts from stage k-1's);
-:func:`load_model` loads the latest; :func:`cli_train` / :func:`cli_complete` serve the ``amodal``
-command line.
+:func:`load_model` loads the latest.
 """
 from __future__ import annotations
 
-import json
-import sys
+import copy
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data import as_annotations
 from ..data import crops as C
-from ..data.records import AnnotationSet
-from ..models.amodal_vae import (S, AmodalVAE, box_to_params, complete_instances, log_aspect_of,
-                                 warp_to_frame)
+from ..errors import ArgumentError, CheckpointError, DataError, MissingCheckpointError
+from ..models.amodal_vae import GEOMETRY_FEATURES, S, AmodalVAE, box_to_params, warp_to_frame
+from ..predict.amodal_vae import complete_instances, log_aspect_of
 from . import engine as E
+from .occlusions import geometry_of, partial_inputs, sim_geometry, simulate_occlusions
+from .validation import Validation, sweep_thresholds, validation_split, write_threshold
 
 STAGES = (1, 2, 3)
 SIM = 56  # side of the pre-cropped full masks that stage 2 composites occlusions on (2 x 28)
@@ -54,6 +61,7 @@ class VAEConfig:
     width: int = 32
     latent_dim: int = 64
     hidden: int = 256
+    geometry: bool = False  # the transformer also sees where the visible box lies in the image (measured: no gain)
     batch_size: int = 128
     stage1_steps: int = 4000
     stage2_steps: int = 3000
@@ -76,28 +84,34 @@ class VAEConfig:
     stage3_instances: str = "occluded"  # "occluded" (touching others or the border) | "all"
     context_scale: float = 3.0
     context_size: int = 56
+    anchor_weight: float = 1.0  # KL(q(z|y_hat) || stage 2's q(z|y_hat)): stage 3 stays near stage 2
     # all stages
     flip: bool = True  # random horizontal flips
-    val_fraction: float = 0.05
+    val_fraction: float = 0.05  # held-out crops for the stages' own losses
     eval_every: int = 500
     checkpoint_every: int = 500
     log_every: int = 25
-    eval_threshold: float = 0.5
-    eval_max_instances: Optional[int] = 1000
+    # validation (checkpoint selection, threshold): train/validation.py
+    holdout_fraction: float = 0.1  # images held out of a file that comes without a validation file
+    val_max_targets: Optional[int] = 600  # isolated instances that pasted occlusions are built on
+    eval_max_instances: Optional[int] = 1000  # instances of a labelled validation set
+    eval_threshold: float = 0.5  # binarisation while selecting checkpoints
+    frame: str = "fit"  # how completions find the full-object frame: "fit" | "transformer" (the paper's)
+    select: bool = True  # stages 2 and 3 end with their best validation checkpoint
+    thresholds: tuple = tuple(round(0.05 * i, 2) for i in range(1, 20))  # swept for threshold.json
 
     @classmethod
     def from_profile(cls, profile: Optional[str] = None, **overrides) -> "VAEConfig":
         from ..profiles import get_profile
         prof = get_profile(profile)
         vals = dict(prof.get("vae", {}))
-        ev = prof.get("eval", {})
-        if ev.get("max_instances", "unset") != "unset" and "eval_max_instances" not in vals:
-            vals["eval_max_instances"] = ev.get("max_instances")
+        if "thresholds" in prof.get("eval", {}):
+            vals.setdefault("thresholds", tuple(prof["eval"]["thresholds"]))
         vals.update({k: v for k, v in overrides.items() if v is not None})
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(vals) - names)
         if unknown:
-            raise ValueError(f"unknown Amodal-VAE setting(s): {', '.join(unknown)}")
+            raise ArgumentError(f"unknown Amodal-VAE setting(s): {', '.join(unknown)}")
         return cls(**vals)
 
     def steps(self, stage: int) -> int:
@@ -147,9 +161,11 @@ def prepare(annotations, stages: Sequence[int] = STAGES, cfg: Optional[VAEConfig
 
     Returns a dict with (per the stages asked for):
     ``full``: (N, 56, 56) visible masks of the unoccluded instances in their own box,
-    ``full_wh``: their box sizes in pixels; ``occ`` / ``occ_wh``: the visible masks of all
+    ``full_wh``: their box sizes in pixels, ``full_box``: (N, 4) those boxes (xyxy, image pixels),
+    ``full_hw``: (N, 2) their images' sizes; ``occ`` / ``occ_wh``: the visible masks of all
     instances (the occluder pool); ``vis``: (M, 28, 28) visible-box crops of the stage-3
-    instances, ``ctx``: (M, 3, C, C) their context crops, ``log_aspect``: (M,).
+    instances, ``ctx``: (M, 3, C, C) their context crops, ``log_aspect``: (M,), ``vis_box`` /
+    ``vis_hw``: their visible boxes and image sizes.
     """
     cfg = cfg or VAEConfig()
     ann = as_annotations(annotations).modal_view()  # from here on, no amodal label exists
@@ -157,10 +173,11 @@ def prepare(annotations, stages: Sequence[int] = STAGES, cfg: Optional[VAEConfig
     if 1 in stages or 2 in stages:
         unocc = ann.unoccluded()
         if not unocc:
-            raise ValueError(f"{ann.path}: no unoccluded instance (touching neither the border nor another "
+            raise DataError(f"{ann.path}: no unoccluded instance (touching neither the border nor another "
                              "instance) to learn the shape prior from")
         out["full"] = _u8(C.crop_masks(unocc, "visible", "visible", size=SIM))
         out["full_wh"] = _wh(unocc)
+        out["full_box"], out["full_hw"] = C.frame_boxes(unocc, "visible"), _hw(unocc)
     if 2 in stages:
         allx = list(ann.instances)
         out["occ"] = _u8(C.crop_masks(allx, "visible", "visible", size=SIM))
@@ -168,11 +185,16 @@ def prepare(annotations, stages: Sequence[int] = STAGES, cfg: Optional[VAEConfig
     if 3 in stages:
         insts = [i for i in ann.instances if cfg.stage3_instances == "all" or i.occluders or i.touches_border]
         if not insts:
-            raise ValueError(f"{ann.path}: no instance touches another one or the border: nothing for stage 3")
+            raise DataError(f"{ann.path}: no instance touches another one or the border: nothing for stage 3")
         out["vis"] = _u8(C.crop_masks(insts, "visible", "visible", size=S))
         out["ctx"] = _u8(C.context_crops(ann, insts, scale=cfg.context_scale, size=cfg.context_size)[0])
-        out["log_aspect"] = log_aspect_of(C.frame_boxes(insts, "visible"))
+        out["vis_box"], out["vis_hw"] = C.frame_boxes(insts, "visible"), _hw(insts)
+        out["log_aspect"] = log_aspect_of(out["vis_box"])
     return out
+
+
+def _hw(instances) -> torch.Tensor:
+    return torch.tensor([[i.height, i.width] for i in instances], dtype=torch.float32)
 
 
 def _wh(instances) -> torch.Tensor:
@@ -184,88 +206,6 @@ def _split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tens
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
     k = min(max(1, int(round(n * fraction))), n - 1) if n >= 2 else 0
     return perm[k:], perm[:k]
-
-
-# --------------------------------------------------------------------------- stage 2's simulation
-def _mask_boxes(m: torch.Tensor, thr: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """xyxy boxes (in units of the frame, [0, 1]) of the pixels > thr of (B, S, S) masks, and
-    which masks have any such pixel."""
-    on = m > thr
-    rows, cols = on.any(2), on.any(1)
-    n = m.shape[-1]
-    ar = torch.arange(n, device=m.device)
-    big = n + 1
-
-    def first_last(v):
-        first = torch.where(v, ar, big).amin(1)
-        last = torch.where(v, ar, -1).amax(1)
-        return first, last
-
-    x0, x1 = first_last(cols)
-    y0, y1 = first_last(rows)
-    ok = rows.any(1)
-    box = torch.stack([x0, y0, x1 + 1, y1 + 1], 1).float() / n
-    box = torch.where(ok[:, None], box, torch.tensor([0.0, 0.0, 1.0, 1.0], device=m.device))
-    return box, ok
-
-
-def simulate_occlusions(full: torch.Tensor, full_wh: torch.Tensor, occ: torch.Tensor, occ_wh: torch.Tensor,
-                        max_occluded: float = 0.9, unoccluded_prob: float = 0.3, tries: int = 4) -> dict:
-    """Occlude full masks with other instances' masks, batched (SPEC stage 2).
-
-    ``full``: (B, S, S) full masks in their own box, ``full_wh`` (B, 2) that box in pixels;
-    ``occ``/``occ_wh``: (B, S, S) occluder masks in their own box and its size. Each occluder is
-    placed at its true relative scale (jittered, biased larger: occluders are nearer) with a random
-    centre over the target's box (``affine_grid``/``grid_sample``). Each sample draws a target
-    hidden fraction uniformly in [0, ``max_occluded``] and keeps, of ``tries`` placements (each with
-    another occluder), the one closest to it that hides at most ``max_occluded`` and leaves a visible
-    part; so the hidden fraction spreads evenly over 0-90 %. A share ``unoccluded_prob`` is left whole.
-
-    Returns ``partial`` (B, S, S) = full * (1 - o), ``vis_box`` (B, 4) the visible box in the
-    target frame ([0, 1]^2), ``full_rel`` (B, 4) the full box relative to the visible box (the
-    transformer's target), ``occluded`` (B,) the hidden fraction, ``log_aspect`` (B,) of the
-    visible box in pixels.
-    """
-    B, n, dev = len(full), full.shape[-1], full.device
-    area = full.flatten(1).sum(1).clamp_min(1e-6)
-    partial = full.clone()
-    occlude = torch.rand(B, device=dev) >= unoccluded_prob
-    want = torch.rand(B, device=dev) * max_occluded
-    best = torch.full((B,), float("inf"), device=dev)
-    frame = torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=dev).expand(B, 4)
-    for t in range(tries):
-        if t:
-            occ, occ_wh = occ.roll(1, 0), occ_wh.roll(1, 0)  # another occluder
-        rel = (occ_wh / full_wh.clamp_min(1.0)) * torch.exp((torch.rand(B, 2, device=dev) - 0.5) * 0.6
-                                                           + torch.rand(B, 1, device=dev) * 0.4)
-        rel = rel.clamp(0.15, 4.0)
-        centre = torch.rand(B, 2, device=dev) * (1 + 0.5 * rel) - 0.25 * rel
-        o = warp_to_frame(occ, torch.cat([centre - rel / 2, centre + rel / 2], 1), frame, n)
-        cand = full * (1 - o)
-        frac = 1 - cand.flatten(1).sum(1) / area
-        _, ok = _mask_boxes(cand)
-        dist = (frac - want).abs()
-        good = occlude & ok & (frac <= max_occluded) & (dist < best)
-        partial = torch.where(good[:, None, None], cand, partial)
-        best = torch.where(good, dist, best)
-    vis_box, _ = _mask_boxes(partial)
-    vw, vh = vis_box[:, 2] - vis_box[:, 0], vis_box[:, 3] - vis_box[:, 1]
-    full_rel = torch.stack([-vis_box[:, 0] / vw, -vis_box[:, 1] / vh, (1 - vis_box[:, 0]) / vw,
-                            (1 - vis_box[:, 1]) / vh], 1)
-    occluded = 1 - partial.flatten(1).sum(1) / area
-    log_aspect = torch.log(vw * full_wh[:, 0].clamp_min(1.0)) - torch.log(vh * full_wh[:, 1].clamp_min(1.0))
-    return {"partial": partial, "vis_box": vis_box, "full_rel": full_rel, "occluded": occluded,
-            "log_aspect": log_aspect}
-
-
-def partial_inputs(sim: dict, amodal_frame: torch.Tensor) -> torch.Tensor:
-    """28x28 encoder inputs of simulated partial masks: cropped in their visible box, or (where
-    ``amodal_frame``) in the full box, as the GT-amodal-box mode crops them."""
-    p = sim["partial"]
-    in_vis = warp_to_frame(p, torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=p.device).expand(len(p), 4),
-                           sim["vis_box"], S)
-    in_full = F.adaptive_avg_pool2d(p.unsqueeze(1), S)[:, 0]
-    return torch.where(amodal_frame[:, None, None], in_full, in_vis)
 
 
 # --------------------------------------------------------------------------- the stage modules
@@ -329,8 +269,8 @@ class Stage2(_Stage):
     def simulate(self, batch: dict) -> tuple[dict, torch.Tensor, torch.Tensor]:
         full = _f(batch["full"])
         dev, B = full.device, len(full)
-        if self.cfg.flip:
-            full = _flip(full, torch.rand(B, device=dev) < 0.5)
+        flipped = torch.rand(B, device=dev) < 0.5 if self.cfg.flip else torch.zeros(B, dtype=torch.bool, device=dev)
+        full = _flip(full, flipped)
         pool, pool_wh = self.pool(dev)
         k = torch.randint(len(pool), (B,), device=dev)
         occ = _f(pool[k])
@@ -338,6 +278,7 @@ class Stage2(_Stage):
             occ = _flip(occ, torch.rand(B, device=dev) < 0.5)
         sim = simulate_occlusions(full, batch["full_wh"], occ, pool_wh[k], self.cfg.max_occluded,
                                   self.cfg.unoccluded_prob)
+        sim["geometry"] = sim_geometry(sim, batch["full_box"], batch["full_hw"], flipped)
         amodal = torch.rand(B, device=dev) < self.cfg.amodal_frame_prob
         y = F.avg_pool2d(full.unsqueeze(1), SIM // S)[:, 0]
         return sim, amodal, y
@@ -354,7 +295,7 @@ class Stage2(_Stage):
             kl = kl_between(mu, logvar, mu_f, logvar_f).mean()
         else:
             kl = kl_to_prior(mu, logvar).mean()
-        pred = self.vae.transformer(x.unsqueeze(1), sim["log_aspect"])
+        pred = self.vae.transformer(x.unsqueeze(1), sim["log_aspect"], sim["geometry"])
         target = box_to_params(sim["full_rel"])
         vis = (~amodal).float()
         box = (F.smooth_l1_loss(pred, target, reduction="none", beta=0.1).sum(1) * vis).sum() / vis.sum().clamp_min(1)
@@ -372,8 +313,21 @@ def context_targets(ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Stage3(_Stage):
-    """Fine-tuning on real occluded instances: likelihood over the known pixels of the context frame."""
+    """Fine-tuning on real occluded instances: likelihood over the known pixels of the context frame,
+    and (``anchor_weight``) a KL term that keeps the posterior near stage 2's, whose partial
+    encoder is kept frozen beside it."""
     trainable = ("partial_encoder", "transformer")
+
+    def __init__(self, vae: AmodalVAE, cfg: VAEConfig):
+        super().__init__(vae, cfg)
+        self.anchor = copy.deepcopy(vae.partial_encoder).eval()
+        for p in self.anchor.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.anchor.eval()
+        return self
 
     def context_box(self, n: int, device) -> torch.Tensor:
         h = self.cfg.context_scale / 2
@@ -381,12 +335,12 @@ class Stage3(_Stage):
 
     def forward(self, batch: dict, step: int) -> dict:
         x, ctx, la = _f(batch["vis"]), _f(batch["ctx"]), batch["log_aspect"]
-        if self.cfg.flip:
-            f = torch.rand(len(x), device=x.device) < 0.5
+        f = (torch.rand(len(x), device=x.device) < 0.5) if self.cfg.flip else None
+        if f is not None:
             x, ctx = _flip(x, f), _flip(ctx, f)
         mu, logvar = self.vae.encode_partial(x, 0.0)
         probs = torch.sigmoid(self.vae.decoder(self.vae.reparameterize(mu, logvar)).float())
-        boxes = self.vae.predict_boxes(x, la)
+        boxes = self.vae.predict_boxes(x, la, geometry_of(batch["vis_box"], batch["vis_hw"], f))
         warped = warp_to_frame(probs, boxes, self.context_box(len(x), x.device), ctx.shape[-1])
         target, weight = context_targets(ctx)
         nll = F.binary_cross_entropy(warped.clamp(1e-5, 1 - 1e-5), target, reduction="none")
@@ -394,7 +348,14 @@ class Stage3(_Stage):
         scale = (self.cfg.context_scale * S / ctx.shape[-1]) ** -2
         bce = ((nll * weight).flatten(1).sum(1) * scale).mean()
         kl = kl_to_prior(mu, logvar).mean()
-        return {"loss": bce + self.cfg.kl_final * kl, "bce": bce, "kl": kl}
+        loss = bce + self.cfg.kl_final * kl
+        out = {"bce": bce, "kl": kl}
+        if self.cfg.anchor_weight:
+            with torch.no_grad():
+                mu2, logvar2 = self.anchor(torch.cat([x.unsqueeze(1), torch.zeros_like(x).unsqueeze(1)], 1))
+            out["anchor_kl"] = kl_between(mu, logvar, mu2, logvar2).mean()
+            loss = loss + self.cfg.anchor_weight * out["anchor_kl"]
+        return {"loss": loss, **out}
 
 
 # --------------------------------------------------------------------------- validation
@@ -403,24 +364,10 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a & b).sum(1).float() / (a | b).sum(1).clamp_min(1).float()
 
 
-def completion_scores(model: AmodalVAE, ann: AnnotationSet, threshold: float = 0.5, box: str = "predicted",
-                      max_instances: Optional[int] = None, seed: int = 0) -> dict:
-    """Full / invisible mIoU (protocols A and B, in %) of the model's completions on ``ann``
-    (evaluation: reads its amodal labels), on at most ``max_instances`` instances."""
-    from ..metrics import evaluate
-    insts = list(ann.instances)
-    if max_instances and len(insts) > max_instances:
-        keep = np.random.default_rng(seed).choice(len(insts), max_instances, replace=False)
-        insts = [insts[k] for k in sorted(keep)]
-    preds = complete_instances(model, insts, box=box, threshold=threshold)
-    o = evaluate(ann.subset(insts), preds)["overall"]
-    return {"A_full": o["A"]["full"], "A_inv": o["A"]["invisible"] or 0.0,
-            "B_full": o["B"]["full"], "B_inv": o["B"]["invisible"] or 0.0}
-
-
-def make_eval_fn(stage: int, cfg: VAEConfig, held: dict, val_ann: Optional[AnnotationSet], seed: int):
-    """The validation callback of a stage: losses/IoU on held-out crops, and completion mIoU on
-    ``val_ann`` (stages 2 and 3, when it has amodal labels)."""
+def make_eval_fn(stage: int, cfg: VAEConfig, held: dict, validation: Optional[Validation], seed: int):
+    """The validation callback of a stage: losses/IoU on held-out crops, and (stages 2 and 3) the
+    completion mIoU of every validation set (``val_<set>_A_full`` ...) and the selection score
+    ``val_score`` (:class:`amodal_lib.train.validation.Validation`)."""
     dev_cache: dict = {}
 
     def on(model, key):
@@ -439,6 +386,7 @@ def make_eval_fn(stage: int, cfg: VAEConfig, held: dict, val_ann: Optional[Annot
                 k = torch.randint(len(held["occ"]), (len(full),))
                 sim = simulate_occlusions(full, wh, _f(held["occ"][k].to(dev)), held["occ_wh"][k].to(dev),
                                           cfg.max_occluded, cfg.unoccluded_prob)
+                sim["geometry"] = sim_geometry(sim, on(model, "full_box"), on(model, "full_hw"))
             dev_cache["sim"] = (sim, F.avg_pool2d(full.unsqueeze(1), SIM // S)[:, 0])
         return dev_cache["sim"]
 
@@ -459,7 +407,7 @@ def make_eval_fn(stage: int, cfg: VAEConfig, held: dict, val_ann: Optional[Annot
                 mu, logvar = vae.encode_partial(x, amodal.float())
                 probs = torch.sigmoid(vae.decoder(mu))
                 if name == "vis":
-                    pred = vae.predict_boxes(x, sim["log_aspect"])
+                    pred = vae.predict_boxes(x, sim["log_aspect"], sim["geometry"])
                     # the prediction, in its predicted box, seen in the true full frame
                     placed = warp_to_frame(probs, pred, sim["full_rel"], S)
                     out["val_iou_predbox"] = 100 * _iou(placed, y).mean()
@@ -471,14 +419,15 @@ def make_eval_fn(stage: int, cfg: VAEConfig, held: dict, val_ann: Optional[Annot
             x, ctx = _f(on(model, "vis")), _f(on(model, "ctx"))
             mu, logvar = vae.encode_partial(x, 0.0)
             probs = torch.sigmoid(vae.decoder(mu))
-            boxes = vae.predict_boxes(x, on(model, "log_aspect"))
+            boxes = vae.predict_boxes(x, on(model, "log_aspect"), geometry_of(on(model, "vis_box"), on(model, "vis_hw")))
             warped = warp_to_frame(probs, boxes, model.context_box(len(x), x.device), ctx.shape[-1])
             target, weight = context_targets(ctx)
             nll = F.binary_cross_entropy(warped.clamp(1e-5, 1 - 1e-5), target, reduction="none")
             scale = (cfg.context_scale * S / ctx.shape[-1]) ** -2
             out["val_bce_known"] = ((nll * weight).flatten(1).sum(1) * scale).mean()
-        if stage >= 2 and val_ann is not None and val_ann.has_amodal:
-            s = completion_scores(vae, val_ann, cfg.eval_threshold, "predicted", cfg.eval_max_instances, seed)
+        if stage >= 2 and validation is not None:
+            s = validation.score(lambda a: complete_instances(vae, a.instances, frame=cfg.frame, context=a,
+                                                              threshold=cfg.eval_threshold))
             out.update({f"val_{k}": v for k, v in s.items()})
         return {k: float(v) for k, v in out.items()}
 
@@ -499,91 +448,161 @@ def stage_done(run_dir, stage: int) -> bool:
 
 def _vae_from_checkpoint(path: Path, device) -> tuple[AmodalVAE, dict]:
     ck = E.load_checkpoint(path, map_location="cpu")
-    mcfg = ck.get("extra", {}).get("model")
-    if mcfg is None:
-        raise ValueError(f"{path}: not an Amodal-VAE checkpoint (no model configuration)")
-    vae = AmodalVAE(**mcfg)
-    vae.load_state_dict(ck["model"])
+    extra = ck.get("extra") if isinstance(ck, dict) else None
+    mcfg = extra.get("model") if isinstance(extra, dict) else None
+    if not isinstance(mcfg, dict) or "latent_dim" not in mcfg:
+        raise CheckpointError(path, "not an Amodal-VAE checkpoint (no model configuration)")
+    try:
+        vae = AmodalVAE(**mcfg)
+        vae.load_state_dict(ck["model"])
+    except (TypeError, KeyError, RuntimeError) as e:
+        raise CheckpointError(path, f"its weights do not fit an Amodal-VAE of {mcfg} "
+                                    f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     return vae.to(device), ck
 
 
 def train_stage(stage: int, data: dict, run_dir, cfg: VAEConfig, seed: int = 0, device="auto",
-                resume: bool = True, val_ann: Optional[AnnotationSet] = None, progress: bool = True,
-                dist: Optional[E.Dist] = None) -> tuple[AmodalVAE, list]:
-    """Train one stage into ``run_dir/stage{k}.pt``, starting from stage k-1's checkpoint."""
+                resume: bool = True, validation: Optional[Validation] = None, progress: bool = True,
+                dist: Optional[E.Dist] = None, steps: Optional[int] = None) -> tuple[AmodalVAE, list]:
+    """Train one stage into ``run_dir/stage{k}.pt``, starting from stage k-1's checkpoint. With a
+    ``validation`` (and ``cfg.select``), stages 2 and 3 end with their best validation checkpoint;
+    stage 3's candidates include its starting point (stage 2's weights), so it never ends worse."""
     run_dir = Path(run_dir)
     dist = dist or E.setup_distributed(device)
     E.seed_everything(seed + 1000 * stage + dist.rank)
     if stage == 1:
-        vae = AmodalVAE(cfg.width, cfg.latent_dim, cfg.hidden)
+        vae = AmodalVAE(cfg.width, cfg.latent_dim, cfg.hidden, GEOMETRY_FEATURES if cfg.geometry else 0)
     else:
         prev = stage_path(run_dir, stage - 1)
         if not stage_done(run_dir, stage - 1):
-            raise FileNotFoundError(f"stage {stage} starts from stage {stage - 1}'s finished checkpoint, "
-                                    f"and {prev} is {'unfinished' if prev.is_file() else 'missing'}: "
+            raise MissingCheckpointError(prev, f"stage {stage} starts from stage {stage - 1}'s finished checkpoint, "
+                                    f"and it is {'unfinished' if prev.is_file() else 'missing'}: "
                                     f"train stage {stage - 1} first")
         vae, _ = _vae_from_checkpoint(prev, "cpu")
         if stage == 2:
             vae.init_partial_from_full()
     if stage in (1, 2):
         tr_idx, val_idx = _split(len(data["full"]), cfg.val_fraction, seed)
-        train_data = {"full": data["full"][tr_idx], "full_wh": data["full_wh"][tr_idx]}
-        held = {"full": data["full"][val_idx], "full_wh": data["full_wh"][val_idx]}
+        keys = ("full", "full_wh", "full_box", "full_hw")
+        train_data = {k: data[k][tr_idx] for k in keys}
+        held = {k: data[k][val_idx] for k in keys}
         if stage == 2:
             held.update(occ=data["occ"], occ_wh=data["occ_wh"])
     else:
         tr_idx, val_idx = _split(len(data["vis"]), cfg.val_fraction, seed)
-        train_data = {k: data[k][tr_idx] for k in ("vis", "ctx", "log_aspect")}
-        held = {k: data[k][val_idx] for k in ("vis", "ctx", "log_aspect")}
+        keys = ("vis", "ctx", "log_aspect", "vis_box", "vis_hw")
+        train_data = {k: data[k][tr_idx] for k in keys}
+        held = {k: data[k][val_idx] for k in keys}
     module = {1: Stage1, 2: Stage2, 3: Stage3}[stage]
     mod = module(vae, cfg, data["occ"], data["occ_wh"]) if stage == 2 else module(vae, cfg)
     opt = torch.optim.Adam(mod.parameters_to_train(), lr=cfg.lr(stage))
+    select = "val_score" if stage >= 2 and validation is not None and cfg.select else None
     trainer = E.Trainer(
-        mod, opt, train_data, batch_size=cfg.batch_size, steps=cfg.steps(stage), run_dir=run_dir,
+        mod, opt, train_data, batch_size=cfg.batch_size, steps=steps or cfg.steps(stage), run_dir=run_dir,
         name=f"stage{stage}", stage=str(stage), seed=seed + stage,
-        step_fn=lambda m, b, s: m(b, s), eval_fn=make_eval_fn(stage, cfg, held, val_ann, seed),
+        step_fn=lambda m, b, s: m(b, s), eval_fn=make_eval_fn(stage, cfg, held, validation, seed),
         eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
         config=asdict(cfg), extra={"model": vae.config, "stage": stage, "seed": seed},
-        dist=dist, resume=resume, progress=progress, save_module=vae)
+        dist=dist, resume=resume, progress=progress, save_module=vae, select=select,
+        select_start=stage == 3)
     history = trainer.fit()
     return vae.eval(), history
 
 
+def stage_summary(stage: int, history: list, validation: Optional[Validation]) -> str:
+    """One line on a finished stage: the checkpoint it ended with and its validation scores."""
+    chosen = [h for h in history if h.get("split") == "selected"]
+    vals = [h for h in history if h.get("split") == "val" and "val_score" in h]
+    if not chosen or not vals or validation is None:
+        return f"stage {stage}: done"
+    step = chosen[-1]["step"]
+    rec = next(h for h in vals if h["step"] == step)
+    scores = {k[4:]: v for k, v in rec.items() if k.startswith("val_")}
+    line = f"stage {stage}: checkpoint of step {step} selected (validation score {rec['val_score']:.2f}: " \
+           f"{validation.summary(scores)})"
+    if stage == 3 and step == 0:
+        line += "; stage 3 did not improve on stage 2, so the run keeps stage 2's weights"
+    return line
+
+
 def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage: Optional[int] = None,
                      seed: int = 0, device="auto", resume: bool = True, val_annotations=None,
-                     progress: bool = True, upto: Optional[int] = None, **overrides) -> dict:
-    """Train Amodal-VAE's stages into ``out_dir`` (SPEC "The command line": ``amodal train``).
+                     progress: bool = True, upto: Optional[int] = None, steps: Optional[int] = None,
+                     **overrides) -> dict:
+    """Train Amodal-VAE's stages into ``out_dir`` (``amodal train --model amodal-vae``).
 
-    ``annotations``: a path or AnnotationSet (any format; only its modal view is used).
+    ``annotations``: a path or AnnotationSet (any format; only its modal view is trained on).
+    ``val_annotations``: the validation set (:func:`amodal_lib.train.validation.validation_split`;
+    None: whole images of ``annotations`` are held out and, without amodal labels, pasted
+    occlusions are built on them). The sets are written into ``out_dir`` (``validation*.json``).
     ``stage``: one stage, or None for all in order (up to stage ``upto`` if given), skipping
-    those already finished (an unfinished one resumes when ``resume``). ``overrides``: any :class:`VAEConfig` field, e.g.
-    ``stage1_steps=200``. ``val_annotations``: for validation metrics (completion mIoU needs its
-    amodal labels; training never reads them). Returns {"model", "history": {stage: [...]},
-    "seconds": {stage: s}, "config"}.
+    those already finished (an unfinished one resumes when ``resume``). ``steps`` overrides every
+    stage's number of steps; ``overrides``: any :class:`VAEConfig` field, e.g. ``stage1_steps=200``.
+    When the last stage is trained here, the threshold with the best validation full mIoU is
+    written to ``out_dir/threshold.json`` (:func:`amodal_lib.train.validation.sweep_thresholds`).
+    Returns {"model", "history": {stage: [...]}, "seconds": {stage: s}, "config", "validation",
+    "threshold", "log": [lines]}.
     """
     cfg = VAEConfig.from_profile(profile, **overrides)
     out_dir = Path(out_dir)
     stages = [int(stage)] if stage is not None else [s for s in STAGES if upto is None or s <= upto]
     if any(s not in STAGES for s in stages):
-        raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
+        raise ArgumentError(f"stage must be 1, 2 or 3, got {stage}")
     todo = [s for s in stages if not stage_done(out_dir, s)]
     dist = E.setup_distributed(device)
-    val_ann = as_annotations(val_annotations) if val_annotations is not None else None
-    result: dict = {"history": {}, "seconds": {}, "config": asdict(cfg), "model": None}
-    data = prepare(annotations, todo, cfg) if todo else {}
+    result: dict = {"history": {}, "seconds": {}, "config": asdict(cfg), "model": None, "validation": None,
+                    "threshold": None, "log": []}
+
+    def say(line: str) -> None:
+        result["log"].append(line)
+        if dist.is_main and progress:
+            print(line, flush=True)
+
+    validation = None
+    train_ann = annotations
+    if todo:
+        train_ann, validation = validation_split(annotations, val_annotations, cfg.holdout_fraction, seed,
+                                                 cfg.val_max_targets, cfg.eval_max_instances)
+        result["validation"] = validation
+        if dist.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            validation.write(out_dir)
+        say(f"validation: {validation.description}")
+    data = prepare(train_ann, todo, cfg) if todo else {}
     for s in stages:
         if s not in todo:
-            if dist.is_main and progress:
-                print(f"stage {s}: {stage_path(out_dir, s)} is finished; skipped")
+            say(f"stage {s}: {stage_path(out_dir, s)} is finished; skipped")
             result["history"][s] = E.load_checkpoint(stage_path(out_dir, s))["history"]
             continue
         t0 = time.perf_counter()
-        _, hist = train_stage(s, data, out_dir, cfg, seed=seed, device=device, resume=resume, val_ann=val_ann,
-                              progress=progress, dist=dist)
+        _, hist = train_stage(s, data, out_dir, cfg, seed=seed, device=device, resume=resume, validation=validation,
+                              progress=progress, dist=dist, steps=steps)
         result["history"][s] = hist
         result["seconds"][s] = time.perf_counter() - t0
+        say(stage_summary(s, hist, validation) + f" [{result['seconds'][s]:.0f} s]")
     result["model"] = load_model(out_dir, dist.device)
+    if todo and max(stages) >= 2 and max(todo) == max(stages) and dist.is_main:
+        result["threshold"] = search_threshold(result["model"], validation, cfg, out_dir)
+        say(f"threshold {result['threshold']['threshold']:g} (largest validation full mIoU, protocol A) "
+            f"-> {out_dir / 'threshold.json'}")
     return result
+
+
+def search_threshold(model: AmodalVAE, validation: Validation, cfg: VAEConfig, out_dir) -> dict:
+    """Sweep ``cfg.thresholds`` on the validation sets, write ``threshold.json`` and
+    ``threshold_sweep.csv`` into ``out_dir``; returns what threshold.json holds."""
+    from ..io import atomic_write_text
+    t, sweep = sweep_thresholds(validation, lambda a: complete_instances(
+        model, a.instances, frame=cfg.frame, context=a, return_details=True), cfg.thresholds)
+    atomic_write_text(Path(out_dir) / "threshold_sweep.csv", sweep.to_csv(index=False))
+    at = sweep[sweep.threshold == t]
+    info = {"threshold": t, "criterion": "largest protocol-A full mIoU on the validation sets (mean over sets)",
+            "frame": cfg.frame, "stage": int(getattr(model, "trained_stage", 0)),
+            "validation": validation.description,
+            "scores": {row.set: {"A_full": row.A_full, "A_inv": row.A_invisible, "B_full": row.B_full,
+                                 "B_inv": row.B_invisible} for row in at.itertuples()}}
+    write_threshold(out_dir, t, **{k: v for k, v in info.items() if k != "threshold"})
+    return info
 
 
 def load_model(run_dir_or_file, device="auto", stage: Optional[int] = None) -> AmodalVAE:
@@ -594,62 +613,10 @@ def load_model(run_dir_or_file, device="auto", stage: Optional[int] = None) -> A
         cands = [stage_path(p, stage)] if stage else [stage_path(p, s) for s in reversed(STAGES)]
         found = [c for c in cands if c.is_file()]
         if not found:
-            raise FileNotFoundError(f"{cands[-1] if stage is None else cands[0]}: no Amodal-VAE checkpoint "
-                                    f"({', '.join(c.name for c in cands)}) in {p}")
+            raise MissingCheckpointError(p, f"no Amodal-VAE checkpoint ({', '.join(c.name for c in cands)}) "
+                                            "in this folder")
         p = found[0]
     vae, ck = _vae_from_checkpoint(p, dev)
     vae.trained_stage = int(ck.get("extra", {}).get("stage", 0))
     vae.checkpoint = str(p)
     return vae.eval()
-
-
-def save_threshold(run_dir, threshold: float, **info) -> Path:
-    """Store a validation sweep's threshold as ``run_dir/threshold.json`` (notebook 04 does), where
-    ``amodal complete --method amodal-vae`` finds it when no ``--threshold`` is given."""
-    from ..io import atomic_write_json
-    path = Path(run_dir) / "threshold.json"
-    atomic_write_json(path, {"threshold": float(threshold), **info})
-    return path
-
-
-def run_threshold(run_dir) -> Optional[float]:
-    """The threshold a validation sweep stored in ``run_dir/threshold.json`` (None if none)."""
-    p = Path(run_dir) / "threshold.json"
-    if p.is_file():
-        return float(json.loads(p.read_text())["threshold"])
-    return None
-
-
-# --------------------------------------------------------------------------- command line
-def cli_train(ns) -> None:
-    """``amodal train --model amodal-vae``: ns has annotations, images, out, profile, seed, device, stage."""
-    seed = getattr(ns, "seed", None)
-    res = train_amodal_vae(ns.annotations, ns.out, profile=getattr(ns, "profile", None),
-                           stage=getattr(ns, "stage", None), seed=0 if seed is None else seed,
-                           device=getattr(ns, "device", None) or "auto")
-    if E.setup_distributed(getattr(ns, "device", None) or "auto").is_main:
-        for s, sec in res["seconds"].items():
-            print(f"stage {s}: trained in {sec:.0f} s -> {stage_path(ns.out, s)}")
-
-
-def cli_complete(ns) -> dict:
-    """``amodal complete --method amodal-vae``: {annotation id: RLE}.
-
-    ns has annotations, checkpoint, box ("predicted" | "amodal-gt"), threshold (None: the run's
-    stored validation threshold, else 0.5), samples (K > 0: the mask is the mean of K posterior
-    samples' probabilities, thresholded), device."""
-    ann = as_annotations(ns.annotations)
-    model = load_model(ns.checkpoint, getattr(ns, "device", None) or "auto")
-    thr = getattr(ns, "threshold", None)
-    if thr is None:
-        ck = Path(ns.checkpoint)
-        stored = run_threshold(ck if ck.is_dir() else ck.parent)
-        thr = 0.5 if stored is None else stored
-        print(f"threshold {thr:g} ({'threshold.json beside the checkpoint' if stored is not None else 'default; no threshold.json'})",
-              file=sys.stderr)
-    box = getattr(ns, "box", None) or "predicted"
-    k = int(getattr(ns, "samples", 0) or 0)
-    if not k:
-        return complete_instances(model, ann.instances, box=box, threshold=thr)
-    return complete_instances(model, ann.instances, box=box, threshold=thr, samples=k,
-                              return_details=True).sample_mean_masks()

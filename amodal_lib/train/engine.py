@@ -45,7 +45,8 @@ API
     ``split`` = "train" | "val") is also written as JSON lines to ``run_dir/<name>.history.jsonl``.
     With ``select="metric"`` (a key that ``eval_fn`` returns; higher is better) the trainer keeps
     the weights of the best evaluation (also in the checkpoint, so a resumed run keeps them) and
-    ends with them (the starting weights, evaluated before the first step, are a candidate too):
+    ends with them (the starting weights, evaluated before the first step, are a candidate too
+    unless ``select_start=False``):
     the final checkpoint holds the selected weights, and its ``selected`` entry
     says which step they come from and their score ("train until converged on the validation
     set"). Only rank 0 evaluates: under DDP, load the final checkpoint to get the selection.
@@ -315,7 +316,8 @@ class Trainer:
     save_module: the module whose ``state_dict`` is the checkpoint's "model" (default: ``model``;
         e.g. the network inside a loss wrapper).
     select: a metric of ``eval_fn`` (higher is better) whose best evaluation's weights the run
-        ends with; None keeps the last step's.
+        ends with; None keeps the last step's. ``select_start``: the starting weights are
+        evaluated and are a candidate too (off when they are untrained).
     """
 
     def __init__(self, model: nn.Module, optimizer, data: dict, batch_size: int, steps: int,
@@ -326,7 +328,7 @@ class Trainer:
                  extra: Optional[dict] = None, device="auto", dist: Optional[Dist] = None,
                  amp: Optional[str] = "auto", resume: bool = True, progress: bool = True,
                  ddp_kwargs: Optional[dict] = None, save_module: Optional[nn.Module] = None,
-                 select: Optional[str] = None):
+                 select: Optional[str] = None, select_start: bool = True):
         self.dist = dist or setup_distributed(device)
         self.device = self.dist.device
         self.raw_model = model.to(self.device)
@@ -356,7 +358,7 @@ class Trainer:
         self.step = 0
         self.history: list = []
         self.done = False
-        self.select = select
+        self.select, self.select_start = select, select_start
         self.best: Optional[dict] = None  # {"step", "value", "model"}: the best evaluation so far
         self.selected: Optional[dict] = None  # {"metric", "step", "value"} once the run is done
 
@@ -441,7 +443,7 @@ class Trainer:
         from tqdm.auto import tqdm
         bar = tqdm(total=self.steps, initial=self.step, desc=f"stage {self.stage}", leave=False,
                    disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
-        if self.select is not None and self.step == 0 and self.eval_fn is not None:
+        if self.select is not None and self.select_start and self.step == 0 and self.eval_fn is not None:
             self.evaluate()  # the starting weights are a candidate too: a run never ends worse than it began
         self.model.train()
         sums: dict = {}

@@ -1,0 +1,164 @@
+"""What a training run is validated on, how completions are scored there, and the threshold it picks.
+
+Supplementary 3.1 trains every stage "until the model converges on the validation set" and searches
+the decoder threshold on it. :func:`validation_split` finds that set for any input file:
+
+- ``val_annotations`` given: that file; scored on its amodal labels when it has them, otherwise on
+  pasted occlusions built from it (below).
+- none given: whole images (whole sequences when file names are ``SEQ/FRAME.png``) are held out of
+  the training file (:func:`amodal_lib.data.holdout.holdout_split`) and never trained on. When they
+  carry amodal labels (KINS, COCOA, the embedded data) those are the answer; when they do not (plain
+  COCO, Cityscapes: most users' data) the answer is made from the data itself: real masks of
+  held-out instances pasted in front of isolated held-out instances
+  (:func:`amodal_lib.data.holdout.pasted_occlusions`), once with the occluders in the file and once
+  with them left out (occluders that no one annotated: poles, trees, unlabelled objects).
+
+:meth:`Validation.score` completes every set and returns its mIoU under both protocols; the
+selection score of a checkpoint is, decided, the mean over the sets of ``(A_full + A_inv) / 2``
+(pooled full and invisible mIoU weigh equally: full mIoU alone rewards a completion that adds
+nothing). :func:`sweep_thresholds` picks the binarisation threshold with the largest protocol-A
+full mIoU averaged over the sets (the criterion of notebook 04, ties to the smaller threshold).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from .. import metrics
+from ..data import as_annotations
+from ..data import holdout as H
+from ..data.records import AnnotationSet
+from ..errors import CheckpointError
+
+SCORE_KEYS = ("A_full", "A_inv", "B_full", "B_inv")
+
+
+@dataclass
+class Validation:
+    """The validation sets of a run: {name: AnnotationSet with amodal labels}; ``kind`` is
+    "amodal labels" or "pasted occlusions"; ``held_images``: image ids held out of training."""
+    sets: dict
+    kind: str
+    description: str
+    held_images: list = field(default_factory=list)
+
+    def score(self, complete: Callable[[AnnotationSet], dict]) -> dict:
+        """{f"{set}_{A_full|A_inv|B_full|B_inv}": %, "score": selection score} of the masks that
+        ``complete(set) -> {id: RLE}`` gives for each set."""
+        out: dict = {}
+        parts = []
+        for name, ann in self.sets.items():
+            o = metrics.evaluate(ann, complete(ann))["overall"]
+            s = {"A_full": o["A"]["full"], "A_inv": o["A"]["invisible"] or 0.0,
+                 "B_full": o["B"]["full"], "B_inv": o["B"]["invisible"] or 0.0}
+            out.update({f"{name}_{k}": float(v) for k, v in s.items()})
+            parts.append((s["A_full"] + s["A_inv"]) / 2)
+        out["score"] = float(np.mean(parts))
+        return out
+
+    def summary(self, scores: dict) -> str:
+        """One line: each set's protocol-A full / invisible mIoU."""
+        return "; ".join(f"{name} A {scores[f'{name}_A_full']:.2f} / {scores[f'{name}_A_inv']:.2f}"
+                         for name in self.sets)
+
+    def write(self, folder) -> dict:
+        """Write every set as a KINS 2020 file into ``folder`` (``amodal evaluate`` reads them) and
+        ``validation.json`` describing them; returns {set: path}."""
+        folder = Path(folder)
+        paths = {name: str(H.write_kins2020(ann, folder / f"validation_{name}.json"))
+                 for name, ann in self.sets.items()}
+        from ..io import atomic_write_json
+        atomic_write_json(folder / "validation.json", {"kind": self.kind, "description": self.description,
+                                                       "files": {k: Path(v).name for k, v in paths.items()},
+                                                       "held_out_images": self.held_images})
+        return paths
+
+
+def validation_split(ann, val_annotations=None, fraction: float = 0.1, seed: int = 0,
+                     max_targets: Optional[int] = 600, max_instances: Optional[int] = 1500
+                     ) -> tuple[AnnotationSet, Validation]:
+    """(the annotations to train on, the :class:`Validation` of the run) (module doc).
+
+    ``max_targets`` caps the isolated instances pasted occlusions are built on, ``max_instances``
+    the instances of a labelled validation set (whole images, seeded): both keep validation cheap
+    enough to run at every evaluation."""
+    ann = as_annotations(ann)
+    if val_annotations is not None:
+        val = as_annotations(val_annotations)
+        train, source, held_images = ann, f"{Path(val.path).name}", []
+    else:
+        train, val = H.holdout_split(ann, fraction, seed)
+        held_images = sorted(int(i) if isinstance(i, (int, np.integer)) else i for i in val.images)
+        groups = {H.group_of(i.file_name, i.image_id) for i in ann.instances}
+        held_groups = {H.group_of(i.file_name, i.image_id) for i in val.instances}
+        by_sequence = len(groups) >= 2 and not any(g.startswith("image:") for g in groups)
+        unit = f" (whole sequences: {', '.join(sorted(held_groups))})" if by_sequence else ""
+        source = f"{len(val.images)} images{unit} of {Path(ann.path).name} held out of training, seed {seed}"
+    if val.has_amodal:
+        labelled = val.subset([i for i in val.instances if i.amodal is not None])
+        from ..data.records import subsample
+        labelled = subsample(labelled, max_instances, seed)
+        return train, Validation({"labelled": labelled}, "amodal labels",
+                                 f"{source}: {len(labelled)} instances scored on their amodal labels", held_images)
+    pasted = H.pasted_occlusions(val, seed=seed, max_targets=max_targets)
+    sets = {"pasted": pasted, "pasted_no_occluders": H.without_occluders(pasted, val)}
+    n_t = len(sets["pasted_no_occluders"])
+    return train, Validation(sets, "pasted occlusions",
+                             f"{source}: no amodal labels, so real masks of held-out instances were pasted in "
+                             f"front of {n_t} isolated held-out instances (with the occluders in the file, and "
+                             "left out of it)", held_images)
+
+
+def sweep_thresholds(validation: Validation, details: Callable[[AnnotationSet], object], thresholds,
+                     criterion: str = "A_full") -> tuple[float, pd.DataFrame]:
+    """(the chosen threshold, the sweep): ``details(set)`` gives an ``InstanceCompletions`` of a
+    set (probabilities, frames, ``allowed``); every threshold is scored on every set, and the one
+    with the largest ``criterion`` averaged over the sets is chosen (ties: the smaller)."""
+    from ..analysis import threshold_sweep
+    frames = []
+    for name, ann in validation.sets.items():
+        det = details(ann)
+        sw = threshold_sweep(det.instances, det.probs, det.boxes, thresholds, det.union_visible, det.allowed)
+        frames.append(sw.assign(set=name))
+    sweep = pd.concat(frames, ignore_index=True)
+    mean = sweep.groupby("threshold", as_index=False)[["A_full", "A_invisible", "B_full", "B_invisible"]].mean()
+    vals = mean[criterion].to_numpy(float)
+    t = float(mean.threshold.to_numpy()[int(np.nanargmax(vals))])
+    return t, sweep
+
+
+def write_threshold(run_dir, threshold: float, **info) -> Path:
+    """``run_dir/threshold.json``: the validation threshold ``amodal complete`` and the notebooks use."""
+    from ..io import atomic_write_json
+    path = Path(run_dir) / "threshold.json"
+    atomic_write_json(path, {"threshold": float(threshold), **info})
+    return path
+
+
+def read_threshold(run_dir) -> Optional[dict]:
+    """The content of ``run_dir/threshold.json`` (None when there is none); a
+    :class:`~amodal_lib.errors.CheckpointError` naming the file when it is unreadable or its
+    ``threshold`` is not a number in (0, 1]."""
+    from ..data.readers import read_json
+    from ..errors import AnnotationError
+    path = Path(run_dir) / "threshold.json"
+    if not path.is_file():
+        return None
+    try:
+        data = read_json(path)
+    except AnnotationError as e:
+        raise CheckpointError(path, e.reason) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(path, "expected a JSON object with a 'threshold'")
+    if "threshold" not in data:
+        raise CheckpointError(path, "field 'threshold': missing (train the run to its last stage again, "
+                                    "or give --threshold)")
+    t = data["threshold"]
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < t <= 1.0:
+        raise CheckpointError(path, f"field 'threshold': must be a number in (0, 1], got {str(t)[:60]!r}")
+    return data

@@ -1,0 +1,158 @@
+"""Amodal-VAE inference: the frame fitted to the known pixels, and completions kept where they may hide."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from _fixtures import write_kins2020
+from amodal_lib.data import load_annotations
+from amodal_lib.data import masks as M
+from amodal_lib.models import amodal_vae as V
+from amodal_lib.predict import amodal_vae as PV
+
+L = PV.CONTEXT_HI
+
+
+def _coord(n):
+    """Relative coordinate (unit = the visible box) of the pixel centres of an n-pixel context row."""
+    return (torch.arange(n) + 0.5) / n * PV.CONTEXT_SCALE - (PV.CONTEXT_SCALE - 1) / 2
+
+
+def _context(neighbour_x=(1.0, 2.0), inside=True):
+    """One context crop: the visible mask fills the visible box [0, 1]^2; another instance covers
+    x in ``neighbour_x`` over the box's rows; the rest is background inside the image."""
+    c = _coord(L)
+    in_box = (c >= 0) & (c < 1)
+    ctx = torch.zeros(1, 3, L, L)
+    ctx[0, 0] = (in_box[:, None] & in_box[None, :]).float()
+    if neighbour_x is not None:
+        nb = (c >= neighbour_x[0]) & (c < neighbour_x[1])
+        ctx[0, 1] = (in_box[:, None] & nb[None, :]).float()
+    ctx[0, 2] = 1.0 if inside else 0.0
+    return ctx
+
+
+class FillFrame(nn.Module):
+    """A stand-in Amodal-VAE whose completion fills whatever frame it is decoded in."""
+
+    def encode_partial(self, x, flag):
+        return torch.zeros(len(x), 2), torch.zeros(len(x), 2)
+
+    def decoder(self, mu):
+        return torch.full((len(mu), V.S, V.S), 8.0)
+
+
+def test_facing_sides():
+    lo = torch.nn.functional.adaptive_avg_pool2d(_context(), PV.CONTEXT_LO)
+    assert PV.facing_sides(lo).tolist() == [[False, False, True, False]]  # only the right side
+    lo = torch.nn.functional.adaptive_avg_pool2d(_context(None), PV.CONTEXT_LO)
+    assert not PV.facing_sides(lo).any()
+    lo = torch.nn.functional.adaptive_avg_pool2d(_context(None, inside=False), PV.CONTEXT_LO)
+    assert PV.facing_sides(lo).all()  # the image border on every side
+
+
+class LeftHalf(FillFrame):
+    """A stand-in whose completion fills the left half of its frame (a shape prior that says the
+    object is twice as wide as a left-half view of it)."""
+
+    def decoder(self, mu):
+        out = torch.full((len(mu), V.S, V.S), -8.0)
+        out[:, :, : V.S // 2] = 8.0
+        return out
+
+
+def test_fit_never_reaches_into_known_background():
+    """A shape that fills its frame, cut by a neighbour on the right: the frame may reach under
+    the neighbour (nothing is known there) but never past it (known background)."""
+    start = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    sides = torch.tensor([[False, False, True, False]])
+    for far in (2.0, 1.5, 1.1):
+        box, probs, mu, std = PV.fit_frames(FillFrame(), _context((1.0, far)), start, sides)
+        assert 1.0 <= box[0, 2].item() <= far + 0.03, far
+        assert box[0, [0, 1, 3]].tolist() == [0.0, 0.0, 1.0]  # sides facing nothing stay put
+        assert probs.shape == (1, V.S, V.S) and mu.shape == std.shape == (1, 2)
+    # a side that may not move does not move, whatever the score
+    box, *_ = PV.fit_frames(FillFrame(), _context((1.0, 2.0)), start, torch.zeros(1, 4, dtype=torch.bool))
+    assert box.tolist() == start.tolist()
+
+
+def test_fit_moves_a_side_to_where_the_prior_explains_the_visible_pixels():
+    """With a prior whose objects fill the left half of their frame, only a frame twice the visible
+    box's width covers the visible pixels without reaching into background."""
+    box, *_ = PV.fit_frames(LeftHalf(), _context((1.0, 1.1)), torch.tensor([[0.0, 0.0, 1.0, 1.0]]),
+                            torch.tensor([[False, False, True, False]]))
+    assert box[0].tolist() == pytest.approx([0.0, 0.0, 2.0, 1.0], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """The test scenes: a car partly hidden by a pedestrian (touching), and a lone van."""
+    return load_annotations(write_kins2020(tmp_path_factory.mktemp("k") / "k.json", n_images=3))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = V.AmodalVAE(width=8, latent_dim=16, hidden=32, geometry=V.GEOMETRY_FEATURES).eval()
+    with torch.no_grad():  # a transformer that predicts a box twice the visible one: completions reach out
+        m.transformer.head.bias.copy_(torch.tensor([0.7, 0.7, 0.0, 0.0]))
+        m.decoder.out.bias.fill_(5.0)
+    return m
+
+
+def test_fit_keeps_completions_where_they_may_hide(scene, model):
+    det = PV.complete_instances(model, scene.instances, frame="fit", return_details=True)
+    tr = PV.complete_instances(model, scene.instances, frame="transformer")
+    by_img = scene.by_image()
+    for k, inst in enumerate(scene.instances):
+        mask = M.decode(det.masks[inst.id]).astype(bool)
+        vis = M.decode(inst.visible).astype(bool)
+        assert (mask >= vis).all()  # visible pixels are kept
+        if det.fitted[k]:
+            union = np.any([M.decode(o.visible).astype(bool) for o in by_img[inst.image_id]], axis=0)
+            assert not (mask & ~union).any()  # nothing on known background
+            assert det.allowed[k] is not None
+        else:  # the lone van: the transformer's frame, unclipped
+            assert inst.category == "van" and det.allowed[k] is None
+            assert det.masks[inst.id]["counts"] == tr[inst.id]["counts"]
+            assert (mask & ~vis).any()  # this transformer reaches out of the visible box
+    assert det.fitted.sum() == 2 * len(by_img)  # the car and the pedestrian touch
+
+
+def test_fit_reads_no_amodal_label(scene, model, tmp_path):
+    modal = scene.modal_view()
+    a = PV.complete_instances(model, scene.instances, frame="fit")
+    b = PV.complete_instances(model, modal.instances, frame="fit")
+    assert all(a[i]["counts"] == b[i]["counts"] for i in a)
+
+
+def test_samples_repeat_with_a_generator(scene, model):
+    runs = [PV.complete_instances(model, scene.instances, samples=3, return_details=True,
+                                  generator=torch.Generator().manual_seed(5)) for _ in range(2)]
+    assert runs[0].sample_probs.shape == (len(scene), 3, V.S, V.S)
+    assert torch.equal(runs[0].sample_probs, runs[1].sample_probs)
+    assert set(runs[0].sample_mean_masks()) == {i.id for i in scene.instances}
+
+
+def test_frames_are_checked(scene, model):
+    with pytest.raises(ValueError, match="frame must be one of fit, transformer"):
+        PV.complete_instances(model, scene.instances, frame="oracle")
+
+
+@pytest.mark.parametrize("frame", PV.FRAMES)
+def test_complete_instances_returns_rles_and_samples(frame):
+    from _fixtures_vae import tiny_dataset
+    from amodal_lib.data import load_annotations
+    from amodal_lib.data import masks as M
+    ann = load_annotations(tiny_dataset()["test"])
+    model = V.AmodalVAE(width=8, latent_dim=16, hidden=32).eval()
+    insts = ann.instances[:9]
+    preds = PV.complete_instances(model, insts, threshold=0.5, batch_size=4, frame=frame)
+    assert set(preds) == {i.id for i in insts}
+    for i in insts:
+        assert list(preds[i.id]["size"]) == [i.height, i.width]
+        # the visible mask is part of every completion (union_visible)
+        assert M.area(M.merge([preds[i.id], i.visible], intersect=True)) == i.visible_area
+    det = PV.complete_instances(model, insts, box="amodal-gt", samples=3, return_details=True, batch_size=4)
+    assert det.sample_probs.shape == (9, 3, 28, 28) and len(det.all_sample_masks()) == 3
+    assert set(det.sample_masks(0)) == set(preds)
