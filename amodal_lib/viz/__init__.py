@@ -1,0 +1,16 @@
+"""Every plot of the study. Each function returns a matplotlib Figure; notebooks save it with
+``ctx.save_figure``. Palettes are seaborn's colour-blind-safe ones.
+
+- :mod:`.base`: colours, the image behind the masks, overlays, the protocol and metric names;
+- :mod:`.data`: the data and completions in the image (notebooks 00-03);
+- :mod:`.training`: training runs, a stage's validation and the checkpoint it kept (01-03, 10);
+- :mod:`.results`: the supplementary's figures and analyses (04-09), PCNet-M's completions (10).
+
+Everything is reachable as ``viz.NAME``.
+"""
+from .base import (ERASER_COLOR, HIDDEN_COLOR, METRIC_NAMES, METRIC_TITLES, PRED_COLOR, PROTOCOL_NAMES,
+                   VISIBLE_COLOR, draw_completion, hidden_layers, load_image, overlay)
+from .data import instance_table, plot_completions, plot_counts, plot_crops, plot_examples
+from .results import (plot_box_pairs, plot_miou_vs_visible, plot_pcnet_completions, plot_posterior_samples,
+                      plot_posterior_width, plot_pred_vs_gt, plot_prior_samples, plot_threshold_sweep)
+from .training import plot_training_history, plot_validation_through_training
