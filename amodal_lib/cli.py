@@ -35,7 +35,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .errors import ArgumentError, CheckpointError, UnsafeOutputError, UserError, shown
+from .errors import ArgumentError, UnsafeOutputError, UserError
 from .profiles import PROFILE_NAMES, get_profile
 from .registry import METHODS, MODELS
 

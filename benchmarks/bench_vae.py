@@ -21,7 +21,7 @@ import torch
 
 
 def _stage_rate(vae, stage: int, steps: int, batch: int = 128) -> float:
-    from amodal_lib.train.amodal_vae import SIM, Stage1, Stage2, VAEConfig
+    from amodal_lib.train.amodal_vae_stages import SIM, Stage1, Stage2, VAEConfig
     cfg = VAEConfig(width=vae.config["width"])
     dev = next(vae.parameters()).device
     g = torch.Generator().manual_seed(0)

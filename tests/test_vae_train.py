@@ -9,11 +9,12 @@ from _fixtures_vae import TINY, tiny_dataset, without_amodal
 from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
 from amodal_lib.train import amodal_vae as T
+from amodal_lib.train import amodal_vae_stages as ST
 from amodal_lib.train import occlusions as O
 
 
 def test_kl_schedule_is_eq_1():
-    f = lambda t: T.kl_weight(t, 0.5, 0.01, 0.9995, 2000)  # the paper's constants
+    f = lambda t: ST.kl_weight(t, 0.5, 0.01, 0.9995, 2000)  # the paper's constants
     assert f(0) == pytest.approx(0.01) and f(2000) == pytest.approx(0.01)
     assert f(2001) == pytest.approx(0.5 - 0.49 * 0.9995)
     assert f(2000 + 1386) == pytest.approx(0.5 - 0.49 * 0.9995 ** 1386)
@@ -24,9 +25,9 @@ def test_kl_schedule_is_eq_1():
 
 def test_kl_terms():
     mu, logvar = torch.zeros(2, 4), torch.zeros(2, 4)
-    assert torch.allclose(T.kl_to_prior(mu, logvar), torch.zeros(2))
-    assert torch.allclose(T.kl_between(mu + 1, logvar, mu + 1, logvar), torch.zeros(2), atol=1e-6)
-    assert T.kl_to_prior(mu + 1, logvar)[0] == pytest.approx(2.0)
+    assert torch.allclose(ST.kl_to_prior(mu, logvar), torch.zeros(2))
+    assert torch.allclose(ST.kl_between(mu + 1, logvar, mu + 1, logvar), torch.zeros(2), atol=1e-6)
+    assert ST.kl_to_prior(mu + 1, logvar)[0] == pytest.approx(2.0)
 
 
 def test_simulated_occlusions():

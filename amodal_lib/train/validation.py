@@ -21,7 +21,6 @@ full mIoU averaged over the sets (the criterion of notebook 04, ties to the smal
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
