@@ -13,14 +13,16 @@ returns numbers or pandas DataFrames; nothing here trains or plots.
 - :func:`probs_table`, :func:`best_of_k`: the per-instance table of metrics.instance_table for the
   posterior mode, and for the best of ``k`` posterior samples (per instance, the sample with the
   best full IoU against the GT amodal mask: an oracle selection, supplementary Fig 1).
-- :func:`per_bin_long`, :func:`mode_vs_best_gap`, :func:`gap_trend`: curves against the
-  visible-area ratio, and the mode / best-of-k gap per bin.
+- :func:`per_bin_long`, :func:`mode_vs_best_gap`, :func:`gap_trend`, :func:`bin_composition`: curves
+  against the visible-area ratio, the mode / best-of-k gap per bin, and how many instances of each
+  bin are fully visible.
 - :func:`posterior_width`: supplementary Fig 4 (15 narrowest latent dims x 3 occlusion groups),
   the count of active dims and whether "wider posterior with more occlusion" holds.
 - :func:`worst_cases`, :func:`gt_box_gain`, :func:`box_quality`: supplementary Figs 7-8, and how
   good the predicted full-object box is.
 - :func:`completion_table`, :func:`category_table`, :func:`oracle_share`: the main table.
-- :func:`pick_instances`, :func:`pick_by_occlusion`: seeded picks of instances for figures.
+- :func:`pick_instances`, :func:`pick_by_occlusion`, :func:`busiest_images`: seeded picks of
+  instances, and the images with the most occluded instances, for figures.
 
 Running every method on a split (``run_methods``) and the threshold of record
 (``chosen_threshold``) are :mod:`amodal_lib.comparison`'s; ``subsample`` (whole images up to a
@@ -158,7 +160,8 @@ def pick_threshold(sweep: pd.DataFrame, criterion: str = "A_full") -> float:
 
 
 def threshold_summary(sweep: pd.DataFrame, criterion: str = "A_full") -> dict:
-    """What 04 stores: our threshold, the paper's beside it, and the scores at both."""
+    """A sweep's threshold (the largest ``criterion``), the paper's beside it, the scores at both, and
+    the best threshold per score (notebook 04)."""
     t = pick_threshold(sweep, criterion)
 
     def at(tt):
@@ -250,6 +253,19 @@ def oracle_share(table: pd.DataFrame, oracle: str = "oracle-28") -> pd.DataFrame
 # --------------------------------------------------------------------------- curves per bin
 def bin_mids(bins=VISIBLE_RATIO_BINS) -> dict:
     return {lab: (lo + min(hi, 1.0)) / 2 for lab, lo, hi in zip(metrics.bin_labels(bins), bins[:-1], bins[1:])}
+
+
+def bin_composition(table: pd.DataFrame, bins=VISIBLE_RATIO_BINS) -> pd.DataFrame:
+    """Per visible-area-ratio bin of a per-instance table: n, how many instances are fully visible
+    (occlusion rate 0) and their share (%). Fig 1's last bin (0.9-1.0) is mostly those."""
+    labels = metrics.bin_labels(bins)
+    cut = pd.cut(table.visible_ratio, bins=list(bins), labels=labels, right=False, include_lowest=True)
+    whole = table.occlusion_rate.fillna(1.0) <= 0.0
+    rows = [{"bin": lab, "n": int((cut == lab).sum()), "fully_visible": int(((cut == lab) & whole).sum())}
+            for lab in labels]
+    out = pd.DataFrame(rows, columns=["bin", "n", "fully_visible"])
+    out["fully_visible_share"] = 100.0 * out.fully_visible / out.n.clip(lower=1)
+    return out
 
 
 def per_bin_long(results: dict, bins=VISIBLE_RATIO_BINS, min_n: int = 1) -> pd.DataFrame:
@@ -393,35 +409,37 @@ def worst_cases(pred: pd.DataFrame, gt_box: pd.DataFrame, n: int = 8, min_occlus
     return m.sort_values(["full_iou_pred", "id"]).head(n).reset_index(drop=True)
 
 
-def box_quality(instances: Sequence[Instance], pred_boxes: torch.Tensor) -> pd.DataFrame:
-    """How well the spatial transformer finds the full-object frame, per GT occlusion group:
-    mean IoU of the predicted box and of the visible box (the transformer's identity start)
-    with the GT amodal box, and the mean log area ratio (predicted / GT; < 0: too small).
-    ``pred_boxes``: (N, 4) xyxy image boxes (``InstanceCompletions.boxes``). Evaluation only."""
+def box_quality(instances: Sequence[Instance], pred_boxes) -> pd.DataFrame:
+    """How well a full-object frame matches the GT amodal box, per GT occlusion group (and "all"):
+    mean IoU with the GT amodal box, and mean log area ratio to it (< 0: too small), of the visible
+    box (the transformer's identity start) and of each predicted frame. ``pred_boxes``: (N, 4) xyxy
+    image boxes (``InstanceCompletions.boxes``; columns ``*_predicted``), or {name: such boxes}
+    (columns ``*_<name>``, e.g. the transformer's frame and the fitted frame side by side).
+    Evaluation only."""
     from torchvision.ops import box_iou
     from .data.crops import frame_boxes
+    named = dict(pred_boxes) if isinstance(pred_boxes, dict) else {"predicted": pred_boxes}
     keep = [k for k, i in enumerate(instances) if i.amodal is not None and i.occlusion_rate is not None]
     insts = [instances[k] for k in keep]
-    cols = ["group", "n", "box_iou_predicted", "box_iou_visible", "log_area_ratio_predicted",
-            "log_area_ratio_visible"]
+    cols = (["group", "n"] + [f"box_iou_{n}" for n in named] + ["box_iou_visible"] +
+            [f"log_area_ratio_{n}" for n in named] + ["log_area_ratio_visible"])
     if not insts:
         return pd.DataFrame(columns=cols)
-    pred = torch.as_tensor(pred_boxes, dtype=torch.float32)[keep]
-    gt, vis = frame_boxes(insts, "amodal"), frame_boxes(insts, "visible")
+    gt = frame_boxes(insts, "amodal")
+    boxes = {**{n: torch.as_tensor(b, dtype=torch.float32)[keep] for n, b in named.items()},
+             "visible": frame_boxes(insts, "visible")}
 
     def area(b):
         return ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).clamp_min(1e-6)
-    iou_p, iou_v = box_iou(pred, gt).diag().numpy(), box_iou(vis, gt).diag().numpy()
-    lr_p, lr_v = torch.log(area(pred) / area(gt)).numpy(), torch.log(area(vis) / area(gt)).numpy()
+    iou = {n: box_iou(b, gt).diag().numpy() for n, b in boxes.items()}
+    ratio = {n: torch.log(area(b) / area(gt)).numpy() for n, b in boxes.items()}
     groups = occlusion_group([i.occlusion_rate for i in insts])
     rows = []
     for g in OCCLUSION_GROUPS + ("all",):
         sel = groups == g if g != "all" else np.ones(len(insts), bool)
         if sel.any():
-            rows.append({"group": g, "n": int(sel.sum()), "box_iou_predicted": float(iou_p[sel].mean()),
-                         "box_iou_visible": float(iou_v[sel].mean()),
-                         "log_area_ratio_predicted": float(lr_p[sel].mean()),
-                         "log_area_ratio_visible": float(lr_v[sel].mean())})
+            rows.append({"group": g, "n": int(sel.sum()), **{f"box_iou_{n}": float(v[sel].mean()) for n, v in iou.items()},
+                         **{f"log_area_ratio_{n}": float(v[sel].mean()) for n, v in ratio.items()}})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -449,6 +467,14 @@ def pick_instances(instances: Sequence[Instance], n: int, occlusion=(0.0, 1.0), 
             and min(i.visible_box[2], i.visible_box[3]) >= min_side and (i.occluders or not occluded_only)]
     idx = np.random.default_rng(seed).permutation(len(cand))[:n]
     return [cand[k] for k in sorted(idx)]
+
+
+def busiest_images(ann, n: int, min_occlusion: float = 0.2) -> list:
+    """The ids of the ``n`` images of ``ann`` with the most instances more than ``min_occlusion``
+    hidden (file order on ties): the images a whole-image figure shows (supplementary Fig 5)."""
+    by_img = ann.by_image()
+    count = {k: sum((i.occlusion_rate or 0) > min_occlusion for i in v) for k, v in by_img.items()}
+    return sorted(by_img, key=count.get, reverse=True)[:n]
 
 
 def pick_by_occlusion(instances: Sequence[Instance], n: int, low=(0.05, 0.3), high=(0.5, 0.9),

@@ -1,5 +1,6 @@
 """Every method completed and scored on one split: the rows of the main table (notebooks 05, 06
-and 09), and the decoder threshold of record (the one ``amodal train`` searched on validation).
+and 09), the decoder threshold of record (the one ``amodal train`` searched on validation) and its
+sweep, and the sentences the main table supports (:func:`reading`).
 
 :func:`run_methods` completes the instances of a split that have an amodal mask with the visible
 mask, its convex hull, PCNet-M, Amodal-VAE (posterior mode in the fitted frame, in the paper's
@@ -12,8 +13,9 @@ The row names are the constants below.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import metrics, registry
@@ -119,6 +121,21 @@ def chosen_threshold(ctx, vae=None) -> dict:
     return {**saved, "source": str(run / "threshold.json")}
 
 
+def recorded_sweep(ctx) -> pd.DataFrame:
+    """The threshold sweep ``amodal train`` made on validation (``threshold_sweep.csv`` in the run
+    folder of this notebook run's Amodal-VAE): one row per threshold and validation set, then one
+    per threshold with ``set`` "mean", the mean over the sets (``n`` summed) on which the choice is
+    made (``docs/design.md``, "Threshold criterion")."""
+    from .analysis import SCORE_COLUMNS
+    from .errors import MissingCheckpointError
+    path = ctx.run_dir("amodal-vae") / "threshold_sweep.csv"
+    if not path.is_file():
+        raise MissingCheckpointError(path, "missing: train the run to its last stage (notebook 03, or ctx.amodal_vae())")
+    sweep = pd.read_csv(path)
+    mean = sweep.groupby("threshold", as_index=False).agg({"n": "sum", **{c: "mean" for c in SCORE_COLUMNS}})
+    return pd.concat([sweep, mean.assign(set="mean")], ignore_index=True)[["set", "threshold", "n"] + SCORE_COLUMNS]
+
+
 def models_table(ann: AnnotationSet, models: dict, threshold: float = 0.5, max_instances: Optional[int] = None,
                  seed: int = 0) -> pd.DataFrame:
     """One row per method on the instances of ``ann`` that have an amodal mask (whole images up to
@@ -136,3 +153,84 @@ def models_table(ann: AnnotationSet, models: dict, threshold: float = 0.5, max_i
     tables[ORACLE] = res.tables[ORACLE]
     table = completion_table({k: metrics.summarize(t) for k, t in tables.items()})
     return table.merge(oracle_share(table), on="method")
+
+
+def threshold_choice(sweep: pd.DataFrame, chosen: float, paper_threshold: float) -> pd.DataFrame:
+    """Our threshold and the paper's side by side (notebook 04): the scores at each, from the rows of
+    ``sweep`` (:func:`recorded_sweep`) with set "mean" (the mean over the validation sets, what
+    the choice is made on); a threshold the sweep did not try has no row."""
+    from .analysis import SCORE_COLUMNS
+    mean = sweep[sweep.set == "mean"] if "set" in sweep else sweep
+    rows = []
+    for label, t in (("ours (threshold.json)", chosen), ("paper", paper_threshold)):
+        hit = mean[np.isclose(mean.threshold, t)]
+        if len(hit):
+            rows.append({"threshold": f"{label}: t = {t:g}", **hit.iloc[0][SCORE_COLUMNS].to_dict()})
+    return pd.DataFrame(rows, columns=["threshold"] + SCORE_COLUMNS)
+
+
+def models_table_per_set(sets: dict, models: dict, threshold: float = 0.5, max_instances: Optional[int] = None,
+                         seed: int = 0) -> pd.DataFrame:
+    """:func:`models_table` on each of ``sets`` ({name: AnnotationSet}, e.g. a run's validation
+    sets), one block of rows per set with its name in the first column, ``set``."""
+    tables = [models_table(ann, models, threshold, max_instances, seed).assign(set=name) for name, ann in sets.items()]
+    out = pd.concat(tables, ignore_index=True)
+    return out[["set"] + [c for c in out.columns if c != "set"]]
+
+
+FRAME_OF = {VAE_MODE: "fit", VAE_TRANSFORMER: "transformer", VAE_GT_BOX: "amodal-gt"}
+
+
+def figure_rows(res: MethodResults, names: Sequence[str]) -> list:
+    """Rows for :func:`amodal_lib.viz.plot_box_pairs`, one per Amodal-VAE row name of ``names``
+    (:data:`VAE_MODE`, :data:`VAE_TRANSFORMER`, :data:`VAE_GT_BOX`): (label, its masks, its full IoU
+    per instance, the image box each completion was drawn in)."""
+    labels = {VAE_MODE: "fitted frame", VAE_TRANSFORMER: "transformer frame (paper)", VAE_GT_BOX: "GT amodal box"}
+    rows = []
+    for name in names:
+        det, tab = res.details[FRAME_OF[name]], res.tables[name]
+        rows.append((labels[name], res.masks[name], dict(zip(tab.id, tab.full_iou)), dict(zip(det.ids, det.boxes))))
+    return rows
+
+
+def _versus(t: pd.DataFrame, a: str, b: str) -> tuple[dict, int]:
+    """Row ``a`` against row ``b`` of a table indexed by method: {"full": "full mIoU x vs y (ahead)
+    (A), ... (B)", "invisible": ..., "both": the two joined}, and on how many of the four scores
+    ``a`` is ahead."""
+    def cmp(col):
+        x, y = t.loc[a, col], t.loc[b, col]
+        if pd.isna(x) or pd.isna(y):
+            return "-", 0
+        return f"{x:.2f} vs {y:.2f} ({'ahead' if x > y else 'behind' if x < y else 'level'})", int(x > y)
+    parts = {col: cmp(col) for col in ("A_full", "B_full", "A_invisible", "B_invisible")}
+    text = {m: f"{m} mIoU {parts[f'A_{m}'][0]} (A), {parts[f'B_{m}'][0]} (B)" for m in ("full", "invisible")}
+    text["both"] = f"{text['full']}; {text['invisible']}"
+    return text, sum(p[1] for p in parts.values())
+
+
+def reading(table: pd.DataFrame) -> list:
+    """Sentences the main table supports, computed from its numbers (notebook 05 and
+    ``results/README.md``): the fitted frame against the paper's transformer frame, each against
+    PCNet-M, the fitted frame against the rules, and what the GT amodal box gives. Rows the table
+    lacks are skipped."""
+    from . import paper
+    t = table.set_index("method")
+    out = []
+    if VAE_MODE in t.index and VAE_TRANSFORMER in t.index:
+        text, k = _versus(t, VAE_MODE, VAE_TRANSFORMER)
+        out.append(f"The fitted frame (ours, the default) against the transformer frame (the paper's): {text['both']}; "
+                   f"ahead on {k} of 4.")
+    for name, label in ((VAE_MODE, "the fitted frame"), (VAE_TRANSFORMER, "the transformer frame")):
+        if name in t.index and PCNET in t.index:
+            text, k = _versus(t, name, PCNET)
+            out.append(f"Amodal-VAE in {label} against PCNet-M: {text['both']}; ahead on {k} of 4.")
+    if VAE_MODE in t.index and VISIBLE in t.index and HULL in t.index:
+        full, inv = _versus(t, VAE_MODE, VISIBLE)[0]["full"], _versus(t, VAE_MODE, HULL)[0]["invisible"]
+        out.append(f"Against the rules (the paper's claim): the fitted frame against the visible mask, {full}; "
+                   f"against the convex hull, {inv}.")
+    if VAE_GT_BOX in t.index:
+        g, ref = t.loc[VAE_GT_BOX], paper.GT_VISIBLE_INPUT["Amodal-VAE"]
+        out.append(f"With the GT amodal box instead (evaluation only: it reads the answer's frame) Amodal-VAE "
+                   f"scores {g.A_full:.2f} / {g.A_invisible:.2f} (A full / invisible); the paper's KINS numbers, "
+                   f"with its predicted box, are {ref['full']:.2f} / {ref['invisible']:.2f}.")
+    return out

@@ -37,8 +37,9 @@ DATA = Path(os.environ.get("AMODAL_DATA", REPO / "data"))
 PDF_METADATA = {"CreationDate": None, "ModDate": None}
 
 # the notebook that saves each artifact other notebooks load with ``ctx.load_json`` (tested
-# against the notebooks' sources)
-ARTIFACTS = {"threshold": "04_threshold_search"}
+# against the notebooks' sources). None today: the threshold, once one, has its single home in the
+# Amodal-VAE run folder (``comparison.chosen_threshold``).
+ARTIFACTS: dict = {}
 
 
 def git_commit() -> str:
@@ -152,6 +153,47 @@ class Context:
         from . import registry
         run = self.run_dir(name)
         return registry.load_model(name, run, device) if registry.is_trained(name, run) else None
+
+    def train_amodal_vae(self, upto: int = 3, device: str = "auto", **overrides) -> dict:
+        """This run's Amodal-VAE trained up to stage ``upto`` (notebooks 01-03): the stages that are
+        missing are trained (on the train split's modal view, validated as ``amodal train`` does with
+        the val split: :mod:`amodal_lib.train.validation`), finished ones reused, an unfinished one
+        resumed; ``overrides``: :class:`~amodal_lib.train.amodal_vae.VAEConfig` fields (None: the
+        profile's). Prints the run's log lines and returns ``train_amodal_vae``'s result dict, its
+        ``model`` the one stage ``upto`` ended with (later stages may exist), with ``run_dir`` and
+        ``validation_info`` (the run folder's ``validation.json``) added."""
+        from .train.amodal_vae import load_model, train_amodal_vae
+        run = self.run_dir("amodal-vae")
+        print(f"Amodal-VAE ({self.profile}, seed {self.seed}), stages 1-{upto}, in {run}")
+        res = train_amodal_vae(self.annotations("train"), run, profile=self.profile, seed=self.seed, device=device,
+                               upto=upto, val_annotations=self.annotations("val"), progress=False, **overrides)
+        res["model"] = load_model(run, device, stage=upto)
+        res["run_dir"], res["validation_info"] = run, self.validation_info()
+        if res["validation"] is None and res["validation_info"]:
+            print(f"validation: {res['validation_info']['description']}")
+        for line in res["log"]:
+            print(line)
+        return res
+
+    def validation_info(self) -> Optional[dict]:
+        """What this run's Amodal-VAE is validated on: its run folder's ``validation.json`` ("kind",
+        "description", "files": {set: file}), or None before the run has started."""
+        path = self.run_dir("amodal-vae") / "validation.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def validation_sets(self) -> dict:
+        """{set name: AnnotationSet} of this run's Amodal-VAE validation (the amodal answers it is
+        scored on: the val split's labels, with its images; or pasted occlusions, which have no
+        image file), read from its run folder."""
+        import dataclasses
+        from .data import load_annotations
+        info = self.validation_info()
+        if info is None:
+            raise FileNotFoundError(f"{self.run_dir('amodal-vae') / 'validation.json'} is missing: train the run "
+                                    "first (notebook 01, or ctx.train_amodal_vae())")
+        images = self.annotations("val").images_dir if info["kind"] == "amodal labels" else None
+        return {name: dataclasses.replace(load_annotations(self.run_dir("amodal-vae") / f), images_dir=images)
+                for name, f in info["files"].items()}
 
     def amodal_vae(self, device: str = "auto", progress: bool = False):
         """The Amodal-VAE of this profile, seed and data (all three stages): :meth:`model`."""

@@ -18,7 +18,6 @@ from .nb import RESULTS
 # what the paper says about each result of ours (by file stem), and whether it is the same experiment
 PAPER = {
     "table_completion": f"Paper (the same experiment, on KINS): {paper.GT_VISIBLE}.",
-    "threshold": f"Paper: {paper.CLAIMS['threshold']}.",
     "threshold_choice": f"Paper: {paper.CLAIMS['threshold']}.",
     "pcnet_test_miou": "Paper: no Deocclusion (PCNet-M) number with GT visible masks as input, the input here. "
                        "Its only Deocclusion numbers complete *predicted* masks, a different experiment, so they "
@@ -31,30 +30,17 @@ PAPER = {
 
 
 def reading(stem: str, root: Path) -> list:
-    """Sentences computed from a table's numbers (so they stay true when the numbers change)."""
+    """Sentences computed from a table's numbers (so they stay true when the numbers change): for
+    the main table, :func:`amodal_lib.comparison.reading`'s."""
     if stem != "table_completion":
         return []
     import pandas as pd
+    from .comparison import reading as table_reading
     p = root / "tables" / f"{stem}.csv"
     if not p.exists():
         return []
-    t = pd.read_csv(p).set_index("method")
-    mode, gt_box, pcnet = "Amodal-VAE (mode, predicted box)", "Amodal-VAE (mode, GT amodal box)", "PCNet-M"
-    if mode not in t.index or pcnet not in t.index:
-        return []
-    a, b = t.loc[mode], t.loc[pcnet]
-
-    def cmp(col):
-        return f"{a[col]:.2f} vs {b[col]:.2f} ({'ahead' if a[col] > b[col] else 'behind'})"
-    out = [f"Reading: with the box it predicts itself, Amodal-VAE against PCNet-M: full mIoU {cmp('A_full')} "
-           f"(A), {cmp('B_full')} (B); invisible mIoU {cmp('A_invisible')} (A), {cmp('B_invisible')} (B)."]
-    if gt_box in t.index:
-        g = t.loc[gt_box]
-        ref = paper.GT_VISIBLE_INPUT["Amodal-VAE"]
-        out.append(f"With the ground-truth amodal box instead (evaluation only: it reads the answer's frame) it "
-                   f"scores {g.A_full:.2f} / {g.A_invisible:.2f} (A full / invisible); the paper's KINS numbers, "
-                   f"with its predicted box, are {ref['full']:.2f} / {ref['invisible']:.2f}.")
-    return [" ".join(out), ""]
+    sentences = table_reading(pd.read_csv(p))
+    return ["Reading: " + " ".join(sentences), ""] if sentences else []
 
 
 def render(runs: list, root: Path = RESULTS) -> str:

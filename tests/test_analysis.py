@@ -236,9 +236,8 @@ def test_chosen_threshold_is_the_runs(tmp_path):
     assert out["threshold"] == 0.45 and out["source"].endswith("threshold.json")
 
 
-def test_models_table_and_validation_plot(ann):
-    import matplotlib.pyplot as plt
-    from amodal_lib import baselines, comparison, viz
+def test_models_table_per_set(ann):
+    from amodal_lib import baselines
     from amodal_lib.models.amodal_vae import AmodalVAE
     torch.manual_seed(0)
     vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
@@ -248,11 +247,69 @@ def test_models_table_and_validation_plot(ann):
     assert table.iloc[2][analysis.SCORE_COLUMNS].tolist() == table.iloc[3][analysis.SCORE_COLUMNS].tolist()
     ref = metrics.evaluate(ann, baselines.visible(ann.instances))
     assert table.iloc[0].A_full == pytest.approx(ref["overall"]["A"]["full"])
-    hist = pd.DataFrame({"step": [5, 10], "val_A_full": [80.0, 81.0], "val_A_inv": [20.0, 21.0],
-                         "val_B_full": [70.0, 71.0], "val_B_inv": [10.0, 11.0]})
-    row = table.set_index("method").loc
-    fig = viz.plot_validation_through_training(hist, row["after stage 2"].to_dict(),
-                                               {"visible mask": row["visible mask"].to_dict()})
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "visible mask, protocol A" in labels and "visible mask, protocol B" in labels   # each protocol's own level
-    plt.close(fig)
+    half = subsample(ann, 4, seed=0)
+    per_set = comparison.models_table_per_set({"all": ann, "half": half}, {"m": vae}, threshold=0.5)
+    assert list(per_set.columns[:2]) == ["set", "method"] and per_set.set.tolist() == ["all"] * 4 + ["half"] * 4
+    assert per_set[per_set.set == "half"].n.iloc[0] == len(half)
+
+
+def test_box_quality_of_several_frames(ann):
+    insts = list(ann.instances)
+    gt, vis = frame_boxes(insts, "amodal"), frame_boxes(insts, "visible")
+    both = analysis.box_quality(insts, {"perfect": gt, "identity": vis})
+    assert list(both.columns) == ["group", "n", "box_iou_perfect", "box_iou_identity", "box_iou_visible",
+                                  "log_area_ratio_perfect", "log_area_ratio_identity", "log_area_ratio_visible"]
+    assert np.allclose(both.box_iou_perfect, 1.0) and np.allclose(both.box_iou_identity, both.box_iou_visible)
+    one = analysis.box_quality(insts, vis)                     # a tensor: the "predicted" columns, as before
+    assert np.allclose(one.box_iou_predicted, both.box_iou_identity)
+    assert analysis.box_quality([], {"a": gt[:0]}).empty
+
+
+def test_bin_composition_counts_fully_visible_instances(ann, crops):
+    probs, boxes = crops
+    tab = analysis.probs_table(ann.instances, probs, boxes, 0.5)
+    comp = analysis.bin_composition(tab)
+    assert comp.bin.tolist() == metrics.bin_labels() and comp.n.sum() == len(tab)
+    whole = int((tab.occlusion_rate == 0).sum())
+    assert whole == 8 and comp.fully_visible.iloc[-1] == whole and comp.fully_visible.iloc[:-1].sum() == 0
+    last = comp.iloc[-1]
+    assert last.fully_visible_share == pytest.approx(100.0 * whole / last.n)
+    assert comp.loc[comp.n == 0, "fully_visible_share"].eq(0).all()       # empty bins: no division by zero
+
+
+def test_busiest_images(ann):
+    ids = analysis.busiest_images(ann, 2, min_occlusion=0.0)
+    count = {k: sum((i.occlusion_rate or 0) > 0 for i in v) for k, v in ann.by_image().items()}
+    assert len(ids) == 2 and sorted(count.values(), reverse=True)[:2] == [count[k] for k in ids]
+    assert analysis.busiest_images(ann, 100) == analysis.busiest_images(ann, len(count))
+
+
+def test_reading_states_what_the_table_says():
+    t = pd.DataFrame({"method": [comparison.VISIBLE, comparison.HULL, comparison.PCNET, comparison.VAE_MODE,
+                                 comparison.VAE_TRANSFORMER, comparison.VAE_GT_BOX],
+                      "A_full": [88.0, 85.0, 90.0, 91.0, 89.0, 94.0], "A_invisible": [0.0, 20.0, 40.0, 45.0, 30.0, 60.0],
+                      "B_full": [80.0, 78.0, 85.0, 84.0, 83.0, 92.0], "B_invisible": [0.0, 25.0, 43.0, 44.0, 31.0, 58.0]})
+    text = comparison.reading(t)
+    frames = next(s for s in text if s.startswith("The fitted frame"))
+    assert "full mIoU 91.00 vs 89.00 (ahead) (A)" in frames and "ahead on 4 of 4" in frames
+    pc = next(s for s in text if "fitted frame against PCNet-M" in s)
+    assert "84.00 vs 85.00 (behind) (B)" in pc and "ahead on 3 of 4" in pc
+    assert any("transformer frame against PCNet-M" in s and "ahead on 0 of 4" in s for s in text)
+    rules = next(s for s in text if s.startswith("Against the rules"))
+    assert "91.00 vs 88.00 (ahead) (A)" in rules and "invisible mIoU 45.00 vs 20.00 (ahead) (A)" in rules
+    assert any("94.00 / 60.00" in s for s in text)
+    assert comparison.reading(t[t.method == comparison.VISIBLE]) == []     # rows it lacks are skipped
+
+
+def test_figure_rows_follow_each_frame(ann):
+    from amodal_lib.models.amodal_vae import AmodalVAE
+    torch.manual_seed(0)
+    vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
+    res = comparison.run_methods(ann, vae, threshold=0.5, baselines=False, oracle=False)
+    names = [comparison.VAE_MODE, comparison.VAE_TRANSFORMER, comparison.VAE_GT_BOX]
+    rows = comparison.figure_rows(res, names)
+    assert [r[0] for r in rows] == ["fitted frame", "transformer frame (paper)", "GT amodal box"]
+    for (label, masks, iou, boxes), name, key in zip(rows, names, ("fit", "transformer", "amodal-gt")):
+        assert masks is res.masks[name] and set(iou) == set(boxes) == {i.id for i in ann.instances}
+        k = 3
+        assert torch.equal(boxes[res.details[key].ids[k]], res.details[key].boxes[k])

@@ -11,6 +11,8 @@ Everything is reachable as ``viz.NAME``.
 from .base import (ERASER_COLOR, HIDDEN_COLOR, METRIC_NAMES, METRIC_TITLES, PRED_COLOR, PROTOCOL_NAMES,
                    VISIBLE_COLOR, draw_completion, hidden_layers, load_image, overlay)
 from .data import instance_table, plot_completions, plot_counts, plot_crops, plot_examples
-from .results import (plot_box_pairs, plot_miou_vs_visible, plot_pcnet_completions, plot_posterior_samples,
-                      plot_posterior_width, plot_pred_vs_gt, plot_prior_samples, plot_threshold_sweep)
-from .training import plot_training_history, plot_validation_through_training
+from .results import (plot_box_pairs, plot_miou_vs_visible, plot_pcnet_completions, plot_posterior_sample_groups,
+                      plot_posterior_samples, plot_posterior_width, plot_pred_vs_gt, plot_prior_samples,
+                      plot_threshold_sweep)
+from .training import (plot_occlusion_spread, plot_stage1_training, plot_stage2_training, plot_training_history,
+                       plot_validation_through_training)

@@ -50,14 +50,22 @@ def plot_pcnet_completions(ann: AnnotationSet, instances: Sequence[Instance], in
 
 def plot_threshold_sweep(sweep: pd.DataFrame, chosen: float, paper: float = 0.1, title: str = ""):
     """Full and invisible mIoU against the decoder threshold t, protocols A (solid) and B (dashed),
-    with our chosen t and the paper's t marked."""
+    with our chosen t and the paper's t marked. With a ``set`` column
+    (:func:`amodal_lib.comparison.recorded_sweep`) the curves are the rows of set "mean", the ones
+    the choice is made on, and where there are several validation sets each one's protocol-A curve
+    is drawn thin beside them."""
     pal = sns.color_palette("colorblind")
+    sets = [s for s in dict.fromkeys(sweep.set) if s != "mean"] if "set" in sweep else []
+    main = sweep[sweep.set == "mean"] if sets else sweep
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
     for ax, metric in zip(axes, ("full", "invisible")):
         for prot, ls, mk in (("A", "-", "o"), ("B", "--", "s")):
             col = f"{prot}_{metric}"
-            ax.plot(sweep.threshold, sweep[col], ls=ls, marker=mk, ms=4, color=pal[0 if prot == "A" else 2],
-                    label=PROTOCOL_NAMES[prot])
+            ax.plot(main.threshold, main[col], ls=ls, marker=mk, ms=4, color=pal[0 if prot == "A" else 2],
+                    label=PROTOCOL_NAMES[prot] + (", mean over the sets" if len(sets) > 1 else ""))
+        for k, s in enumerate(sets if len(sets) > 1 else [], start=3):
+            one = sweep[sweep.set == s]
+            ax.plot(one.threshold, one[f"A_{metric}"], lw=0.9, color=pal[k], label=f"{s}, protocol A")
         ax.axvline(chosen, color=pal[1], lw=1.5, label=f"ours: t = {chosen:g}")
         ax.axvline(paper, color=pal[7], lw=1.2, ls=":", label=f"paper: t = {paper:g}")
         ax.set(xlabel="decoder threshold t (probability)", ylabel=f"{METRIC_NAMES[metric]} (%)",
@@ -179,6 +187,25 @@ def plot_posterior_samples(blocks: Sequence[tuple], title: str = ""):
     if title:
         fig.text(0.5, -0.02, title, ha="center", va="top", fontsize=8)
     return fig
+
+
+def plot_posterior_sample_groups(groups: Sequence[tuple], title: str = ""):
+    """Supplementary Fig 9 from completions: ``groups`` is ``[(title, instances, details)]`` with
+    ``details`` the ``complete_instances(..., samples=k, return_details=True)`` of those instances.
+    Each row: the visible mask as the encoder sees it (its visible box), the k sampled
+    probabilities in the instance's full-object frame (``details.boxes``) with the visible part
+    outlined, and the GT amodal mask in that frame (:func:`plot_posterior_samples`)."""
+    from ..data.crops import crop_masks
+    blocks = []
+    for name, insts, det in groups:
+        if not len(insts):
+            continue
+        vis_in, vis_out = crop_masks(insts, "visible", "visible"), crop_masks(insts, "visible", det.boxes)
+        gt_out = crop_masks(insts, "amodal", det.boxes) if all(i.amodal is not None for i in insts) else None
+        blocks.append((name, [(f"{i.category}" + ("" if i.occlusion_rate is None else f"\n{100 * i.occlusion_rate:.0f}% hidden"),
+                               vis_in[n], det.sample_probs[n], vis_out[n], None if gt_out is None else gt_out[n])
+                              for n, i in enumerate(insts)]))
+    return plot_posterior_samples(blocks, title)
 
 
 def plot_pred_vs_gt(ann: AnnotationSet, image_ids: Sequence, pred: dict, title: str = ""):

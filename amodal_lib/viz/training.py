@@ -1,9 +1,10 @@
 """Figures of training runs: curves through a stage, validation, the checkpoint kept (notebooks 01-03, 10)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -31,27 +32,100 @@ def plot_training_history(history: Sequence[dict], title: str = "PCNet-M"):
     return fig
 
 
-def plot_validation_through_training(history: pd.DataFrame, start: dict, baselines: dict,
-                                     xlabel: str = "stage-3 step", title: str = "validation"):
-    """Validation mIoU through a training stage, full (left) and invisible (right), each protocol
-    beside its own baselines: protocol A solid, B dashed, in the same style for the model's
-    curve and for each baseline's level. ``history``: the stage's validation records (``step``,
-    ``val_A_full``, ``val_A_inv``, ``val_B_full``, ``val_B_inv``); ``start``: the scores before the
-    stage (``A_full``, ``A_invisible``, ``B_full``, ``B_invisible``), drawn at step 0; ``baselines``:
-    {name: such scores}, drawn as levels (notebook 03)."""
+def plot_validation_through_training(val: pd.DataFrame, baselines: Optional[pd.DataFrame] = None,
+                                     xlabel: str = "step", title: str = "validation"):
+    """A stage's validation on completions, protocol A only: the selection score (left), full mIoU
+    (middle) and invisible mIoU (right) against the step, one colour per validation set, each set's
+    baselines as levels in its colour (protocol A too: never a protocol-B curve against a protocol-A
+    level); the checkpoint the stage kept is starred and marked by a vertical line. ``val``:
+    :func:`amodal_lib.stages.validation_table`; ``baselines``: rows (``set``, ``method``,
+    ``A_full``, ``A_invisible``), e.g. :func:`amodal_lib.comparison.models_table_per_set`'s
+    visible-mask and convex-hull rows (notebooks 02 and 03)."""
     pal = sns.color_palette("colorblind")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    cols = {"full": "full", "invisible": "inv"}
-    for ax, metric in zip(axes, ("full", "invisible")):
-        for prot, ls in (("A", "-"), ("B", "--")):
-            key, col = f"{prot}_{metric}", f"val_{prot}_{cols[metric]}"
-            if col in history:
-                ax.plot([0] + history.step.tolist(), [start[key]] + history[col].tolist(), marker="o", ls=ls,
-                        color=pal[0], label=f"model, {PROTOCOL_NAMES[prot]}")
-            for k, (name, scores) in enumerate(baselines.items(), start=1):
-                if scores.get(key) is not None:
-                    ax.axhline(scores[key], color=pal[k], ls=ls, lw=1, label=f"{name}, protocol {prot}")
-        ax.set(xlabel=xlabel, ylabel="mIoU %", title=f"{METRIC_TITLES[metric]}, {title}")
+    sets = list(dict.fromkeys(val.set))
+    styles = [":", "-.", (0, (5, 2)), (0, (1, 3))]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    score = val.drop_duplicates("step")
+    axes[0].plot(score.step, score.score, "o-", color="0.3", label="selection score (mean over sets)")
+    for ax, col, name in ((axes[1], "A_full", "full"), (axes[2], "A_invisible", "invisible")):
+        for k, s in enumerate(sets):
+            v = val[val.set == s]
+            ax.plot(v.step, v[col], "o-", color=pal[k], label=f"{s}: model")
+            base = baselines[baselines.set == s] if baselines is not None else pd.DataFrame(columns=["method", col])
+            for j, row in enumerate(base.itertuples()):
+                ax.axhline(getattr(row, col), color=pal[k], ls=styles[j % len(styles)], lw=1,
+                           label=f"{s}: {row.method}")
+        ax.set(ylabel="mIoU % (protocol A)", title=f"{METRIC_TITLES[name]}, {PROTOCOL_NAMES['A']}")
+    chosen = val[val.selected]
+    for ax, col in zip(axes, ("score", "A_full", "A_invisible")):
+        if len(chosen):
+            ax.axvline(chosen.step.iloc[0], color="0.5", ls="--", lw=1, label=f"kept: step {chosen.step.iloc[0]}")
+            ax.plot(chosen.step, chosen[col], "*", ms=14, color="black", zorder=5)
+        ax.set(xlabel=xlabel)
         ax.legend(fontsize=7)
+    axes[0].set(ylabel="(A full + A invisible) / 2, %", title=f"Selection score, {title}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_stage1_training(history: Sequence[dict], config: dict, paper_schedule: dict, paper_steps: int):
+    """Stage 1: the KL weight lambda(t) of supplementary eq. (1) with this run's constants
+    (``config``: ``kl_final``, ``kl_start``, ``kl_alpha``, ``kl_t_begin``, ``stage1_steps``) and,
+    on its own step axis (top), with the paper's (``paper_schedule``, over ``paper_steps``); then
+    the KL term and the reconstruction term per training step and on held-out masks."""
+    from ..train.amodal_vae_stages import kl_weight
+    keys = ("kl_final", "kl_start", "kl_alpha", "kl_t_begin")
+    hist = pd.DataFrame(list(history))
+    tr, va = hist[hist.split == "train"], hist[hist.split == "val"]
+    t, t_paper = np.arange(config["stage1_steps"] + 1), np.arange(paper_steps + 1)
+    fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
+    ax[0].plot(t, [kl_weight(s, *(config[k] for k in keys)) for s in t],
+               label=f"this run: t_begin={config['kl_t_begin']}, alpha={config['kl_alpha']}")
+    ax[0].set(xlabel="step t (this run)", ylabel="lambda(t)", title="KL weight, eq. (1)")
+    top = ax[0].twiny()
+    top.plot(t_paper, [kl_weight(s, *(paper_schedule[k] for k in keys)) for s in t_paper], "--", color="C1",
+             label=f"paper: t_begin={paper_schedule['kl_t_begin']}, alpha={paper_schedule['kl_alpha']}")
+    top.set_xlabel("step t (paper)", color="C1")
+    top.grid(False)
+    ax[0].legend(handles=ax[0].get_lines() + top.get_lines(), fontsize=8, loc="lower right")
+    for a, col, ylabel, name in ((ax[1], "kl", "KL(q(z|y) || N(0, I)) [nats]", "KL term"),
+                                 (ax[2], "bce", "BCE [nats / mask]", "reconstruction term")):
+        a.plot(tr.step, tr[col], label="train")
+        a.plot(va.step, va[f"val_{col}"], "o-", label="held out (z = mu)")
+        a.set(xlabel="step", ylabel=ylabel, title=name)
+        a.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_stage2_training(history: Sequence[dict]):
+    """Stage 2: the reconstruction term and the transformer's box loss per step, and on held-out
+    simulated occlusions the IoU of the completion with the full mask, in the true full-object box
+    (GT-box mode) and placed in the box the transformer predicts."""
+    hist = pd.DataFrame(list(history))
+    tr, va = hist[hist.split == "train"], hist[hist.split == "val"]
+    fig, ax = plt.subplots(1, 3, figsize=(14, 3.6))
+    ax[0].plot(tr.step, tr.bce)
+    ax[0].set(xlabel="step", ylabel="BCE [nats / mask]", title="reconstruction term")
+    ax[1].plot(tr.step, tr.box)
+    ax[1].set(xlabel="step", ylabel="smooth L1", title="box regression (transformer)")
+    ax[2].plot(va.step, va.val_iou_gtbox, "o-", label="GT box")
+    ax[2].plot(va.step, va.val_iou_predbox, "o-", label="predicted box")
+    ax[2].set(xlabel="step", ylabel="IoU %", title="held-out simulated occlusions")
+    ax[2].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_occlusion_spread(simulated, real=None):
+    """How much of the object stage 2's simulation hides, beside the real occlusion rates of a split
+    (``real``: omitted or empty for modal-only data, which has none)."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    bins = np.linspace(0, 1, 21)
+    ax.hist(np.asarray(simulated), bins=bins, density=True, alpha=0.6, label="simulated (stage 2)")
+    if real is not None and len(real):
+        ax.hist(np.asarray(real, dtype=float), bins=bins, density=True, alpha=0.6, label="real (validation split)")
+    ax.set(xlabel="hidden fraction of the object", ylabel="density", title="Occlusion: simulated vs real")
+    ax.legend()
     fig.tight_layout()
     return fig
