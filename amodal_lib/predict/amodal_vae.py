@@ -17,8 +17,13 @@ threshold and joins the visible mask (an amodal mask contains it). Where the fra
     encoder in that frame, GT-frame flag) has the smallest negative log-likelihood of the known
     pixels (:func:`fit_frames`; two rounds of coordinate search, batched). Its completion is then
     kept inside what may hide it: its own and the other instances' visible masks (``allowed``).
-    An isolated instance (touching nothing in the file) keeps the transformer's frame, unclipped:
-    whatever hides it is not in the file, so the background around it is not trusted.
+    An isolated instance (touching nothing in the file) is not clipped: whatever hides it is not in
+    the file, so the background around it is not trusted. Its frame is the transformer's box
+    drawn halfway back to the visible box (:data:`ISOLATED_FRAME`), and it is completed in that
+    frame (the partial encoder with the GT-frame flag, as the fit does): on real masks the
+    transformer's box is on average farther from the amodal box than the visible box is (box IoU
+    0.86 vs 0.91 for occluded isolated instances of the pasted validation), and halfway scores
+    best on that validation (docs/design.md, "The full-object frame").
 ``box="amodal-gt"`` (evaluation only)
     The visible mask cropped in the ground-truth amodal box, the transformer bypassed
     (supplementary Figs 7-8).
@@ -44,6 +49,7 @@ CONTEXT_SCALE = 4.0       # the fitting frame: the visible box grown 4x about it
 CONTEXT_HI, CONTEXT_LO = 112, 56  # its resolution for resampling the input, and for scoring
 EXTENSIONS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.4)  # how far a side may move out, in visible-box sizes
 NEIGHBOUR_BAND = 0.25     # a side faces a neighbour when one lies within this many box sizes of it
+ISOLATED_FRAME = 0.5      # an isolated instance's frame: this far from its visible box to the transformer's
 UNIT = ((0.0, 0.0, 1.0, 1.0),)
 
 
@@ -279,6 +285,13 @@ def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predic
                     sides = facing_sides(F.adaptive_avg_pool2d(ctx_hi, CONTEXT_LO))
                     b, _, m_, s_ = fit_frames(model, ctx_hi.to(dev), rel[idx].to(dev), sides.to(dev))
                     rel[idx], mu[idx], logvar[idx] = b.cpu(), m_.cpu(), (2 * s_.log()).cpu()
+                iso = torch.nonzero(~fitted).flatten()
+                if len(iso):  # halfway to the visible box, completed in that frame (GT-frame flag)
+                    rel[iso] = ISOLATED_FRAME * rel[iso] + (1 - ISOLATED_FRAME) * _unit(len(iso))
+                    x = C.crop_masks([instances[k] for k in iso.tolist()], "visible",
+                                     image_boxes(rel[iso], in_boxes[iso]))
+                    mu[iso], logvar[iso] = _batched(lambda s: model.encode_partial(x[s].to(dev), 1.0), len(iso),
+                                                    batch_size)
         std = (0.5 * logvar).exp()
         probs = torch.cat([torch.sigmoid(model.decoder(mu[s].to(dev))).cpu() for s in _slices(n, batch_size)]) \
             if n else torch.zeros(0, S, S)
