@@ -93,6 +93,6 @@ _PROFILES["default"]["psp"] = {
 _PROFILES["paper"]["psp"] = {}
 # notebook 11's robustness curve: how many test instances (whole images; None: all) are completed
 # with their GT visible masks corrupted at each strength (pixels) of amodal_lib.data.corruption
-_PROFILES["smoke"]["seg_input"] = {"robust_instances": 60, "strengths": [1, 2]}
+_PROFILES["smoke"]["seg_input"] = {"robust_instances": 40, "strengths": [2]}
 _PROFILES["default"]["seg_input"] = {"robust_instances": 1000, "strengths": [1, 2, 3]}
 _PROFILES["paper"]["seg_input"] = {"robust_instances": None, "strengths": [1, 2, 3, 4]}
