@@ -8,6 +8,11 @@
                     [--checkpoint RUN_DIR_OR_FILE] [--box predicted|amodal-gt] [--frame fit|transformer]
                     [--threshold T] [--samples K] [--seed S] [--device D]
     amodal evaluate --annotations ANN.json --predictions PRED.json [--out METRICS.json] [--allow-missing]
+    amodal train    --model resnet-psp --annotations ANN.json --images DIR --out RUN_DIR [--crop-box amodal|visible]
+                    [--weights BACKBONE.pth] [...]
+    amodal segment  --checkpoint RUN_DIR --annotations ANN.json [--images DIR] --out MASKS.json
+                    [--crop-box amodal|visible] [--threshold T] [--device D]
+    amodal complete ... --visible MASKS.json   (complete those visible masks instead of the file's)
 
 Every command also takes ``--debug`` (before or after its name). Methods are reached by name
 through :mod:`amodal_lib.registry`.
@@ -37,7 +42,7 @@ from pathlib import Path
 
 from .errors import ArgumentError, UnsafeOutputError, UserError
 from .profiles import PROFILE_NAMES, get_profile
-from .registry import METHODS, MODELS
+from .registry import METHODS, MODELS, SEGMENTERS
 
 MAX_SAMPLES = 100  # posterior samples per instance for `complete --samples`
 
@@ -57,14 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", choices=PROFILE_NAMES, help="scale (default: $AMODAL_PROFILE or 'default')")
 
     t = sub.add_parser("train", parents=[common], help="train a model; RUN_DIR holds every stage's checkpoint")
-    t.add_argument("--model", required=True, choices=MODELS)
+    t.add_argument("--model", required=True, choices=MODELS + SEGMENTERS)
     t.add_argument("--stage", type=int, choices=(1, 2, 3), help="one stage (default: all, skipping finished ones)")
     t.add_argument("--annotations", required=True, help="training annotations: KINS, COCOA, COCO or Cityscapes")
     t.add_argument("--val-annotations", help="validation annotations (amodal-vae: selects checkpoints and the "
                                              "threshold; default: images held out of --annotations; "
                                              "pcnet-m: with amodal masks, for logging mIoU)")
     t.add_argument("--images", help="image folder of the annotations (checked to exist and attached to them; "
-                                    "no current model reads pixels)")
+                                    "resnet-psp reads the images, the completion models do not)")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--profile", choices=PROFILE_NAMES)
     t.add_argument("--seed", type=int, default=0)
@@ -94,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="metrics JSON (never one of the inputs)")
     e.add_argument("--allow-missing", action="store_true",
                    help="evaluate only the annotations that have a prediction")
+    _add_segmentation_arguments(sub, t, c)   # issue 12
     return p
 
 
@@ -209,6 +215,8 @@ def _train(ns) -> int:
     from . import registry
     _at_least(ns, "seed", 0)
     _at_least(ns, "steps", 1)
+    if ns.model in SEGMENTERS or ns.weights is not None or ns.crop_box is not None:   # issue 12
+        return _train_segmenter(ns)
     if ns.model == "pcnet-m" and ns.stage not in (None, 1):
         raise ArgumentError(f"--model pcnet-m has a single training stage; --stage {ns.stage} does not apply")
     if Path(ns.out).exists() and not Path(ns.out).is_dir():
@@ -255,8 +263,10 @@ def _complete(ns) -> int:
         raise ArgumentError(f"--samples applies to --method amodal-vae only ({ns.method} is deterministic)")
     if ns.frame != "fit" and ns.method != "amodal-vae":
         raise ArgumentError("--frame applies to --method amodal-vae only")
+    check_output_file(ns.out, {"visible masks file": ns.visible})   # issue 12
     check_output_file(ns.out, {"annotation file": ns.annotations, **_checkpoint_inputs(ns.checkpoint)})
     ann = _load(ns.annotations)   # read once
+    visible = _load_visible(ns.visible, ann)   # issue 12: None, or the masks to complete instead of the file's
     if ns.box == "amodal-gt" and not ann.has_amodal:
         raise ArgumentError(f"--box amodal-gt reads the ground-truth amodal boxes, and {ns.annotations} has none")
     model = registry.load_model(ns.method, ns.checkpoint, ns.device) if learned else None
@@ -264,6 +274,8 @@ def _complete(ns) -> int:
     if learned and threshold is None:
         threshold, source = registry.default_threshold(ns.method, ns.checkpoint)
         print(f"threshold {threshold:g} ({source})", file=sys.stderr)
+    if visible is not None:   # issue 12
+        return _complete_visible(ns, ann, model, threshold, visible)
     preds = registry.complete(ns.method, ann, model, threshold=threshold, box=ns.box, samples=ns.samples,
                               frame=ns.frame, seed=ns.seed)
     write_predictions(ns.out, ann, preds)
@@ -286,6 +298,114 @@ def _evaluate(ns) -> int:
 
 
 COMMANDS = {"synth": _synth, "train": _train, "complete": _complete, "evaluate": _evaluate}
+
+
+# =========================================================================== issue 12: segmentation input
+# `amodal train --model resnet-psp`, `amodal segment` (visible masks predicted from the images) and
+# `amodal complete --visible MASKS.json` (complete those instead of the file's visible masks).
+def _add_segmentation_arguments(sub, train, complete) -> None:
+    train.add_argument("--crop-box", choices=("amodal", "visible"),
+                       help="resnet-psp: the ground-truth box its crops are cut by (default: the profile's, amodal: "
+                            "the paper's KINS GT box; visible for files without amodal labels)")
+    train.add_argument("--weights", help="resnet-psp: a local weights file of its torchvision ResNet backbone "
+                                         "(default: random initialisation; nothing is downloaded)")
+    complete.add_argument("--visible", help="COCO results JSON of visible masks (e.g. from `amodal segment`), "
+                                            "one per annotation: completed instead of the file's visible masks, "
+                                            "for the targets and for what surrounds them")
+    s = sub.add_parser("segment", help="predict every annotation's visible mask from the images (COCO results JSON)")
+    s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the traceback of an error in the input too")
+    s.add_argument("--model", choices=SEGMENTERS, default=SEGMENTERS[0])
+    s.add_argument("--checkpoint", required=True, help="run folder or checkpoint file of `amodal train --model resnet-psp`")
+    s.add_argument("--annotations", required=True, help="the instances to segment (their boxes and images)")
+    s.add_argument("--images", help="image folder of the annotations (default: 'images' beside the file)")
+    s.add_argument("--out", required=True, help="visible masks, COCO results JSON with id = annotation id "
+                                                "(never one of the inputs)")
+    s.add_argument("--crop-box", choices=("amodal", "visible"), help="default: the box the network was trained with")
+    s.add_argument("--threshold", type=float, help="binarisation threshold in (0, 1] (default 0.5)")
+    s.add_argument("--device", default="auto")
+
+
+def _train_segmenter(ns) -> int:
+    from . import registry
+    if ns.model not in SEGMENTERS:
+        given = [f for f, v in (("--weights", ns.weights), ("--crop-box", ns.crop_box)) if v is not None]
+        raise ArgumentError(f"{', '.join(given)}: applies to --model {', '.join(SEGMENTERS)} only")
+    if ns.stage not in (None, 1):
+        raise ArgumentError(f"--model {ns.model} has a single training stage; --stage {ns.stage} does not apply")
+    if Path(ns.out).exists() and not Path(ns.out).is_dir():
+        raise UnsafeOutputError(ns.out, "exists and is not a folder: --out takes a run folder")
+    if ns.weights is not None and not Path(ns.weights).is_file():
+        raise ArgumentError(f"--weights {ns.weights}: no such file")
+    ann = _load(ns.annotations, ns.images)
+    if ann.images_dir is None:
+        raise ArgumentError(f"--model {ns.model} reads the images: give --images DIR (no 'images' folder beside "
+                            f"{ns.annotations})")
+    val = None
+    if ns.val_annotations is not None:
+        val = _load(ns.val_annotations, ns.images)   # --images holds the images of both files
+    check_run_folder(ns.out)
+    t0 = time.time()
+    overrides = {k: v for k, v in (("box", ns.crop_box), ("weights", ns.weights)) if v is not None}
+    model = registry.train_segmenter(ns.model, ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device,
+                                     steps=ns.steps, resume=ns.resume, val_annotations=val, **overrides)
+    from .train.psp import checkpoint_file
+    sel = model.selected or {}
+    print(f"ResNet-PSP: trained in {time.time() - t0:.1f} s; kept step {sel.get('step', '?')} (validation visible IoU "
+          f"{sel.get('value') or float('nan'):.2f} %); checkpoint {checkpoint_file(ns.out)}")
+    return 0
+
+
+def _segment(ns) -> int:
+    from . import registry
+    from .metrics import write_predictions
+    from .predict.psp import visible_iou
+    if ns.threshold is not None and not (math.isfinite(ns.threshold) and 0.0 < ns.threshold <= 1.0):
+        raise ArgumentError(f"--threshold must lie in (0, 1], got {ns.threshold}")
+    check_output_file(ns.out, {"annotation file": ns.annotations, **_checkpoint_inputs(ns.checkpoint)})
+    ann = _load(ns.annotations, ns.images)
+    if ann.images_dir is None:
+        raise ArgumentError(f"--images DIR is needed: no 'images' folder beside {ns.annotations}")
+    model = registry.load_segmenter(ns.model, ns.checkpoint, ns.device)
+    masks = registry.segment(ns.model, ann, model, threshold=ns.threshold, box=ns.crop_box)
+    write_predictions(ns.out, ann, masks)
+    q = visible_iou(ann, masks)
+    print(f"wrote {len(masks)} visible masks to {ns.out} (against the file's visible masks: IoU {q['A']:.2f} pooled, "
+          f"{q['B']:.2f} mean per instance)" if masks else f"wrote 0 visible masks to {ns.out}")
+    return 0
+
+
+def _load_visible(path, ann):
+    """The visible masks of ``complete --visible`` ({id: RLE}, one per annotation of ``ann``), or None."""
+    if path is None:
+        return None
+    from .metrics import load_predictions
+    visible = load_predictions(path, ann)
+    missing = [i.id for i in ann.instances if i.id not in visible]
+    if missing:
+        raise ArgumentError(f"--visible {path}: no mask for {len(missing)} of {len(ann)} annotations of "
+                            f"{Path(ann.path).name} (annotation {missing[0]} first)")
+    return visible
+
+
+def _complete_visible(ns, ann, model, threshold, visible) -> int:
+    from . import registry
+    from .metrics import write_predictions
+    preds = registry.complete_from_visible(ns.method, ann, visible, model, source=str(ns.visible), threshold=threshold,
+                                           box=ns.box, samples=ns.samples, frame=ns.frame, seed=ns.seed)
+    write_predictions(ns.out, ann, preds)
+    empty = sum(1 for k, r in visible.items() if k in preds and not _area(r))
+    print(f"wrote {len(preds)} predictions to {ns.out}, completing the visible masks of {ns.visible}"
+          + (f" ({empty} empty: left empty)" if empty else ""))
+    return 0
+
+
+def _area(rle) -> int:
+    from .data import masks as M
+    return int(M.area(rle))
+
+
+COMMANDS["segment"] = _segment
 
 
 def _one_line(text: str) -> str:

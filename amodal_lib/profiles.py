@@ -73,3 +73,26 @@ def resolve_profile(name: str | None = None) -> str:
 def get_profile(name: str | None = None) -> dict[str, Any]:
     """A deep copy of the profile's settings (callers may change their copy freely)."""
     return copy.deepcopy(_PROFILES[resolve_profile(name)])
+
+
+# =========================================================================== issue 12: ResNet-PSP
+# The segmentation network of the segmentation-input experiment (supplementary Table 1, notebook 11);
+# unset keys take amodal_lib.train.psp.DEFAULTS (PSPNet's: ResNet-50, output stride 8, SGD lr 0.01, poly).
+# default: a ResNet-18 cut after layer2 (stride 8 without dilation) on 64x64 crops, Adam, so that it
+# trains on 2 CPU cores in under 5 minutes (docs/design.md, "The segmentation-input experiment").
+_PROFILES["smoke"]["psp"] = {
+    "backbone": "resnet18", "stages": 2, "head_channels": 32, "crop": 32, "batch_size": 8, "steps": 20,
+    "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "eval_every": 20, "eval_instances": 60,
+    "checkpoint_every": 20, "log_every": 5, "threads": 1,
+}
+_PROFILES["default"]["psp"] = {
+    "backbone": "resnet18", "stages": 2, "head_channels": 64, "crop": 64, "batch_size": 16, "steps": 800,
+    "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "eval_every": 200, "eval_instances": 500,
+    "checkpoint_every": 200, "log_every": 25,
+}
+_PROFILES["paper"]["psp"] = {}
+# notebook 11's robustness curve: how many test instances (whole images; None: all) are completed
+# with their GT visible masks corrupted at each strength (pixels) of amodal_lib.data.corruption
+_PROFILES["smoke"]["seg_input"] = {"robust_instances": 40, "strengths": [2]}
+_PROFILES["default"]["seg_input"] = {"robust_instances": 1000, "strengths": [1, 2, 3]}
+_PROFILES["paper"]["seg_input"] = {"robust_instances": None, "strengths": [1, 2, 3, 4]}

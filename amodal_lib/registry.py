@@ -28,6 +28,8 @@ def _check(name: str, allowed: Sequence[str] = MODELS) -> None:
 
 def is_trained(name: str, run_dir) -> bool:
     """Has every stage of ``name``'s run in ``run_dir`` finished?"""
+    if name in SEGMENTERS:   # issue 12
+        return segmenter_is_trained(name, run_dir)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -47,6 +49,9 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
     threshold, and when not given is held out of ``annotations``: :mod:`amodal_lib.train.validation`);
     an unfinished run resumes when ``resume``. Amodal-VAE's model carries ``train_log``, the lines
     its run printed (validation, the checkpoint each stage kept, the threshold)."""
+    if name in SEGMENTERS:   # issue 12
+        return train_segmenter(name, annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
+                               resume=resume, val_annotations=val_annotations, stage=stage, progress=progress)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -66,6 +71,8 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
 
 def load_model(name: str, checkpoint, device="auto"):
     """The trained model of a run folder or checkpoint file, in eval mode."""
+    if name in SEGMENTERS:   # issue 12
+        return load_segmenter(name, checkpoint, device)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -125,3 +132,75 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
                                         samples=int(samples), return_details=bool(samples),
                                         generator=torch.Generator().manual_seed(int(seed)))
     return out.sample_mean_masks() if samples else out
+
+
+# =========================================================================== issue 12: segmentation networks
+# Supplementary Table 1: a network predicts each instance's visible mask from the image, and the
+# completion methods complete those masks instead of the file's.
+# - ``resnet-psp``: network in :mod:`amodal_lib.models.psp`, training in :mod:`amodal_lib.train.psp`,
+#   inference in :mod:`amodal_lib.predict.psp` (``docs/design.md``, "The segmentation-input experiment").
+SEGMENTERS = ("resnet-psp",)   # visible masks from images (`amodal segment`); not completion methods
+
+
+def _check_segmenter(name: str) -> None:
+    if name not in SEGMENTERS:
+        raise ArgumentError(f"unknown segmentation network {name!r}: use one of {', '.join(SEGMENTERS)}")
+
+
+def segmenter_is_trained(name: str, run_dir) -> bool:
+    """Has the segmentation network's run in ``run_dir`` finished?"""
+    _check_segmenter(name)
+    from .train import psp
+    return psp.is_trained(run_dir)
+
+
+def train_segmenter(name: str, annotations, run_dir, *, profile: Optional[str] = None, seed: int = 0,
+                    device="auto", steps: Optional[int] = None, resume: bool = True, val_annotations=None,
+                    stage: Optional[int] = None, progress: bool = True, **overrides):
+    """Train a segmentation network on the visible masks and images of ``annotations`` (its
+    ``images_dir``) into ``run_dir``; returns it in eval mode with its ``history``. ``overrides``:
+    settings of :data:`amodal_lib.train.psp.DEFAULTS` (``weights``: a local backbone weights file;
+    ``box``: "amodal" or "visible")."""
+    _check_segmenter(name)
+    if stage not in (None, 1):
+        raise ArgumentError(f"{name} has a single training stage; --stage {stage} does not apply")
+    from .train import psp
+    model, history = psp.train_psp(annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
+                                   resume=resume, progress=progress, val_annotations=val_annotations, **overrides)
+    model.history = history
+    return model
+
+
+def load_segmenter(name: str, checkpoint, device="auto"):
+    """The trained segmentation network of a run folder or checkpoint file, in eval mode."""
+    _check_segmenter(name)
+    from .train import psp
+    return psp.load_model(checkpoint, device)
+
+
+def segment(name: str, ann, model, instances: Optional[Sequence] = None, *, threshold: Optional[float] = None,
+            box: Optional[str] = None, progress: bool = False) -> dict:
+    """{annotation id: RLE}: the visible mask of each of ``instances`` (default: all of ``ann``)
+    predicted by the segmentation network ``model`` from ``ann``'s images; ``box``: None for the
+    one the network was trained with ("amodal" or "visible"); ``threshold`` None for 0.5."""
+    _check_segmenter(name)
+    from .predict import psp
+    t = psp.DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    return psp.segment_instances(model, ann, instances, threshold=t, box=box, progress=progress)
+
+
+def complete_from_visible(name: str, ann, visible: dict, model=None, instances: Optional[Sequence] = None,
+                          source: str = "the visible masks", **kwargs) -> dict:
+    """:func:`complete` with ``visible`` ({annotation id: RLE}, e.g. predicted masks) as every
+    instance's visible mask, for the targets and for what surrounds them
+    (:func:`amodal_lib.data.records.with_visible`). An instance whose given mask is empty has
+    nothing to complete: its completion is empty. Evaluate the result against ``ann`` itself."""
+    from .data import masks as M
+    from .data.records import with_visible
+    swapped = with_visible(ann, visible, source)
+    by_id = swapped.by_id()
+    wanted = [by_id[i.id] for i in (ann.instances if instances is None else instances)]
+    nonempty = [i for i in wanted if i.visible_area > 0]
+    out = complete(name, swapped, model, nonempty, **kwargs) if nonempty else {}
+    out.update({i.id: M.empty(i.height, i.width) for i in wanted if i.visible_area == 0})
+    return {i.id: out[i.id] for i in wanted}

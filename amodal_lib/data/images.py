@@ -36,15 +36,17 @@ def read_image(ann: AnnotationSet, image_id) -> np.ndarray:
     path = Path(ann.images_dir) / str(info.get("file_name"))
     if not path.is_file():
         raise MissingFileError(path, None, "", f"image {image_id} of {Path(ann.path).name}: no such file")
-    try:
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable image ({type(e).__name__}: {str(e)[:120]})") from None
     want = (int(info["height"]), int(info["width"]))
-    if rgb.shape[:2] != want:
-        raise DataError(f"{path}: the image is {rgb.shape[0]}x{rgb.shape[1]} pixels but {Path(ann.path).name} "
-                        f"gives {want[0]}x{want[1]} for image {image_id}")
+    try:
+        with Image.open(path) as im:   # reads the header only: the size is checked before any pixel is decoded
+            if (im.height, im.width) != want:
+                raise DataError(f"{path}: the image is {im.height}x{im.width} pixels but {Path(ann.path).name} "
+                                f"gives {want[0]}x{want[1]} for image {image_id}")
+            rgb = np.array(im.convert("RGB"))   # writable: torch.from_numpy warns on a read-only array
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: not a readable image ({type(e).__name__}: {str(e)[:120]})") from None
     return rgb
 
 

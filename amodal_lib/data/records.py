@@ -245,3 +245,30 @@ def set_modal_neighbours(instances: list) -> None:
 def box_touches_border(box, height: int, width: int, margin: float = 0.5) -> bool:
     x, y, w, h = box
     return x <= margin or y <= margin or x + w >= width - margin or y + h >= height - margin
+
+
+# --------------------------------------------------------------------------- issue 12: other visible masks
+def with_visible(ann: AnnotationSet, masks: dict, source: str = "the visible masks") -> AnnotationSet:
+    """A copy of ``ann`` whose instances have ``masks`` ({annotation id: RLE}, e.g. predicted by a
+    segmentation network) as their visible masks: box, area and border flag follow the new mask,
+    so every method that reads visible masks (of the targets, and of what surrounds them) reads
+    these. The occlusion relations are the file's own when it has amodal labels (the GT order, as
+    with GT visible masks); for modal-only data they are recomputed from the new masks (the
+    touching instances). Amodal labels are unchanged: evaluate against ``ann`` itself, whose
+    visible masks define the invisible part. Every instance needs a mask (an error naming the
+    first id without one, and ``source``)."""
+    from ..errors import PredictionError
+    missing = [i.id for i in ann.instances if i.id not in masks]
+    if missing:
+        raise PredictionError(source, missing[0], "id", f"no mask for {len(missing)} of {len(ann)} annotations of "
+                                                        f"{ann.path}")
+    out = []
+    for inst in ann.instances:
+        rle = masks[inst.id]
+        area = int(M.area(rle))
+        box = tuple(float(v) for v in M.to_bbox(rle)) if area else (0.0, 0.0, 0.0, 0.0)
+        out.append(dataclasses.replace(inst, visible=rle, visible_box=box, visible_area=area,
+                                       touches_border=bool(area) and box_touches_border(box, inst.height, inst.width)))
+    if not ann.has_amodal:
+        set_modal_neighbours(out)
+    return dataclasses.replace(ann, instances=out)

@@ -5,6 +5,7 @@
 - :mod:`.data`: the data and completions in the image (notebooks 00-03);
 - :mod:`.training`: training runs, a stage's validation and the checkpoint it kept (01-03, 10);
 - :mod:`.results`: the supplementary's figures and analyses (04-09), PCNet-M's completions (10).
+- :mod:`.seg_input`: the segmentation-input experiment (11).
 
 Everything is reachable as ``viz.NAME``.
 """
@@ -16,3 +17,5 @@ from .results import (plot_box_pairs, plot_miou_vs_visible, plot_pcnet_completio
                       plot_threshold_sweep)
 from .training import (plot_occlusion_spread, plot_stage1_training, plot_stage2_training, plot_training_history,
                        plot_validation_through_training)
+from .seg_input import (plot_drop_per_bin, plot_robustness, plot_segmentation_examples, plot_segmenter_history,
+                        plot_table1)
