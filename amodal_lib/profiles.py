@@ -73,3 +73,21 @@ def resolve_profile(name: str | None = None) -> str:
 def get_profile(name: str | None = None) -> dict[str, Any]:
     """A deep copy of the profile's settings (callers may change their copy freely)."""
     return copy.deepcopy(_PROFILES[resolve_profile(name)])
+
+
+# --------------------------------------------------------------------------- SPADE renderer (issue 14)
+# Changing an instance's pose (notebook 13, amodal_lib/train/spade.py). The paper profile keeps
+# GauGAN's published scale (256 px crops, 200 epochs, its widths; train/spade.py's DEFAULTS); the
+# default one is a narrow 32 px renderer whose training fits 8 minutes of a 2-core laptop.
+_PROFILES["smoke"]["spade"] = {
+    "crop": 16, "start": 4, "ngf": 8, "max_mult": 4, "spade_hidden": 8, "ndf": 8, "enc_ndf": 8, "z_dim": 16,
+    "d_layers": 2, "num_d": 1, "batch_size": 16, "steps": 30, "checkpoint_every": 30, "log_every": 5,
+    "eval_every": 15, "eval_instances": 40, "threads": 1, "eval_max_instances": 60,
+}
+_PROFILES["default"]["spade"] = {
+    "crop": 32, "start": 4, "ngf": 16, "max_mult": 8, "spade_hidden": 16, "ndf": 16, "enc_ndf": 16, "z_dim": 64,
+    "d_layers": 3, "num_d": 2, "batch_size": 16, "steps": 1200, "checkpoint_every": 200, "log_every": 25,
+    "eval_every": 200, "eval_instances": 200, "eval_max_instances": None,
+}
+_PROFILES["paper"]["spade"] = {"crop": 256, "epochs": 200, "batch_size": 16, "eval_every": 5000,
+                               "checkpoint_every": 5000, "eval_max_instances": None}

@@ -7,6 +7,10 @@ any of them.
   completion in :mod:`amodal_lib.predict.amodal_vae`.
 - ``pcnet-m``: network in :mod:`amodal_lib.models.pcnet`, training in :mod:`amodal_lib.train.pcnet`,
   completion in :mod:`amodal_lib.predict.pcnet`.
+- ``spade`` (a renderer, not a completion method: it draws an instance in a new full mask):
+  network in :mod:`amodal_lib.models.spade`, training in :mod:`amodal_lib.train.spade`,
+  rendering in :mod:`amodal_lib.predict.spade` (trained, loaded and listed here; ``complete``
+  does not take it).
 
 A new family adds its three modules and one branch to each function here.
 """
@@ -28,6 +32,8 @@ def _check(name: str, allowed: Sequence[str] = MODELS) -> None:
 
 def is_trained(name: str, run_dir) -> bool:
     """Has every stage of ``name``'s run in ``run_dir`` finished?"""
+    if name in RENDERERS:
+        return _renderer_is_trained(name, run_dir)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -47,6 +53,9 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
     threshold, and when not given is held out of ``annotations``: :mod:`amodal_lib.train.validation`);
     an unfinished run resumes when ``resume``. Amodal-VAE's model carries ``train_log``, the lines
     its run printed (validation, the checkpoint each stage kept, the threshold)."""
+    if name in RENDERERS:
+        return _train_renderer(name, annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
+                               resume=resume, val_annotations=val_annotations, stage=stage, progress=progress)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -66,6 +75,8 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
 
 def load_model(name: str, checkpoint, device="auto"):
     """The trained model of a run folder or checkpoint file, in eval mode."""
+    if name in RENDERERS:
+        return _load_renderer(name, checkpoint, device)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -125,3 +136,29 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
                                         samples=int(samples), return_details=bool(samples),
                                         generator=torch.Generator().manual_seed(int(seed)))
     return out.sample_mean_masks() if samples else out
+
+
+# --------------------------------------------------------------------------- renderers (issue 14)
+RENDERERS = ("spade",)   # trained on pixels; they draw an instance in a new full mask (notebook 13)
+TRAINABLE = MODELS + RENDERERS
+
+
+def _renderer_is_trained(name: str, run_dir) -> bool:
+    from .train import spade
+    return spade.is_trained(run_dir)
+
+
+def _train_renderer(name: str, annotations, run_dir, *, profile=None, seed=0, device="auto", steps=None, resume=True,
+                    val_annotations=None, stage=None, progress=True):
+    """The SPADE renderer trained on the unoccluded instances of ``annotations`` (with their
+    images); ``val_annotations`` gives validation metrics (:mod:`amodal_lib.train.spade`)."""
+    if stage not in (None, 1):
+        raise ArgumentError(f"{name} has a single training stage; --stage {stage} does not apply")
+    from .train import spade
+    return spade.train_spade(annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
+                             resume=resume, progress=progress, val_annotations=val_annotations)
+
+
+def _load_renderer(name: str, checkpoint, device="auto"):
+    from .train import spade
+    return spade.load_model(checkpoint, device)
