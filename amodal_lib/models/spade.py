@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
