@@ -13,6 +13,9 @@
     amodal segment  --checkpoint RUN_DIR --annotations ANN.json [--images DIR] --out MASKS.json
                     [--crop-box amodal|visible] [--threshold T] [--device D]
     amodal complete ... --visible MASKS.json   (complete those visible masks instead of the file's)
+    amodal train    --model spade --annotations ANN.json [--images DIR] --out RUN_DIR [...]
+    amodal render   --checkpoint RUN_DIR_OR_FILE --image IMG --annotations ANN.json --id ID --mask NEW_MASK.png
+                    --out OUT.png [--device D]
 
 Every command also takes ``--debug`` (before or after its name). Methods are reached by name
 through :mod:`amodal_lib.registry`.
@@ -42,7 +45,7 @@ from pathlib import Path
 
 from .errors import ArgumentError, UnsafeOutputError, UserError
 from .profiles import PROFILE_NAMES, get_profile
-from .registry import METHODS, MODELS, SEGMENTERS
+from .registry import METHODS, MODELS, RENDERERS, SEGMENTERS, TRAINABLE
 
 MAX_SAMPLES = 100  # posterior samples per instance for `complete --samples`
 
@@ -62,14 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", choices=PROFILE_NAMES, help="scale (default: $AMODAL_PROFILE or 'default')")
 
     t = sub.add_parser("train", parents=[common], help="train a model; RUN_DIR holds every stage's checkpoint")
-    t.add_argument("--model", required=True, choices=MODELS + SEGMENTERS)
+    t.add_argument("--model", required=True, choices=TRAINABLE)
     t.add_argument("--stage", type=int, choices=(1, 2, 3), help="one stage (default: all, skipping finished ones)")
     t.add_argument("--annotations", required=True, help="training annotations: KINS, COCOA, COCO or Cityscapes")
     t.add_argument("--val-annotations", help="validation annotations (amodal-vae: selects checkpoints and the "
                                              "threshold; default: images held out of --annotations; "
                                              "pcnet-m: with amodal masks, for logging mIoU)")
     t.add_argument("--images", help="image folder of the annotations (checked to exist and attached to them; "
-                                    "resnet-psp reads the images, the completion models do not)")
+                                    "resnet-psp and spade read the images, the completion models do not)")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--profile", choices=PROFILE_NAMES)
     t.add_argument("--seed", type=int, default=0)
@@ -100,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--allow-missing", action="store_true",
                    help="evaluate only the annotations that have a prediction")
     _add_segmentation_arguments(sub, t, c)   # issue 12
+    _add_render_parser(sub, common)
     return p
 
 
@@ -219,6 +223,8 @@ def _train(ns) -> int:
         return _train_segmenter(ns)
     if ns.model == "pcnet-m" and ns.stage not in (None, 1):
         raise ArgumentError(f"--model pcnet-m has a single training stage; --stage {ns.stage} does not apply")
+    if ns.model in RENDERERS and ns.stage not in (None, 1):
+        raise ArgumentError(f"--model {ns.model} has a single training stage; --stage {ns.stage} does not apply")
     if Path(ns.out).exists() and not Path(ns.out).is_dir():
         raise UnsafeOutputError(ns.out, "exists and is not a folder: --out takes a run folder")
     ann = _load(ns.annotations, ns.images)   # read once, checked before any step
@@ -235,6 +241,8 @@ def _train(ns) -> int:
         print(f"Amodal-VAE: {model.checkpoint} (stage {model.trained_stage}) in {time.time() - t0:.0f} s; "
               f"threshold: {registry.default_threshold('amodal-vae', ns.out)[0]:g} ({Path(ns.out) / 'threshold.json'})")
         return 0
+    if ns.model in RENDERERS:
+        return _report_renderer(ns, model, time.time() - t0)
     from .train.pcnet import checkpoint_file
     last = next((h for h in reversed(model.history) if h.get("split") == "train"), {})
     print(f"PCNet-M: trained to step {last.get('step', '?')} (loss {last.get('loss', float('nan')):.4f}) "
@@ -406,6 +414,80 @@ def _area(rle) -> int:
 
 
 COMMANDS["segment"] = _segment
+# --------------------------------------------------------------------------- render (issue 14: SPADE)
+def _add_render_parser(sub, common) -> None:
+    r = sub.add_parser("render", parents=[common], help="draw an instance in a new full mask with a trained SPADE "
+                                                          "renderer and paste it into its image")
+    r.add_argument("--checkpoint", required=True, help="run folder or checkpoint file of `amodal train --model spade`")
+    r.add_argument("--image", required=True, help="the image the instance is in")
+    r.add_argument("--annotations", required=True, help="the annotation file holding the instance")
+    r.add_argument("--id", required=True, type=int, help="the instance's annotation id")
+    r.add_argument("--mask", required=True, help="the new full mask: a PNG of the image's size, nonzero = object")
+    r.add_argument("--out", required=True, help="the composited image (PNG; never one of the inputs)")
+    r.add_argument("--device", default="auto")
+
+
+def _read_png(path, what: str, mode: str):
+    """A picture as a numpy array (Pillow ``mode``), or one DataError naming the file."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+    from .errors import DataError, MissingFileError
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(p, None, "", f"{what}: no such file")
+    try:
+        with Image.open(p) as im:
+            if im.width * im.height > 2 ** 26:
+                raise DataError(f"{p}: {what} of {im.width}x{im.height} pixels is too large")
+            return np.asarray(im.convert(mode))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{p}: {what} is not a readable image ({type(e).__name__}: {str(e)[:120]})") from None
+
+
+def _render(ns) -> int:
+    from .errors import DataError
+    from .io import atomic_write
+    if Path(ns.out).suffix.lower() != ".png":
+        raise ArgumentError(f"--out {ns.out}: the composited image is written as PNG; give a .png name")
+    check_output_file(ns.out, {"image": ns.image, "mask": ns.mask, "annotation file": ns.annotations,
+                               **_checkpoint_inputs(ns.checkpoint)})
+    ann = _load(ns.annotations)
+    inst = ann.by_id().get(ns.id)
+    if inst is None:
+        raise ArgumentError(f"--id {ns.id}: {ns.annotations} has no annotation with this id")
+    image = _read_png(ns.image, "the image", "RGB")
+    want = (inst.height, inst.width)
+    if image.shape[:2] != want:
+        raise DataError(f"{ns.image}: the image is {image.shape[0]}x{image.shape[1]} pixels but {Path(ns.annotations).name} "
+                        f"gives {want[0]}x{want[1]} for image {inst.image_id} of annotation {ns.id}")
+    mask = _read_png(ns.mask, "the mask", "L") > 0
+    if mask.shape != image.shape[:2]:
+        raise DataError(f"{ns.mask}: the mask is {mask.shape[0]}x{mask.shape[1]} pixels; it must be the image's "
+                        f"size, {want[0]}x{want[1]}")
+    if not mask.any():
+        raise DataError(f"{ns.mask}: the mask is empty (no nonzero pixel): nothing to draw")
+    from . import registry
+    from .predict.spade import render_instance
+    model = registry.load_model("spade", ns.checkpoint, ns.device)
+    out = render_instance(model, ann, inst, mask, image=image)
+    from PIL import Image
+    atomic_write(ns.out, lambda f: Image.fromarray(out["image"]).save(f, format="PNG"))
+    x0, y0, x1, y1 = [round(float(v), 1) for v in out["box"]]
+    print(f"rendered annotation {ns.id} in the new mask (crop [{x0}, {y0}, {x1}, {y1}]); wrote {ns.out}")
+    return 0
+
+
+def _report_renderer(ns, model, seconds: float) -> int:
+    from .train.spade import checkpoint_file, timing
+    last = next((h for h in reversed(model.history) if h.get("split") == "train"), {})
+    t = timing(ns.out) or {}
+    print(f"SPADE: trained to step {last.get('step', '?')} (generator loss {last.get('loss_g', float('nan')):.4f}, "
+          f"discriminator {last.get('loss_d', float('nan')):.4f}) in {seconds:.1f} s "
+          f"({t.get('train_cpu_s', float('nan')):.0f} CPU s); checkpoint {checkpoint_file(ns.out)}")
+    return 0
+
+
+COMMANDS["render"] = _render
 
 
 def _one_line(text: str) -> str:

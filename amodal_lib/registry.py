@@ -7,6 +7,10 @@ any of them.
   completion in :mod:`amodal_lib.predict.amodal_vae`.
 - ``pcnet-m``: network in :mod:`amodal_lib.models.pcnet`, training in :mod:`amodal_lib.train.pcnet`,
   completion in :mod:`amodal_lib.predict.pcnet`.
+- ``spade`` (a renderer, not a completion method: it draws an instance in a new full mask):
+  network in :mod:`amodal_lib.models.spade`, training in :mod:`amodal_lib.train.spade`,
+  rendering in :mod:`amodal_lib.predict.spade` (trained, loaded and listed here; ``complete``
+  does not take it).
 
 A new family adds its three modules and one branch to each function here.
 """
@@ -28,8 +32,10 @@ def _check(name: str, allowed: Sequence[str] = MODELS) -> None:
 
 def is_trained(name: str, run_dir) -> bool:
     """Has every stage of ``name``'s run in ``run_dir`` finished?"""
-    if name in SEGMENTERS:   # issue 12
+    if name in SEGMENTERS:
         return segmenter_is_trained(name, run_dir)
+    if name in RENDERERS:
+        return _renderer_is_trained(name, run_dir)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -49,8 +55,11 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
     threshold, and when not given is held out of ``annotations``: :mod:`amodal_lib.train.validation`);
     an unfinished run resumes when ``resume``. Amodal-VAE's model carries ``train_log``, the lines
     its run printed (validation, the checkpoint each stage kept, the threshold)."""
-    if name in SEGMENTERS:   # issue 12
+    if name in SEGMENTERS:
         return train_segmenter(name, annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
+                               resume=resume, val_annotations=val_annotations, stage=stage, progress=progress)
+    if name in RENDERERS:
+        return _train_renderer(name, annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
                                resume=resume, val_annotations=val_annotations, stage=stage, progress=progress)
     _check(name)
     if name == "amodal-vae":
@@ -71,8 +80,10 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
 
 def load_model(name: str, checkpoint, device="auto"):
     """The trained model of a run folder or checkpoint file, in eval mode."""
-    if name in SEGMENTERS:   # issue 12
+    if name in SEGMENTERS:
         return load_segmenter(name, checkpoint, device)
+    if name in RENDERERS:
+        return _load_renderer(name, checkpoint, device)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -204,3 +215,27 @@ def complete_from_visible(name: str, ann, visible: dict, model=None, instances: 
     out = complete(name, swapped, model, nonempty, **kwargs) if nonempty else {}
     out.update({i.id: M.empty(i.height, i.width) for i in wanted if i.visible_area == 0})
     return {i.id: out[i.id] for i in wanted}
+# --------------------------------------------------------------------------- renderers (issue 14)
+RENDERERS = ("spade",)   # trained on pixels; they draw an instance in a new full mask (notebook 13)
+TRAINABLE = MODELS + SEGMENTERS + RENDERERS
+
+
+def _renderer_is_trained(name: str, run_dir) -> bool:
+    from .train import spade
+    return spade.is_trained(run_dir)
+
+
+def _train_renderer(name: str, annotations, run_dir, *, profile=None, seed=0, device="auto", steps=None, resume=True,
+                    val_annotations=None, stage=None, progress=True):
+    """The SPADE renderer trained on the unoccluded instances of ``annotations`` (with their
+    images); ``val_annotations`` gives validation metrics (:mod:`amodal_lib.train.spade`)."""
+    if stage not in (None, 1):
+        raise ArgumentError(f"{name} has a single training stage; --stage {stage} does not apply")
+    from .train import spade
+    return spade.train_spade(annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
+                             resume=resume, progress=progress, val_annotations=val_annotations)
+
+
+def _load_renderer(name: str, checkpoint, device="auto"):
+    from .train import spade
+    return spade.load_model(checkpoint, device)

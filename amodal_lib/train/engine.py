@@ -54,6 +54,16 @@ API
     the last good checkpoint is left as it was. Only rank 0 writes files and shows a progress bar
     (``tqdm.auto``).
 
+    **Several optimisers** (a GAN's generator and discriminator): ``optimizer`` may be a dict
+    ``{phase: optimizer}``; each step then runs the phases in the dict's order on one batch:
+    ``losses = step_fn(model, batch, step, phase)``, every gradient zeroed, its ``"loss"``
+    back-propagated, and only that phase's optimizer stepped (clipping, when set, over its
+    parameters only). The history names each phase's loss ``loss_<phase>`` (a key two phases
+    share is prefixed ``<phase>_`` in the later one); the checkpoint holds every optimizer's
+    state (and every scheduler's, when ``scheduler`` is a dict too), so resume stays exact.
+    Under DDP the phases are separate forward/backward passes of the wrapped model: pass
+    ``ddp_kwargs={"find_unused_parameters": True}`` when a phase leaves parameters unused.
+
 Minimal use::
 
     class Net(nn.Module):
@@ -290,8 +300,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # --------------------------------------------------------------------------- the loop
-def _default_step(model, batch, step):
-    return model(batch)
+def _default_step(model, batch, step, *phase):
+    return model(batch, *phase)
 
 
 class Trainer:
@@ -302,13 +312,16 @@ class Trainer:
     model: the module to train (trainable = ``requires_grad`` parameters). It is moved to the
         device and wrapped in DDP when several processes run.
     optimizer: built over ``model``'s parameters (or a callable ``model -> optimizer``, which is
-        called after the model is on its device).
+        called after the model is on its device); or a dict ``{phase: optimizer or callable}``
+        for several optimisers stepped in turn (module docstring; ``step_fn`` then also takes
+        the phase).
     data: dict name -> tensor, all with the same first dimension.
     batch_size: the global batch (split over ranks).
     steps: total number of optimisation steps.
     run_dir, name: files are ``run_dir/name.pt`` and ``run_dir/name.history.jsonl``.
     stage: a label for messages and the history.
-    step_fn: ``(model, batch, step) -> {"loss": tensor, ...}``.
+    step_fn: ``(model, batch, step) -> {"loss": tensor, ...}``; ``(model, batch, step, phase)``
+        with a dict of optimisers.
     eval_fn: ``(model, step) -> {metric: float}`` on rank 0, model unwrapped and in eval mode.
     config: JSON-able settings stored in the checkpoint; ``extra``: more JSON-able content
         (e.g. how to rebuild the model).
@@ -334,8 +347,12 @@ class Trainer:
         self.raw_model = model.to(self.device)
         self.model = wrap_ddp(self.raw_model, self.dist, **(ddp_kwargs or {}))
         self.save_module = save_module if save_module is not None else self.raw_model
-        self.optimizer = optimizer(self.raw_model) if callable(optimizer) and not isinstance(
-            optimizer, torch.optim.Optimizer) else optimizer
+        self.phased = isinstance(optimizer, dict)
+        if self.phased and not optimizer:
+            raise ValueError("optimizer: an empty dict of phases")
+        self.optimizers = {k: self._build_optimizer(v) for k, v in
+                           (optimizer.items() if self.phased else [("", optimizer)])}
+        self.optimizer = next(iter(self.optimizers.values()))  # the only one, when not phased
         sizes = {k: len(v) for k, v in data.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"data tensors differ in length: {sizes}")
@@ -362,6 +379,15 @@ class Trainer:
         self.best: Optional[dict] = None  # {"step", "value", "model"}: the best evaluation so far
         self.selected: Optional[dict] = None  # {"metric", "step", "value"} once the run is done
 
+    def _build_optimizer(self, optimizer):
+        return optimizer(self.raw_model) if callable(optimizer) and not isinstance(
+            optimizer, torch.optim.Optimizer) else optimizer
+
+    def _schedulers(self) -> list:
+        if self.scheduler is None:
+            return []
+        return list(self.scheduler.values()) if isinstance(self.scheduler, dict) else [self.scheduler]
+
     # -- paths
     @property
     def checkpoint_path(self) -> Path:
@@ -386,8 +412,10 @@ class Trainer:
             "step": self.step, "steps": self.steps, "done": self.done, "seed": self.seed,
             "world_size": self.dist.world_size,
             "model": self.save_module.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "optimizer": ({k: o.state_dict() for k, o in self.optimizers.items()} if self.phased
+                          else self.optimizer.state_dict()),
+            "scheduler": ({k: v.state_dict() for k, v in self.scheduler.items()} if isinstance(self.scheduler, dict)
+                          else self.scheduler.state_dict() if self.scheduler is not None else None),
             "scaler": self.scaler.state_dict(),
             "rng": rngs, "generator": self.generator.get_state(),
             "config": self.config, "extra": self.extra, "history": self.history,
@@ -396,9 +424,17 @@ class Trainer:
 
     def load_state_dict(self, ck: dict) -> None:
         self.save_module.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
+        if self.phased:
+            for k, o in self.optimizers.items():
+                o.load_state_dict(ck["optimizer"][k])
+        else:
+            self.optimizer.load_state_dict(ck["optimizer"])
         if self.scheduler is not None and ck.get("scheduler") is not None:
-            self.scheduler.load_state_dict(ck["scheduler"])
+            if isinstance(self.scheduler, dict):
+                for k, v in self.scheduler.items():
+                    v.load_state_dict(ck["scheduler"][k])
+            else:
+                self.scheduler.load_state_dict(ck["scheduler"])
         if ck.get("scaler"):
             self.scaler.load_state_dict(ck["scaler"])
         rngs = ck["rng"]
@@ -452,23 +488,12 @@ class Trainer:
             while self.step < self.steps:
                 step = self.step + 1
                 batch = self.next_batch()
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    losses = self.step_fn(self.model, batch, step)
-                values = self._reduce(losses)
-                bad = [(k, v) for k, v in values.items() if not math.isfinite(v)]
-                if bad:
-                    raise NonFiniteLossError(self.stage, step, bad[0][0], bad[0][1],
-                                             self.checkpoint_path if self.checkpoint_path.exists() else None)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(losses["loss"]).backward()
-                if self.clip_grad_norm:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for p in self.raw_model.parameters() if p.requires_grad], self.clip_grad_norm)
-                self.scaler.step(self.optimizer)
+                values = {}
+                for phase, opt in self.optimizers.items():
+                    values.update(self._phase(phase, opt, batch, step, values))
                 self.scaler.update()
-                if self.scheduler is not None:
-                    self.scheduler.step()
+                for sched in self._schedulers():
+                    sched.step()
                 self.step = step
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -479,7 +504,8 @@ class Trainer:
                            **{k: v / count for k, v in sums.items()},
                            "steps_per_s": count / max(time.perf_counter() - t0, 1e-9)}
                     self.history.append(rec)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k in ("loss", "bce", "kl")})
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()
+                                     if k in ("loss", "bce", "kl") or (self.phased and k.startswith("loss_"))})
                     sums, count, t0 = {}, 0, time.perf_counter()
                 if self.eval_fn is not None and self.eval_every and (step % self.eval_every == 0 or step == self.steps):
                     self.evaluate()
@@ -493,6 +519,31 @@ class Trainer:
         finally:
             bar.close()
         return self.history
+
+    def _phase(self, phase: str, opt, batch: dict, step: int, seen: dict) -> dict:
+        """One optimiser's part of a step: its losses, back-propagated, and its update (the grad
+        scaler's ``update`` follows the last phase). Returns its losses, named for the history."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            losses = self.step_fn(self.model, batch, step, phase) if self.phased else \
+                self.step_fn(self.model, batch, step)
+        values = self._reduce(losses)
+        if self.phased:
+            values = {(f"loss_{phase}" if k == "loss" else f"{phase}_{k}" if k in seen else k): v
+                      for k, v in values.items()}
+        bad = [(k, v) for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(self.stage, step, bad[0][0], bad[0][1],
+                                     self.checkpoint_path if self.checkpoint_path.exists() else None)
+        for o in self.optimizers.values():
+            o.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["loss"]).backward()
+        if self.clip_grad_norm:
+            self.scaler.unscale_(opt)
+            params = [p for g in opt.param_groups for p in g["params"]] if self.phased else \
+                list(self.raw_model.parameters())
+            torch.nn.utils.clip_grad_norm_([p for p in params if p.requires_grad], self.clip_grad_norm)
+        self.scaler.step(opt)
+        return values
 
     def evaluate(self) -> Optional[dict]:
         """Run ``eval_fn`` on rank 0 (model in eval mode) and append its metrics to the history."""

@@ -6,6 +6,7 @@
 - :mod:`.training`: training runs, a stage's validation and the checkpoint it kept (01-03, 10);
 - :mod:`.results`: the supplementary's figures and analyses (04-09), PCNet-M's completions (10).
 - :mod:`.seg_input`: the segmentation-input experiment (11).
+- :mod:`.pose`: the pose change with the SPADE renderer, Fig 10 and its training run (13).
 
 Everything is reachable as ``viz.NAME``.
 """
@@ -19,3 +20,4 @@ from .training import (plot_occlusion_spread, plot_stage1_training, plot_stage2_
                        plot_validation_through_training)
 from .seg_input import (plot_drop_per_bin, plot_robustness, plot_segmentation_examples, plot_segmenter_history,
                         plot_table1)
+from .pose import plot_gan_history, plot_pose_change, plot_pose_strip

@@ -1,0 +1,349 @@
+"""Training the SPADE renderer (:mod:`amodal_lib.models.spade`) on the shared engine.
+
+Data
+    The **unoccluded** instances of the training file (touching neither another instance nor the
+    border, judged from visible masks only: :meth:`AnnotationSet.modal_view`; their visible mask
+    is their full mask), each in its square crop (:func:`amodal_lib.predict.spade.instance_crops`):
+    the RGB crop and the full mask, cropped once into memory as uint8 (:func:`training_tensors`).
+    Instances whose visible box's longer side is under ``min_side`` pixels are left out. Each
+    step flips half the batch left-right (image and mask together).
+Losses (GauGAN's, :func:`phase_losses`)
+    Generator phase: the appearance code is sampled from the encoder's posterior of the real
+    object; the generator draws it in the real mask; the fake is the rendering composited over
+    neutral grey through its alpha, the real the object over grey. Loss: hinge GAN
+    + ``lambda_feat`` discriminator feature matching + ``lambda_kl`` KL of the code
+    + ``lambda_vgg`` VGG19 perceptual (only with ``vgg_weights``, a local file; default
+    ``$AMODAL_VGG19_WEIGHTS``) + two terms of ours: ``lambda_l1`` L1 between fake and real, and
+    ``lambda_alpha`` binary cross-entropy of the alpha against the mask (the silhouette).
+    Discriminator phase: hinge loss on the real pair and the generator phase's fake (detached).
+Optimisers
+    GauGAN's two-time-scale Adam (beta1 0, beta2 0.9; generator and encoder lr 1e-4,
+    discriminator 4e-4), one per phase on the engine (:class:`~amodal_lib.train.engine.Trainer`
+    with a dict of optimisers), both decayed linearly to 0 over the steps after ``decay_from`` of
+    the run (GauGAN's ``niter_decay``). The run length is ``steps``, else ``epochs`` over the
+    training crops.
+Validation
+    Every ``eval_every`` steps, on up to ``eval_instances`` unoccluded instances of the validation
+    file: the reconstruction from the real mask (L1 on the object's pixels in grey levels, PSNR)
+    and the silhouette IoU of the alpha with the mask. The run keeps its last weights.
+
+``train_spade`` trains (and writes ``timing.json``: CPU and wall seconds); ``load_model`` loads.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..data import as_annotations
+from ..data.records import AnnotationSet
+from ..errors import CheckpointError, DataError, MissingCheckpointError
+from ..io import atomic_write_json
+from ..models.spade import (SpadeRenderer, VGGLoss, feature_matching, hinge_d_loss, hinge_g_loss, kl_normal)
+from ..predict.spade import instance_crops, render_crops
+from ..profiles import get_profile
+from . import engine
+
+CHECKPOINT_NAME = "spade"
+NETWORK_KEYS = ("crop", "ngf", "ndf", "z_dim", "start", "max_mult", "spade_hidden", "norm", "enc_ndf", "d_layers",
+                "num_d")
+
+# The published GauGAN settings at the paper's 256 px; a profile's "spade" section overrides any.
+DEFAULTS = {
+    "crop": 256, "pad": 1.25, "ngf": 64, "ndf": 64, "enc_ndf": 64, "z_dim": 256, "start": 8, "max_mult": 16,
+    "spade_hidden": 128, "norm": "batch", "d_layers": 4, "num_d": 2,
+    "batch_size": 16, "epochs": 200, "steps": None, "decay_from": 0.5,
+    "lr_g": 1e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9,
+    "lambda_feat": 10.0, "lambda_vgg": 10.0, "lambda_kl": 0.05, "lambda_l1": 10.0, "lambda_alpha": 1.0,
+    "vgg_weights": None, "flip": True, "min_side": 8,
+    "checkpoint_every": 1000, "log_every": 25, "eval_every": 1000, "eval_instances": 200,
+    "threads": None,   # torch CPU threads while training (None: torch's choice)
+}
+
+
+def settings(profile: Optional[str] = None, **overrides) -> dict:
+    """The renderer's settings for a profile: :data:`DEFAULTS`, the profile's "spade" keys, then
+    the ``overrides`` that are not None (``vgg_weights`` defaults to ``$AMODAL_VGG19_WEIGHTS``)."""
+    cfg = dict(DEFAULTS)
+    cfg.update(get_profile(profile).get("spade", {}))
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    if cfg.get("vgg_weights") is None and os.environ.get("AMODAL_VGG19_WEIGHTS"):
+        cfg["vgg_weights"] = os.environ["AMODAL_VGG19_WEIGHTS"]
+    return cfg
+
+
+# --------------------------------------------------------------------------- data
+def whole_instances(ann: AnnotationSet, min_side: float = 8) -> list:
+    """The unoccluded instances of ``ann``'s modal view (no amodal label is read) whose visible
+    box's longer side is at least ``min_side`` pixels."""
+    return [i for i in ann.modal_view().instances if i.is_unoccluded and max(i.visible_box[2:]) >= min_side]
+
+
+def pick(instances: list, max_instances: Optional[int], seed: int = 0) -> list:
+    """Up to ``max_instances`` of ``instances`` (a seeded draw, kept in file order); all when None."""
+    if not max_instances or len(instances) <= max_instances:
+        return list(instances)
+    import numpy as np
+    keep = np.sort(np.random.default_rng(seed).choice(len(instances), int(max_instances), replace=False))
+    return [instances[k] for k in keep]
+
+
+def training_tensors(ann: AnnotationSet, size: int, pad: float, min_side: float = 8) -> dict:
+    """{"rgb": (N, 3, S, S) uint8, "mask": (N, S, S) uint8, "cat": (N,) int64} of the whole
+    instances (:func:`whole_instances`), cropped once."""
+    insts = whole_instances(ann, min_side)
+    if not insts:
+        raise DataError(f"{ann.path}: no unoccluded instance of at least {min_side} px to train the renderer on")
+    rgb, masks, _ = instance_crops(ann, insts, size, pad)
+    return {"rgb": (rgb * 255).round().to(torch.uint8), "mask": masks.to(torch.uint8),
+            "cat": torch.tensor([i.category_id for i in insts], dtype=torch.int64)}
+
+
+def prepare(batch: dict, flip: bool = False) -> dict:
+    """A batch as the networks take it: RGB in [-1, 1], the mask (N, 1, S, S); with ``flip`` half
+    of it mirrored left-right (image and mask together; global RNG)."""
+    rgb = batch["rgb"].float() / 127.5 - 1
+    m = batch["mask"].float()[:, None]
+    if flip:
+        f = (torch.rand(len(rgb), device=rgb.device) < 0.5)[:, None, None, None]
+        rgb, m = torch.where(f, rgb.flip(-1), rgb), torch.where(f, m.flip(-1), m)
+    return {"rgb": rgb, "mask": m}
+
+
+# --------------------------------------------------------------------------- losses
+def phase_losses(model: SpadeRenderer, batch: dict, phase: str, fake: Optional[torch.Tensor] = None,
+                 weights: Optional[dict] = None, vgg: Optional[VGGLoss] = None) -> dict:
+    """One training phase's losses (module docstring). ``batch``: :func:`prepare`'s. Phase "g"
+    also returns the composited fake (``"fake"``, detached) for phase "d", which takes it as ``fake``."""
+    w = {**{k: DEFAULTS[k] for k in ("lambda_feat", "lambda_vgg", "lambda_kl", "lambda_l1", "lambda_alpha")},
+         **(weights or {})}
+    real_rgb, m = batch["rgb"], batch["mask"]
+    real = model.object_image(real_rgb, m)
+    if phase == "d":
+        if fake is None:
+            raise ValueError("the discriminator phase needs the generator phase's fake")
+        d_real, d_fake = model.discriminate(real, m), model.discriminate(fake.detach(), m)
+        return {"loss": hinge_d_loss(d_real, d_fake), "d_real": torch.stack([r[-1].mean() for r in d_real]).mean(),
+                "d_fake": torch.stack([f[-1].mean() for f in d_fake]).mean()}
+    if phase != "g":
+        raise ValueError(f"phase must be 'g' or 'd', got {phase!r}")
+    z, mu, logvar = model.appearance(real_rgb, m, sample=True)
+    rgb, alpha_logit = model.generator(m, z)
+    out = model.composite(rgb, torch.sigmoid(alpha_logit))
+    d_fake = model.discriminate(out, m)
+    with torch.no_grad():
+        d_real = model.discriminate(real, m)
+    losses = {"g_gan": hinge_g_loss(d_fake), "feat": feature_matching(d_real, d_fake), "kl": kl_normal(mu, logvar),
+              "l1": (out - real).abs().mean(),
+              "alpha_bce": F.binary_cross_entropy_with_logits(alpha_logit, m[:, 0])}
+    total = losses["g_gan"] + w["lambda_feat"] * losses["feat"] + w["lambda_kl"] * losses["kl"] \
+        + w["lambda_l1"] * losses["l1"] + w["lambda_alpha"] * losses["alpha_bce"]
+    if vgg is not None:
+        losses["vgg"] = vgg(out, real)
+        total = total + w["lambda_vgg"] * losses["vgg"]
+    with torch.no_grad():
+        losses["silhouette_iou"] = silhouette_iou(alpha_logit > 0, m[:, 0] > 0.5).mean()
+    return {"loss": total, **losses, "fake": out.detach()}
+
+
+def silhouette_iou(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample IoU of two (N, H, W) boolean masks (1 where both are empty)."""
+    inter = (pred & mask).flatten(1).sum(1).float()
+    union = (pred | mask).flatten(1).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+def _step_fn(cfg: dict, vgg: Optional[VGGLoss]):
+    weights = {k: float(cfg[k]) for k in ("lambda_feat", "lambda_vgg", "lambda_kl", "lambda_l1", "lambda_alpha")}
+    held: dict = {}
+
+    def step(model, batch, step, phase):
+        if phase == "g":
+            held["batch"] = prepare(batch, bool(cfg["flip"]))
+            out = model(held["batch"], "g", weights=weights, vgg=vgg)
+            held["fake"] = out.pop("fake")
+            return out
+        return model(held.pop("batch"), "d", fake=held.pop("fake"))
+    return step
+
+
+# --------------------------------------------------------------------------- validation
+def reconstruction_scores(rgb: torch.Tensor, alpha: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> dict:
+    """Per-instance scores of renderings (RGB (N, 3, S, S) and alpha (N, S, S) in [0, 1]) against
+    the real objects (RGB in [0, 1], masks (N, S, S)): both composited over neutral grey, the
+    mean absolute error on the object's pixels in grey levels (``l1``), PSNR over the crop in dB
+    (``psnr``), and the IoU of alpha > 0.5 with the mask (``silhouette_iou``)."""
+    m = mask.float()[:, None]
+    fake = 0.5 + (rgb - 0.5) * alpha[:, None]
+    true = 0.5 + (real - 0.5) * m
+    err = (fake - true).abs()
+    l1 = 255 * (err * m).flatten(1).sum(1) / (3 * m.flatten(1).sum(1)).clamp_min(1)
+    mse = (err ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return {"l1": l1, "psnr": 10 * torch.log10(1 / mse),
+            "silhouette_iou": silhouette_iou(alpha > 0.5, mask > 0.5)}
+
+
+def _eval_fn(val: AnnotationSet, cfg: dict):
+    insts = pick(whole_instances(val, cfg["min_side"]), cfg.get("eval_instances"), 0)
+    if not insts:
+        return None
+    rgb, masks, _ = instance_crops(val, insts, int(cfg["crop"]), float(cfg["pad"]))
+
+    def evaluate(model, step):
+        out, alpha = render_crops(model, masks, rgb, masks)
+        s = reconstruction_scores(out, alpha, rgb, masks)
+        return {f"val_{k}": float(v.mean()) for k, v in s.items()}
+    return evaluate
+
+
+# --------------------------------------------------------------------------- training
+def build_model(cfg: dict) -> SpadeRenderer:
+    model = SpadeRenderer(**{k: cfg[k] for k in NETWORK_KEYS})
+    model.config["pad"] = float(cfg["pad"])
+    return model
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def train_spade(annotations, out_dir, profile: Optional[str] = None, seed: int = 0, device="auto",
+                steps: Optional[int] = None, resume: bool = True, progress: bool = True,
+                stop_after: Optional[int] = None, val_annotations=None, **overrides) -> SpadeRenderer:
+    """Train the renderer on the unoccluded instances of ``annotations`` (a path or an
+    :class:`AnnotationSet` with its images) into ``out_dir/spade.pt``; returns the model (eval
+    mode, with ``history``). ``val_annotations``: validation metrics in the history. ``steps``
+    overrides the profile's run length, ``overrides`` any other setting of :data:`DEFAULTS`;
+    ``stop_after`` stops after that step without saving (a simulated kill, for tests). The CPU and
+    wall seconds of cropping and training are added to ``out_dir/timing.json``."""
+    cfg = settings(profile, steps=steps, **overrides)
+    engine.seed_everything(seed)
+    dist = engine.setup_distributed(device)
+    ann = as_annotations(annotations)
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    data = training_tensors(ann, int(cfg["crop"]), float(cfg["pad"]), float(cfg["min_side"]))
+    prep = {"cpu_s": _cpu_seconds() - cpu0, "wall_s": time.perf_counter() - t0}
+    n = len(data["rgb"])
+    total = int(cfg["steps"]) if cfg.get("steps") else max(1, math.ceil(float(cfg["epochs"]) * n / int(cfg["batch_size"])))
+    cfg["steps"] = total
+    model = build_model(cfg)
+    vgg = VGGLoss(cfg["vgg_weights"]).to(dist.device) if cfg.get("vgg_weights") else None
+    betas = (float(cfg["beta1"]), float(cfg["beta2"]))
+    opts = {"g": lambda m: torch.optim.Adam([*m.generator.parameters(), *m.encoder.parameters()], cfg["lr_g"],
+                                            betas=betas),
+            "d": lambda m: torch.optim.Adam(m.discriminator.parameters(), cfg["lr_d"], betas=betas)}
+    eval_fn = _eval_fn(as_annotations(val_annotations), cfg) if val_annotations is not None else None
+    trainer = engine.Trainer(
+        model, opts, data, batch_size=cfg["batch_size"], steps=total, run_dir=out_dir, name=CHECKPOINT_NAME,
+        stage="spade", seed=seed, step_fn=_step_fn(cfg, vgg), eval_fn=eval_fn,
+        eval_every=cfg["eval_every"] if eval_fn else 0, checkpoint_every=cfg["checkpoint_every"],
+        log_every=cfg["log_every"], dist=dist, resume=resume, progress=progress,
+        ddp_kwargs={"find_unused_parameters": True},
+        config={**cfg, "profile": profile, "seed": seed, "train_instances": n, "annotations": str(ann.path)},
+        extra={"model": model.config, "method": "spade"})
+    decay = lambda s: min(1.0, max(0.0, (total - s) / max(total * (1 - float(cfg["decay_from"])), 1)))  # noqa: E731
+    trainer.scheduler = {k: torch.optim.lr_scheduler.LambdaLR(o, decay) for k, o in trainer.optimizers.items()}
+    if progress and dist.is_main:
+        print(f"SPADE: {n} unoccluded training instances at {cfg['crop']}x{cfg['crop']} (cropped in "
+              f"{prep['wall_s']:.1f} s), {total} steps of batch {cfg['batch_size']}, VGG term "
+              f"{'on' if vgg is not None else 'off (no local weights)'}, device {dist.device}", file=sys.stderr)
+    n_threads = torch.get_num_threads()
+    if cfg.get("threads") and dist.device.type == "cpu":
+        torch.set_num_threads(int(cfg["threads"]))
+    cpu1, t1, step0 = _cpu_seconds(), time.perf_counter(), trainer.step
+    try:
+        trainer.fit(until=stop_after)
+    finally:
+        torch.set_num_threads(n_threads)
+    if dist.is_main and trainer.step > step0:
+        _add_timing(out_dir, prep, {"cpu_s": _cpu_seconds() - cpu1, "wall_s": time.perf_counter() - t1,
+                                    "steps": trainer.step - step0, "threads": torch.get_num_threads()
+                                    if not cfg.get("threads") else int(cfg["threads"])})
+    model = engine.unwrap(trainer.raw_model).eval()
+    model.history = trainer.history
+    model.checkpoint = trainer.checkpoint_path
+    return model
+
+
+def _add_timing(out_dir, prep: dict, fit: dict) -> None:
+    """Add one training session's seconds to ``timing.json`` (sessions add up across resumes)."""
+    path = Path(out_dir) / "timing.json"
+    t = json.loads(path.read_text()) if path.is_file() else {"sessions": []}
+    t["sessions"].append({"crop_cpu_s": round(prep["cpu_s"], 2), "crop_wall_s": round(prep["wall_s"], 2),
+                          **{k: round(v, 2) if isinstance(v, float) else v for k, v in fit.items()}})
+    s = t["sessions"]
+    t.update({"steps": sum(x["steps"] for x in s), "train_cpu_s": round(sum(x["cpu_s"] for x in s), 1),
+              "train_wall_s": round(sum(x["wall_s"] for x in s), 1),
+              "crop_cpu_s": round(sum(x["crop_cpu_s"] for x in s), 1)})
+    t["cpu_s_per_step"] = round(t["train_cpu_s"] / max(t["steps"], 1), 4)
+    t["steps_per_s"] = round(t["steps"] / max(t["train_wall_s"], 1e-9), 3)
+    atomic_write_json(path, t)
+
+
+def timing(run_dir) -> Optional[dict]:
+    """What ``timing.json`` of a run says (None when absent)."""
+    path = Path(run_dir) / "timing.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def describe_timing(run_dir) -> str:
+    """One line on what a run's training cost (``timing.json``): CPU seconds (user + system, all
+    threads), the wall seconds and steps per second, and the threads torch used."""
+    t = timing(run_dir)
+    if not t:
+        return f"{run_dir}: no timing.json (trained before timings were kept)"
+    threads = sorted({s.get("threads") for s in t["sessions"]})
+    return (f"{t['steps']} steps in {t['train_cpu_s']:.0f} CPU s ({t['cpu_s_per_step']:.3f} CPU s a step; "
+            f"{t['train_wall_s']:.0f} s wall, {t['steps_per_s']:.2f} steps/s, torch threads {threads}), "
+            f"plus {t['crop_cpu_s']:.0f} CPU s cropping the training instances; "
+            f"{len(t['sessions'])} session(s)")
+
+
+# --------------------------------------------------------------------------- trained runs
+def checkpoint_file(run_dir_or_file) -> Path:
+    """The checkpoint of a run folder (``spade.pt`` in it), or the file itself."""
+    p = Path(run_dir_or_file)
+    return p / f"{CHECKPOINT_NAME}.pt" if p.is_dir() or not p.suffix else p
+
+
+def is_trained(run_dir) -> bool:
+    p = checkpoint_file(run_dir)
+    return p.is_file() and bool(engine.load_checkpoint(p).get("done"))
+
+
+def load_model(run_dir_or_file, device="cpu") -> SpadeRenderer:
+    """The trained renderer of a run folder (its ``spade.pt``) or a checkpoint file, in eval mode."""
+    path = checkpoint_file(run_dir_or_file)
+    if not path.is_file():
+        raise MissingCheckpointError(path, "no SPADE checkpoint (train one with `amodal train --model spade`)")
+    ck = engine.load_checkpoint(path, map_location="cpu")
+    extra = ck.get("extra")
+    spec = extra.get("model") if isinstance(extra, dict) else None
+    if not isinstance(spec, dict) or extra.get("method") != "spade" or not isinstance(ck.get("model"), dict):
+        raise CheckpointError(path, "not a SPADE renderer checkpoint")
+    try:
+        model = SpadeRenderer(**{k: spec[k] for k in NETWORK_KEYS})
+        model.config["pad"] = float(spec.get("pad", DEFAULTS["pad"]))
+        state = {k.replace("module.", "", 1) if k.startswith("module.") else k: v for k, v in ck["model"].items()}
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [""])[0][:120]
+        raise CheckpointError(path, f"a SPADE checkpoint whose network cannot be rebuilt ({type(e).__name__}: "
+                                    f"{first})") from e
+    model.history = ck.get("history", [])
+    model.done = bool(ck.get("done"))
+    model.checkpoint = path
+    return model.to(engine.resolve_device(device)).eval()
+
+
+def load_history(run_dir) -> list:
+    return engine.load_history(run_dir, CHECKPOINT_NAME)
