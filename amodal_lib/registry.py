@@ -7,6 +7,9 @@ any of them.
   completion in :mod:`amodal_lib.predict.amodal_vae`.
 - ``pcnet-m``: network in :mod:`amodal_lib.models.pcnet`, training in :mod:`amodal_lib.train.pcnet`,
   completion in :mod:`amodal_lib.predict.pcnet`.
+- ``inpaint-background``, ``inpaint-instance`` (:data:`INPAINTERS`, scene editing): trained and loaded
+  here, not completion methods; network in :mod:`amodal_lib.models.partial_conv`, training in
+  :mod:`amodal_lib.train.inpaint`, filling in :mod:`amodal_lib.predict.inpaint`.
 
 A new family adds its three modules and one branch to each function here.
 """
@@ -28,6 +31,8 @@ def _check(name: str, allowed: Sequence[str] = MODELS) -> None:
 
 def is_trained(name: str, run_dir) -> bool:
     """Has every stage of ``name``'s run in ``run_dir`` finished?"""
+    if name in INPAINTERS:   # scene editing (issue 13)
+        return _inpainter_is_trained(name, run_dir)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -47,6 +52,9 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
     threshold, and when not given is held out of ``annotations``: :mod:`amodal_lib.train.validation`);
     an unfinished run resumes when ``resume``. Amodal-VAE's model carries ``train_log``, the lines
     its run printed (validation, the checkpoint each stage kept, the threshold)."""
+    if name in INPAINTERS:   # scene editing (issue 13)
+        return _train_inpainter(name, annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
+                                resume=resume, val_annotations=val_annotations, stage=stage, progress=progress)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -66,6 +74,8 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
 
 def load_model(name: str, checkpoint, device="auto"):
     """The trained model of a run folder or checkpoint file, in eval mode."""
+    if name in INPAINTERS:   # scene editing (issue 13)
+        return _load_inpainter(name, checkpoint, device)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -125,3 +135,38 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
                                         samples=int(samples), return_details=bool(samples),
                                         generator=torch.Generator().manual_seed(int(seed)))
     return out.sample_mean_masks() if samples else out
+
+
+# --------------------------------------------------------------------------- scene editing (issue 13)
+# The two partial-convolution inpainters of scene editing: trained and loaded by name like the
+# completion methods (``amodal train --model inpaint-background``, ``nb.Context.model(name)``), but
+# not completion methods (``complete`` does not take them). Network in
+# :mod:`amodal_lib.models.partial_conv`, training in :mod:`amodal_lib.train.inpaint`, filling in
+# :mod:`amodal_lib.predict.inpaint`, the edit in :mod:`amodal_lib.edit`.
+INPAINTERS = ("inpaint-background", "inpaint-instance")
+
+
+def _inpainter_kind(name: str) -> str:
+    from .train.inpaint import NAMES
+    return NAMES[name]
+
+
+def _inpainter_is_trained(name: str, run_dir) -> bool:
+    from .train import inpaint
+    return inpaint.is_trained(run_dir, _inpainter_kind(name))
+
+
+def _train_inpainter(name: str, annotations, run_dir, *, profile=None, seed=0, device="auto", steps=None, resume=True,
+                     val_annotations=None, stage=None, progress=True):
+    from .train import inpaint
+    if stage not in (None, 1):
+        raise ArgumentError(f"{name} has a single training stage; --stage {stage} does not apply")
+    model, _ = inpaint.train_inpainter(_inpainter_kind(name), annotations, run_dir, profile=profile, seed=seed,
+                                       device=device, steps=steps, resume=resume, progress=progress,
+                                       val_annotations=val_annotations)
+    return model
+
+
+def _load_inpainter(name: str, checkpoint, device="auto"):
+    from .train import inpaint
+    return inpaint.load_model(checkpoint, _inpainter_kind(name), device)
