@@ -5,6 +5,7 @@
 - :mod:`.data`: the data and completions in the image (notebooks 00-03);
 - :mod:`.training`: training runs, a stage's validation and the checkpoint it kept (01-03, 10);
 - :mod:`.results`: the supplementary's figures and analyses (04-09), PCNet-M's completions (10).
+- :mod:`.editing`: scene editing, the inpainters and Fig 6 (12).
 
 Everything is reachable as ``viz.NAME``.
 """
@@ -14,3 +15,5 @@ from .data import instance_table, plot_completions, plot_counts, plot_crops, plo
 from .results import (plot_box_pairs, plot_miou_vs_visible, plot_pcnet_completions, plot_posterior_samples,
                       plot_posterior_width, plot_pred_vs_gt, plot_prior_samples, plot_threshold_sweep)
 from .training import plot_training_history, plot_validation_through_training
+# scene editing (issue 13): notebook 12
+from .editing import edit_panels, plot_filled_holes, plot_inpainter_training, plot_scene_edits  # noqa: E402
