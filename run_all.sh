@@ -47,7 +47,8 @@ if [ "$MODE" = run ] && [ "$ALLOW_DIRTY" = 0 ]; then
 fi
 
 PY=.venv/bin/python
-if [ ! -x "$PY" ] || ! "$PY" -c "import amodal_lib, papermill, nbval, torchvision, pycocotools, hypothesis" 2>/dev/null; then
+if [ ! -x "$PY" ] || ! "$PY" -c "import amodal_lib, papermill, nbval, torchvision, pycocotools, hypothesis" 2>/dev/null \
+   || ! "$PY" -c "import cv2, ipywidgets, ipyevents, playwright" 2>/dev/null; then
   echo "== setting up .venv (python3 -m venv + pip install -e .[dev]) =="
   python3 -m venv .venv
   "$PY" -m pip install --upgrade --quiet pip

@@ -13,6 +13,10 @@
     amodal segment  --checkpoint RUN_DIR --annotations ANN.json [--images DIR] --out MASKS.json
                     [--crop-box amodal|visible] [--threshold T] [--device D]
     amodal complete ... --visible MASKS.json   (complete those visible masks instead of the file's)
+    amodal edit     --image IMG --annotations ANN.json --remove ID[,ID] --out OUT.png [--models DIR]
+                    [--vae RUN] [--background RUN] [--instance RUN] [--masks-out NEW.json] [--dilate PX]
+                    [--threshold T] [--device D]
+    (train also takes --model inpaint-background|inpaint-instance [--vgg-weights FILE]: scene editing)
     amodal train    --model spade --annotations ANN.json [--images DIR] --out RUN_DIR [...]
     amodal render   --checkpoint RUN_DIR_OR_FILE --image IMG --annotations ANN.json --id ID --mask NEW_MASK.png
                     --out OUT.png [--device D]
@@ -43,9 +47,9 @@ import time
 import traceback
 from pathlib import Path
 
-from .errors import ArgumentError, UnsafeOutputError, UserError
+from .errors import ArgumentError, CheckpointError, UnsafeOutputError, UserError
 from .profiles import PROFILE_NAMES, get_profile
-from .registry import METHODS, MODELS, RENDERERS, SEGMENTERS, TRAINABLE
+from .registry import INPAINTERS, METHODS, MODELS, RENDERERS, SEGMENTERS, TRAINABLE
 
 MAX_SAMPLES = 100  # posterior samples per instance for `complete --samples`
 
@@ -102,8 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="metrics JSON (never one of the inputs)")
     e.add_argument("--allow-missing", action="store_true",
                    help="evaluate only the annotations that have a prediction")
-    _add_segmentation_arguments(sub, t, c)   # issue 12
+    _add_segmentation_arguments(sub, t, c)
     _add_render_parser(sub, common)
+    _add_scene_editing(sub, t, common)
     return p
 
 
@@ -219,8 +224,10 @@ def _train(ns) -> int:
     from . import registry
     _at_least(ns, "seed", 0)
     _at_least(ns, "steps", 1)
-    if ns.model in SEGMENTERS or ns.weights is not None or ns.crop_box is not None:   # issue 12
+    if ns.model in SEGMENTERS or ns.weights is not None or ns.crop_box is not None:
         return _train_segmenter(ns)
+    if getattr(ns, "vgg_weights", None) and ns.model not in INPAINTERS:
+        raise ArgumentError(f"--vgg-weights applies to --model {' or '.join(INPAINTERS)} only")
     if ns.model == "pcnet-m" and ns.stage not in (None, 1):
         raise ArgumentError(f"--model pcnet-m has a single training stage; --stage {ns.stage} does not apply")
     if ns.model in RENDERERS and ns.stage not in (None, 1):
@@ -235,6 +242,8 @@ def _train(ns) -> int:
             raise ArgumentError(f"--val-annotations {ns.val_annotations}: has no amodal masks to validate on")
     check_run_folder(ns.out)
     t0 = time.time()
+    if ns.model in INPAINTERS:
+        return _train_inpainter(ns, ann, val, t0)
     model = registry.train(ns.model, ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device,
                            steps=ns.steps, resume=ns.resume, val_annotations=val, stage=ns.stage)
     if ns.model == "amodal-vae":
@@ -271,10 +280,10 @@ def _complete(ns) -> int:
         raise ArgumentError(f"--samples applies to --method amodal-vae only ({ns.method} is deterministic)")
     if ns.frame != "fit" and ns.method != "amodal-vae":
         raise ArgumentError("--frame applies to --method amodal-vae only")
-    check_output_file(ns.out, {"visible masks file": ns.visible})   # issue 12
+    check_output_file(ns.out, {"visible masks file": ns.visible})
     check_output_file(ns.out, {"annotation file": ns.annotations, **_checkpoint_inputs(ns.checkpoint)})
     ann = _load(ns.annotations)   # read once
-    visible = _load_visible(ns.visible, ann)   # issue 12: None, or the masks to complete instead of the file's
+    visible = _load_visible(ns.visible, ann)
     if ns.box == "amodal-gt" and not ann.has_amodal:
         raise ArgumentError(f"--box amodal-gt reads the ground-truth amodal boxes, and {ns.annotations} has none")
     model = registry.load_model(ns.method, ns.checkpoint, ns.device) if learned else None
@@ -282,7 +291,7 @@ def _complete(ns) -> int:
     if learned and threshold is None:
         threshold, source = registry.default_threshold(ns.method, ns.checkpoint)
         print(f"threshold {threshold:g} ({source})", file=sys.stderr)
-    if visible is not None:   # issue 12
+    if visible is not None:
         return _complete_visible(ns, ann, model, threshold, visible)
     preds = registry.complete(ns.method, ann, model, threshold=threshold, box=ns.box, samples=ns.samples,
                               frame=ns.frame, seed=ns.seed)
@@ -308,7 +317,7 @@ def _evaluate(ns) -> int:
 COMMANDS = {"synth": _synth, "train": _train, "complete": _complete, "evaluate": _evaluate}
 
 
-# =========================================================================== issue 12: segmentation input
+# --------------------------------------------------------------------------- segmentation input
 # `amodal train --model resnet-psp`, `amodal segment` (visible masks predicted from the images) and
 # `amodal complete --visible MASKS.json` (complete those instead of the file's visible masks).
 def _add_segmentation_arguments(sub, train, complete) -> None:
@@ -414,7 +423,7 @@ def _area(rle) -> int:
 
 
 COMMANDS["segment"] = _segment
-# --------------------------------------------------------------------------- render (issue 14: SPADE)
+# --------------------------------------------------------------------------- render (SPADE)
 def _add_render_parser(sub, common) -> None:
     r = sub.add_parser("render", parents=[common], help="draw an instance in a new full mask with a trained SPADE "
                                                           "renderer and paste it into its image")
@@ -439,7 +448,7 @@ def _read_png(path, what: str, mode: str):
         with Image.open(p) as im:
             if im.width * im.height > 2 ** 26:
                 raise DataError(f"{p}: {what} of {im.width}x{im.height} pixels is too large")
-            return np.asarray(im.convert(mode))
+            return np.array(im.convert(mode))   # a writable copy
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{p}: {what} is not a readable image ({type(e).__name__}: {str(e)[:120]})") from None
 
@@ -488,6 +497,148 @@ def _report_renderer(ns, model, seconds: float) -> int:
 
 
 COMMANDS["render"] = _render
+
+
+# --------------------------------------------------------------------------- scene editing
+def _add_scene_editing(sub, train_parser, common) -> None:
+    """``amodal edit``, and ``train --vgg-weights`` for the inpainters."""
+    train_parser.add_argument("--vgg-weights", help="inpaint-*: a local VGG-16 weights file (torchvision's vgg16 "
+                                                    "state dict) for Liu et al.'s perceptual and style losses "
+                                                    "(default: fixed hand-made features; nothing is downloaded)")
+    d = sub.add_parser("edit", parents=[common], help="remove instances from an image: complete what they hid "
+                                                     "(Amodal-VAE) and inpaint it (partial convolutions)")
+    d.add_argument("--image", required=True, help="the image (PNG, JPEG...) the annotations describe")
+    d.add_argument("--annotations", required=True, help="its instances: COCO (visible masks suffice), KINS or COCOA; "
+                                                        "the image is found by file name (or is the file's only one)")
+    d.add_argument("--remove", required=True, help="annotation ids to remove, comma-separated")
+    d.add_argument("--out", required=True, help="the edited image (.png, .jpg; never one of the inputs)")
+    d.add_argument("--masks-out", help="also write the remaining instances with their new masks (COCO JSON)")
+    d.add_argument("--models", help="a folder of trained runs named <model>-* (default: results/runs/<profile>, the "
+                                    "notebooks' runs)")
+    d.add_argument("--vae", help="Amodal-VAE run folder (default: found in --models)")
+    d.add_argument("--background", help="inpaint-background run folder (default: found in --models)")
+    d.add_argument("--instance", help="inpaint-instance run folder (default: found in --models)")
+    d.add_argument("--profile", choices=PROFILE_NAMES, help="whose runs --models defaults to, and the dilation")
+    d.add_argument("--dilate", type=int, help="grow the removed masks by this many pixels (default: the profile's)")
+    d.add_argument("--threshold", type=float, help="Amodal-VAE's threshold (default: its run's threshold.json)")
+    d.add_argument("--device", default="auto")
+
+
+def _train_inpainter(ns, ann, val, t0) -> int:
+    from .train import inpaint
+    if ns.stage not in (None, 1):
+        raise ArgumentError(f"--model {ns.model} has a single training stage; --stage {ns.stage} does not apply")
+    kind = inpaint.NAMES[ns.model]
+    model, history = inpaint.train_inpainter(kind, ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device,
+                                             steps=ns.steps, resume=ns.resume, val_annotations=val,
+                                             vgg_weights=ns.vgg_weights)
+    sel = next((h for h in reversed(history) if h.get("split") == "selected"), {})
+    print(f"{ns.model}: {inpaint.checkpoint_file(ns.out, kind)} (validation hole PSNR "
+          f"{sel.get('val_hole_psnr', float('nan')):.2f} dB at step {sel.get('step', '?')}) in "
+          f"{time.time() - t0:.0f} s, {model.cpu_seconds:.0f} s of CPU")
+    return 0
+
+
+def _remove_ids(text: str) -> list:
+    ids = []
+    for tok in str(text).split(","):
+        tok = tok.strip()
+        try:
+            ids.append(int(tok))
+        except ValueError:
+            raise ArgumentError(f"--remove takes annotation ids separated by commas, got {text!r}") from None
+    return ids
+
+
+def _edit_run(ns, name: str, given) -> Path:
+    """The run folder of ``name``: as given, or the one trained run named ``name-*`` in --models."""
+    from . import registry
+    if given:
+        if not Path(given).exists():
+            raise CheckpointError(given, f"no such {name} run folder or checkpoint")
+        return Path(given)
+    from .nb import RESULTS
+    from .profiles import resolve_profile
+    folder = Path(ns.models) if ns.models else RESULTS / "runs" / resolve_profile(ns.profile)
+    runs = sorted(p for p in folder.glob(f"{name}-*") if p.is_dir() and registry.is_trained(name, p)) \
+        if folder.is_dir() else []
+    if len(runs) != 1:
+        found = "none" if not runs else ", ".join(p.name for p in runs)
+        raise ArgumentError(f"no single trained {name} run in {folder} (found: {found}); train one with "
+                            f"`amodal train --model {name} ...` and pass its folder as "
+                            f"--{ {'amodal-vae': 'vae', 'inpaint-background': 'background'}.get(name, 'instance')}")
+    return runs[0]
+
+
+def _image_of(ann, image_path):
+    """The image id of ``image_path`` in ``ann``: by file name (whole relative name, else base name), or
+    the file's only image."""
+    p = Path(image_path)
+    names = {k: str(v.get("file_name") or "") for k, v in ann.images.items()}
+    for k, n in names.items():
+        if n and (str(p).endswith(n) or Path(n).name == p.name):
+            return k
+    if len(ann.images) == 1:
+        return next(iter(ann.images))
+    raise ArgumentError(f"{ann.path}: no image named {p.name} among its {len(ann.images)} images")
+
+
+def _edit(ns) -> int:
+    from PIL import Image
+    from . import edit, registry
+    from .data import masks as M
+    from .io import atomic_write, atomic_write_json
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+    if Path(ns.out).suffix.lower() not in fmt:
+        raise ArgumentError(f"--out {ns.out}: give an image file name ending in {', '.join(fmt)}")
+    if ns.dilate is not None and not 0 <= ns.dilate <= 64:
+        raise ArgumentError(f"--dilate must lie in 0..64, got {ns.dilate}")
+    if ns.threshold is not None and not (math.isfinite(ns.threshold) and 0.0 < ns.threshold <= 1.0):
+        raise ArgumentError(f"--threshold must lie in (0, 1], got {ns.threshold}")
+    ids = _remove_ids(ns.remove)
+    inputs = {"image": ns.image, "annotation file": ns.annotations}
+    check_output_file(ns.out, inputs)
+    if ns.masks_out:
+        check_output_file(ns.masks_out, {**inputs, "edited image (--out)": ns.out})
+    image = _read_png(ns.image, "the image", "RGB")
+    ann = _load(ns.annotations)
+    image_id = _image_of(ann, ns.image)
+    one = ann.subset([i for i in ann.instances if i.image_id == image_id])
+    by_id = ann.by_id()
+    for i in ids:
+        if i in by_id and by_id[i].image_id != image_id:
+            raise ArgumentError(f"--remove {i}: annotation {i} of {ns.annotations} belongs to image "
+                                f"{ann.images[by_id[i].image_id].get('file_name') or by_id[i].image_id}, not to {ns.image}")
+    info = ann.images[image_id]
+    if (int(info["height"]), int(info["width"])) != image.shape[:2]:
+        from .errors import DataError
+        raise DataError(f"{ns.image}: the image is {image.shape[0]}x{image.shape[1]} pixels but {ns.annotations} "
+                        f"gives {info['height']}x{info['width']} for image {image_id}")
+    runs = {n: _edit_run(ns, n, g) for n, g in (("amodal-vae", ns.vae), ("inpaint-background", ns.background),
+                                                 ("inpaint-instance", ns.instance))}
+    models = {n: registry.load_model(n, r, ns.device) for n, r in runs.items()}
+    dilate = ns.dilate if ns.dilate is not None else get_profile(ns.profile).get("inpaint", {}).get("edit", {}).get(
+        "dilate", edit.DEFAULT_DILATE)
+    t0 = time.time()
+    res = edit.remove(image, one, ids, vae=models["amodal-vae"], background=models["inpaint-background"],
+                      instance=models["inpaint-instance"], dilate_px=int(dilate), threshold=ns.threshold)
+    suffix = Path(ns.out).suffix.lower()
+    atomic_write(ns.out, lambda f: Image.fromarray(res.image).save(f, format=fmt[suffix]))
+    if ns.masks_out:
+        anns = []
+        for inst in edit.edited_annotations(res, one):
+            anns.append({"id": inst.id, "image_id": image_id, "category_id": inst.category_id,
+                         "segmentation": M.to_json(inst.visible), "bbox": list(inst.visible_box),
+                         "area": int(inst.visible_area), "iscrowd": 0})
+        atomic_write_json(ns.masks_out, {"images": [dict(info)], "annotations": anns,
+                                         "categories": [{"id": k, "name": v} for k, v in one.categories.items()]})
+    print(f"removed {', '.join(map(str, res.removed))}; completed {len(res.completed)} object(s) behind them "
+          f"({', '.join(map(str, res.order)) or 'none'}); {int(res.hole.sum())} pixels repainted in "
+          f"{time.time() - t0:.1f} s; wrote {ns.out}" + (f" and {ns.masks_out}" if ns.masks_out else ""))
+    return 0
+
+
+COMMANDS["edit"] = _edit
 
 
 def _one_line(text: str) -> str:

@@ -75,7 +75,7 @@ def get_profile(name: str | None = None) -> dict[str, Any]:
     return copy.deepcopy(_PROFILES[resolve_profile(name)])
 
 
-# =========================================================================== issue 12: ResNet-PSP
+# --------------------------------------------------------------------------- ResNet-PSP
 # The segmentation network of the segmentation-input experiment (supplementary Table 1, notebook 11);
 # unset keys take amodal_lib.train.psp.DEFAULTS (PSPNet's: ResNet-50, output stride 8, SGD lr 0.01, poly).
 # default: a ResNet-18 cut after layer2 (stride 8 without dilation) on 64x64 crops, Adam, so that it
@@ -96,7 +96,7 @@ _PROFILES["paper"]["psp"] = {}
 _PROFILES["smoke"]["seg_input"] = {"robust_instances": 40, "strengths": [2]}
 _PROFILES["default"]["seg_input"] = {"robust_instances": 1000, "strengths": [1, 2, 3]}
 _PROFILES["paper"]["seg_input"] = {"robust_instances": None, "strengths": [1, 2, 3, 4]}
-# --------------------------------------------------------------------------- SPADE renderer (issue 14)
+# --------------------------------------------------------------------------- SPADE renderer
 # Changing an instance's pose (notebook 13, amodal_lib/train/spade.py). The paper profile keeps
 # GauGAN's published scale (256 px crops, 200 epochs, its widths; train/spade.py's DEFAULTS); the
 # default one is a narrow 32 px renderer whose training fits 8 minutes of a 2-core laptop.
@@ -114,3 +114,32 @@ _PROFILES["default"]["spade"] = {
 }
 _PROFILES["paper"]["spade"] = {"crop": 256, "epochs": 200, "batch_size": 16, "eval_every": 5000,
                                "checkpoint_every": 5000, "eval_max_instances": None}
+# --------------------------------------------------------------------------- scene editing
+# The two partial-convolution inpainters (amodal_lib/train/inpaint.py; docs/design.md, "Scene
+# editing"). Hole dilation: the paper's 5-25 px at 256 px crops, scaled with the crop. "fill": the
+# shorter profiles add the net's output to a smooth fill of the hole (paper: Liu et al.'s plain net).
+_PROFILES["smoke"]["inpaint"] = {
+    "background": {"width": 8, "depth": 3, "crop": 32, "batch_size": 8, "steps": 20, "lr": 2e-3, "fill": "smooth", "images": 24,
+                   "crops_per_image": 4, "dilate": [1, 3], "val_images": 8, "eval_every": 20, "checkpoint_every": 20,
+                   "log_every": 5, "threads": 1},
+    "instance": {"width": 8, "depth": 3, "crop": 24, "batch_size": 8, "steps": 20, "lr": 2e-3, "fill": "smooth", "min_area": 40,
+                 "max_instances": 300, "val_instances": 16, "eval_every": 20, "checkpoint_every": 20, "log_every": 5,
+                 "threads": 1},
+    "eval": {"images": 4, "instances": 16, "removals": 4, "scenes": 2},
+    "edit": {"dilate": 1},
+}
+_PROFILES["default"]["inpaint"] = {
+    "background": {"width": 24, "depth": 4, "crop": 64, "batch_size": 16, "steps": 600, "lr": 1e-3, "fill": "smooth", "images": 500,
+                   "crops_per_image": 8, "dilate": [1, 6], "val_images": 64, "eval_every": 200},
+    "instance": {"width": 24, "depth": 4, "crop": 48, "batch_size": 16, "steps": 600, "lr": 1e-3, "fill": "smooth", "min_area": 64,
+                 "max_instances": 6000, "val_instances": 128, "eval_every": 200},
+    "eval": {"images": 100, "instances": 300, "removals": 150, "scenes": 4},
+    "edit": {"dilate": 2},
+}
+_PROFILES["paper"]["inpaint"] = {
+    "background": {"width": 64, "depth": 7, "crop": 256, "batch_size": 8, "steps": 30000, "lr": 2e-4,
+                   "dilate": [5, 25]},
+    "instance": {"width": 64, "depth": 6, "crop": 128, "batch_size": 8, "steps": 30000, "lr": 2e-4},
+    "eval": {"images": 400, "instances": 1000, "removals": 500, "scenes": 6},
+    "edit": {"dilate": 4},
+}

@@ -7,10 +7,16 @@ any of them.
   completion in :mod:`amodal_lib.predict.amodal_vae`.
 - ``pcnet-m``: network in :mod:`amodal_lib.models.pcnet`, training in :mod:`amodal_lib.train.pcnet`,
   completion in :mod:`amodal_lib.predict.pcnet`.
+- ``resnet-psp`` (a segmentation network, not a completion method: it predicts visible masks from
+  the images, which ``complete_from_visible`` then completes): network in :mod:`amodal_lib.models.psp`,
+  training in :mod:`amodal_lib.train.psp`, segmentation in :mod:`amodal_lib.predict.psp`.
 - ``spade`` (a renderer, not a completion method: it draws an instance in a new full mask):
   network in :mod:`amodal_lib.models.spade`, training in :mod:`amodal_lib.train.spade`,
   rendering in :mod:`amodal_lib.predict.spade` (trained, loaded and listed here; ``complete``
   does not take it).
+- ``inpaint-background``, ``inpaint-instance`` (:data:`INPAINTERS`, scene editing): trained and loaded
+  here, not completion methods; network in :mod:`amodal_lib.models.partial_conv`, training in
+  :mod:`amodal_lib.train.inpaint`, filling in :mod:`amodal_lib.predict.inpaint`.
 
 A new family adds its three modules and one branch to each function here.
 """
@@ -23,6 +29,11 @@ from .errors import ArgumentError
 RULES = ("visible", "convex-hull")      # need no training
 MODELS = ("amodal-vae", "pcnet-m")      # trained, one family each
 METHODS = RULES + MODELS
+# trained and loaded here like the models, but not completion methods (`complete` does not take them)
+SEGMENTERS = ("resnet-psp",)                              # visible masks from images (`amodal segment`)
+INPAINTERS = ("inpaint-background", "inpaint-instance")   # scene editing (`amodal edit`)
+RENDERERS = ("spade",)                                    # an instance drawn in a new full mask (`amodal render`)
+TRAINABLE = MODELS + SEGMENTERS + INPAINTERS + RENDERERS
 
 
 def _check(name: str, allowed: Sequence[str] = MODELS) -> None:
@@ -36,6 +47,8 @@ def is_trained(name: str, run_dir) -> bool:
         return segmenter_is_trained(name, run_dir)
     if name in RENDERERS:
         return _renderer_is_trained(name, run_dir)
+    if name in INPAINTERS:
+        return _inpainter_is_trained(name, run_dir)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -61,6 +74,9 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
     if name in RENDERERS:
         return _train_renderer(name, annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
                                resume=resume, val_annotations=val_annotations, stage=stage, progress=progress)
+    if name in INPAINTERS:
+        return _train_inpainter(name, annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
+                                resume=resume, val_annotations=val_annotations, stage=stage, progress=progress)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -84,6 +100,8 @@ def load_model(name: str, checkpoint, device="auto"):
         return load_segmenter(name, checkpoint, device)
     if name in RENDERERS:
         return _load_renderer(name, checkpoint, device)
+    if name in INPAINTERS:
+        return _load_inpainter(name, checkpoint, device)
     _check(name)
     if name == "amodal-vae":
         from .train import amodal_vae
@@ -145,12 +163,11 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
     return out.sample_mean_masks() if samples else out
 
 
-# =========================================================================== issue 12: segmentation networks
+# --------------------------------------------------------------------------- segmentation networks
 # Supplementary Table 1: a network predicts each instance's visible mask from the image, and the
 # completion methods complete those masks instead of the file's.
 # - ``resnet-psp``: network in :mod:`amodal_lib.models.psp`, training in :mod:`amodal_lib.train.psp`,
 #   inference in :mod:`amodal_lib.predict.psp` (``docs/design.md``, "The segmentation-input experiment").
-SEGMENTERS = ("resnet-psp",)   # visible masks from images (`amodal segment`); not completion methods
 
 
 def _check_segmenter(name: str) -> None:
@@ -215,9 +232,7 @@ def complete_from_visible(name: str, ann, visible: dict, model=None, instances: 
     out = complete(name, swapped, model, nonempty, **kwargs) if nonempty else {}
     out.update({i.id: M.empty(i.height, i.width) for i in wanted if i.visible_area == 0})
     return {i.id: out[i.id] for i in wanted}
-# --------------------------------------------------------------------------- renderers (issue 14)
-RENDERERS = ("spade",)   # trained on pixels; they draw an instance in a new full mask (notebook 13)
-TRAINABLE = MODELS + SEGMENTERS + RENDERERS
+# --------------------------------------------------------------------------- renderers
 
 
 def _renderer_is_trained(name: str, run_dir) -> bool:
@@ -239,3 +254,35 @@ def _train_renderer(name: str, annotations, run_dir, *, profile=None, seed=0, de
 def _load_renderer(name: str, checkpoint, device="auto"):
     from .train import spade
     return spade.load_model(checkpoint, device)
+# --------------------------------------------------------------------------- scene editing
+# The two partial-convolution inpainters of scene editing: trained and loaded by name like the
+# completion methods (``amodal train --model inpaint-background``, ``nb.Context.model(name)``), but
+# not completion methods (``complete`` does not take them). Network in
+# :mod:`amodal_lib.models.partial_conv`, training in :mod:`amodal_lib.train.inpaint`, filling in
+# :mod:`amodal_lib.predict.inpaint`, the edit in :mod:`amodal_lib.edit`.
+
+
+def _inpainter_kind(name: str) -> str:
+    from .train.inpaint import NAMES
+    return NAMES[name]
+
+
+def _inpainter_is_trained(name: str, run_dir) -> bool:
+    from .train import inpaint
+    return inpaint.is_trained(run_dir, _inpainter_kind(name))
+
+
+def _train_inpainter(name: str, annotations, run_dir, *, profile=None, seed=0, device="auto", steps=None, resume=True,
+                     val_annotations=None, stage=None, progress=True):
+    from .train import inpaint
+    if stage not in (None, 1):
+        raise ArgumentError(f"{name} has a single training stage; --stage {stage} does not apply")
+    model, _ = inpaint.train_inpainter(_inpainter_kind(name), annotations, run_dir, profile=profile, seed=seed,
+                                       device=device, steps=steps, resume=resume, progress=progress,
+                                       val_annotations=val_annotations)
+    return model
+
+
+def _load_inpainter(name: str, checkpoint, device="auto"):
+    from .train import inpaint
+    return inpaint.load_model(checkpoint, _inpainter_kind(name), device)

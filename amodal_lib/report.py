@@ -27,7 +27,7 @@ PAPER = {
     "posterior_width": f"Paper: {paper.CLAIMS['posterior_width']}.",
     "gt_box_gain": f"Paper: {paper.CLAIMS['failures']}.",
 }
-# issue 12: the segmentation-input experiment (notebook 11)
+# the segmentation-input experiment (notebook 11)
 _DROP = {k: round(paper.GT_VISIBLE_INPUT["Amodal-VAE"][k] - paper.PREDICTED_INPUT["Amodal-VAE"][k], 2)
          for k in ("full", "invisible")}
 PAPER.update({
@@ -38,7 +38,7 @@ PAPER.update({
                       "number with GT masks, so no drop for PCNet-M.",
 })
 
-# issue 14 (notebook 13): the pose change has no number in the paper to stand beside ours
+# the pose change (notebook 13) has no number in the paper to stand beside ours
 PAPER["fig10_pose_change"] = ("Paper: supplementary Fig 10 shows renderings only (GauGAN on the full masks of KINS "
                               "instances); it reports no number for them, so the tables of notebook 13 stand alone.")
 PAPER["pose_reconstruction"] = PAPER["fig10_pose_change"]

@@ -247,7 +247,7 @@ def box_touches_border(box, height: int, width: int, margin: float = 0.5) -> boo
     return x <= margin or y <= margin or x + w >= width - margin or y + h >= height - margin
 
 
-# --------------------------------------------------------------------------- issue 12: other visible masks
+# --------------------------------------------------------------------------- other visible masks
 def with_visible(ann: AnnotationSet, masks: dict, source: str = "the visible masks") -> AnnotationSet:
     """A copy of ``ann`` whose instances have ``masks`` ({annotation id: RLE}, e.g. predicted by a
     segmentation network) as their visible masks: box, area and border flag follow the new mask,

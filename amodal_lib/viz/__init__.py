@@ -7,6 +7,7 @@
 - :mod:`.results`: the supplementary's figures and analyses (04-09), PCNet-M's completions (10).
 - :mod:`.seg_input`: the segmentation-input experiment (11).
 - :mod:`.pose`: the pose change with the SPADE renderer, Fig 10 and its training run (13).
+- :mod:`.editing`: scene editing, the inpainters and Fig 6 (12).
 
 Everything is reachable as ``viz.NAME``.
 """
@@ -21,3 +22,4 @@ from .training import (plot_occlusion_spread, plot_stage1_training, plot_stage2_
 from .seg_input import (plot_drop_per_bin, plot_robustness, plot_segmentation_examples, plot_segmenter_history,
                         plot_table1)
 from .pose import plot_gan_history, plot_pose_change, plot_pose_strip
+from .editing import edit_panels, plot_filled_holes, plot_inpainter_training, plot_scene_edits
