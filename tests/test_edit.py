@@ -200,7 +200,7 @@ def test_amodal_edit_refuses_bad_input_in_one_line(trained, tmp_path, capsys):
     cases = [(["--image", src, "--remove", "999999"], "no annotation with id 999999"),
              (["--image", src, "--remove", str(other)], "belongs to image"),
              (["--image", src, "--remove", "x"], "--remove takes annotation ids"),
-             (["--image", str(tmp_path / "none.png"), "--remove", str(ann_id)], "no such image file"),
+             (["--image", str(tmp_path / "none.png"), "--remove", str(ann_id)], "the image: no such file"),
              (["--image", str(broken), "--remove", str(ann_id)], "not a readable image"),
              (["--image", str(small), "--remove", str(ann_id)], "no image named small.png")]
     for args, message in cases:
