@@ -61,8 +61,27 @@ if [ "$MODE" = test ]; then
   # Test runs write into a scratch results folder so that they never overwrite results/.
   export AMODAL_PROFILE=smoke
   export AMODAL_RESULTS="${AMODAL_RESULTS:-$(mktemp -d -t amodal-test-results.XXXXXX)}"
+  # Two pytest processes side by side, one thread each: nbval over the notebooks (in order: later
+  # ones reuse the models earlier ones train), and the unit tests, whose browser test runs notebook
+  # 12 in JupyterLab with a scratch folder of its own.
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
   echo "== pytest tests/ + nbval notebooks/ (profile smoke, scratch results in $AMODAL_RESULTS) =="
-  exec "$PY" -m pytest tests/ notebooks/ --nbval-lax -p no:cacheprovider -q
+  UNIT_LOG="$AMODAL_RESULTS/unit-tests.log"
+  mkdir -p "$AMODAL_RESULTS/unit"
+  AMODAL_RESULTS="$AMODAL_RESULTS/unit" "$PY" -m pytest tests/ -p no:cacheprovider -q >"$UNIT_LOG" 2>&1 &
+  unit=$!
+  nb_rc=0
+  "$PY" -m pytest notebooks/ --nbval-lax -p no:cacheprovider -q || nb_rc=$?
+  unit_rc=0
+  wait "$unit" || unit_rc=$?
+  echo "== unit tests (tests/) =="
+  cat "$UNIT_LOG"
+  if [ "$nb_rc" != 0 ] || [ "$unit_rc" != 0 ]; then
+    echo "run_all.sh --test: FAILED (notebooks: exit $nb_rc; unit tests: exit $unit_rc)" >&2
+    exit 1
+  fi
+  echo "run_all.sh --test: all passed"
+  exit 0
 fi
 
 export AMODAL_PROFILE="$PROFILE"

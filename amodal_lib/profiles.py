@@ -24,13 +24,13 @@ _PROFILES: dict[str, dict[str, Any]] = {
         "synth": {"images": 48, "seed": 0, "height": 160, "width": 512},
         "vae": {
             "width": 16, "latent_dim": 64, "batch_size": 64,
-            "stage1_steps": 150, "stage2_steps": 150, "stage3_steps": 100,
+            "stage1_steps": 100, "stage2_steps": 100, "stage3_steps": 60,
             "kl_t_begin": 20, "kl_alpha": 0.99,
             "eval_every": 50, "checkpoint_every": 100,
         },
         "pcnet": {"width": 8, "crop": 32, "batch_size": 16, "steps": 60, "checkpoint_every": 50, "lr": 1e-2,
                   "eval_every": 60, "eval_instances": 100, "log_every": 10, "threads": 1},
-        "eval": {"samples": 4, "max_instances": 300, "thresholds": [0.05, 0.1, 0.3, 0.5, 0.7, 0.95]},
+        "eval": {"samples": 4, "max_instances": 150, "thresholds": [0.05, 0.1, 0.3, 0.5, 0.7, 0.95]},
     },
     "default": {
         "synth": {"images": 2000, "seed": 0, "height": 160, "width": 512},

@@ -5,9 +5,9 @@ Starts JupyterLab from this venv on 127.0.0.1, opens notebook 12 in headless Chr
 through the widget (the list, then the Remove button), and checks that the rendered result changed.
 Skipped where no Chromium or no Playwright is installed (``.ci/run`` installs Debian's chromium).
 
-The notebook runs at the smoke profile in ``$AMODAL_RESULTS`` (``run_all.sh --test``'s scratch
-folder, else a temporary one), so the models it trains are the ones the notebooks reuse.
-``AMODAL_SCREENSHOT=FILE`` also saves a screenshot of the editor there (README's).
+The notebook runs at the smoke profile in ``$AMODAL_RESULTS`` (``run_all.sh --test`` gives the unit
+tests a scratch folder of their own), else in a temporary folder, training the models it needs on
+demand. ``AMODAL_SCREENSHOT=FILE`` also saves a screenshot of the editor there (README's).
 """
 import os
 import shutil
