@@ -38,11 +38,11 @@ import torch.nn.functional as F
 from ..data import as_annotations
 from ..data.crops import crop_masks
 from ..data.images import read_image
-from ..data.records import AnnotationSet, group_by_image
-from ..errors import ArgumentError, CheckpointError, DataError, MissingCheckpointError
+from ..data.records import AnnotationSet
+from ..errors import ArgumentError, DataError
 from ..models.partial_conv import InpaintingLoss, PConvUNet, load_vgg16_features
 from ..profiles import get_profile
-from . import engine
+from . import engine, runs
 
 KINDS = ("background", "instance")
 NAMES = {"inpaint-background": "background", "inpaint-instance": "instance"}   # registry name -> kind
@@ -410,34 +410,21 @@ def _attach(model: PConvUNet, kind: str, crop: int, max_cat: int, history: list,
 # --------------------------------------------------------------------------- trained runs
 def checkpoint_file(run_dir_or_file, kind: str) -> Path:
     """The checkpoint of a run folder (``inpaint-<kind>.pt`` in it), or the file itself."""
-    p = Path(run_dir_or_file)
-    return p / f"{checkpoint_name(kind)}.pt" if p.is_dir() or not p.suffix else p
+    return runs.checkpoint_file(run_dir_or_file, checkpoint_name(kind))
 
 
 def is_trained(run_dir, kind: str) -> bool:
-    p = checkpoint_file(run_dir, kind)
-    return p.is_file() and bool(engine.load_checkpoint(p).get("done"))
+    """Has the run in ``run_dir`` finished all its steps?"""
+    return runs.is_trained(run_dir, checkpoint_name(kind))
 
 
 def load_model(run_dir_or_file, kind: str, device="cpu") -> PConvUNet:
     """The trained inpainter ``kind`` of a run folder or checkpoint file, in eval mode."""
     path = checkpoint_file(run_dir_or_file, kind)
-    if not path.is_file():
-        raise MissingCheckpointError(path, f"no {checkpoint_name(kind)} checkpoint (train one with "
-                                           f"`amodal train --model {checkpoint_name(kind)}`)")
-    ck = engine.load_checkpoint(path, map_location="cpu")
-    extra = ck.get("extra")
-    spec = extra.get("model") if isinstance(extra, dict) else None
-    if not isinstance(spec, dict) or extra.get("kind") != kind or not isinstance(ck.get("model"), dict):
-        found = extra.get("method") if isinstance(extra, dict) else None
-        raise CheckpointError(path, f"not an {checkpoint_name(kind)} checkpoint" + (f" (it is {found})" if found else ""))
-    try:
-        model = PConvUNet(**spec)
-        model.load_state_dict({k.replace("module.", "", 1): v for k, v in ck["model"].items()})
-    except (TypeError, ValueError, RuntimeError) as e:
-        first = (str(e).strip().splitlines() or [""])[0][:120]
-        raise CheckpointError(path, f"an inpainter checkpoint whose network cannot be rebuilt ({type(e).__name__}: "
-                                    f"{first})") from e
+    name = checkpoint_name(kind)
+    ck, spec = runs.read(path, name, f"amodal train --model {name}", lambda extra: extra.get("kind") == kind)
+    model = runs.load_weights(path, "inpainter", ck, lambda: PConvUNet(**spec))
+    extra = ck["extra"]
     _attach(model, kind, extra.get("crop", 64), extra.get("max_category", 1), ck.get("history", []), path)
     model.done = bool(ck.get("done"))
     return model.to(engine.resolve_device(device)).eval()

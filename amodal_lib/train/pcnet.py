@@ -37,11 +37,11 @@ from torch import nn
 from ..data import as_annotations
 from ..data.crops import crop_masks
 from ..data.records import AnnotationSet, subsample
-from ..errors import CheckpointError, DataError, MissingCheckpointError
+from ..errors import DataError
 from ..models.pcnet import PCNetM
 from ..predict.pcnet import DEFAULT_THRESHOLD, complete_instances, square_boxes
 from ..profiles import get_profile
-from . import engine
+from . import engine, runs
 
 CHECKPOINT_NAME = "pcnet"
 
@@ -247,34 +247,19 @@ def _eval_fn(val: AnnotationSet, cfg: dict, seed: int):
 # --------------------------------------------------------------------------- trained runs
 def checkpoint_file(run_dir_or_file) -> Path:
     """The checkpoint of a run folder (``pcnet.pt`` in it), or the file itself."""
-    p = Path(run_dir_or_file)
-    return p / f"{CHECKPOINT_NAME}.pt" if p.is_dir() or not p.suffix else p
+    return runs.checkpoint_file(run_dir_or_file, CHECKPOINT_NAME)
 
 
 def is_trained(run_dir) -> bool:
     """Has the run in ``run_dir`` finished all its steps?"""
-    p = checkpoint_file(run_dir)
-    return p.is_file() and bool(engine.load_checkpoint(p).get("done"))
+    return runs.is_trained(run_dir, CHECKPOINT_NAME)
 
 
 def load_model(run_dir_or_file, device="cpu") -> PCNetM:
     """The trained model of a run folder (its ``pcnet.pt``) or a checkpoint file, in eval mode."""
     path = checkpoint_file(run_dir_or_file)
-    if not path.is_file():
-        raise MissingCheckpointError(path, "no PCNet-M checkpoint (train one with `amodal train --model pcnet-m`)")
-    ck = engine.load_checkpoint(path, map_location="cpu")   # CheckpointError for a damaged file
-    extra = ck.get("extra")
-    spec = extra.get("model") if isinstance(extra, dict) else None
-    if not isinstance(spec, dict) or extra.get("method") != "pcnet-m" or not isinstance(ck.get("model"), dict):
-        raise CheckpointError(path, "not a PCNet-M checkpoint")
-    try:
-        model = PCNetM(**spec)
-        state = {k.replace("module.", "", 1) if k.startswith("module.") else k: v for k, v in ck["model"].items()}
-        model.load_state_dict(state)
-    except (TypeError, ValueError, RuntimeError, AttributeError) as e:
-        first = (str(e).strip().splitlines() or [""])[0][:120]
-        raise CheckpointError(path, f"a PCNet-M checkpoint whose network cannot be rebuilt ({type(e).__name__}: "
-                                    f"{first})") from e
+    ck, spec = runs.read(path, "PCNet-M", "amodal train --model pcnet-m", lambda extra: extra.get("method") == "pcnet-m")
+    model = runs.load_weights(path, "PCNet-M", ck, lambda: PCNetM(**spec))
     model.history = ck.get("history", [])
     model.done = bool(ck.get("done"))
     return model.to(memory_format=torch.channels_last).to(engine.resolve_device(device)).eval()

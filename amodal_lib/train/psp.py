@@ -40,12 +40,12 @@ from torch import nn
 from ..data import as_annotations
 from ..data.images import crop_images
 from ..data.records import AnnotationSet, group_by_image, hold_out_images
-from ..errors import CheckpointError, DataError, MissingCheckpointError
+from ..errors import DataError
 from ..io import atomic_write_json
 from ..models.psp import ResNetPSP, build
 from ..predict.psp import DEFAULT_BOX, DEFAULT_CONTEXT, DEFAULT_THRESHOLD, crop_boxes, target_crops
 from ..profiles import get_profile
-from . import engine
+from . import engine, runs
 
 CHECKPOINT_NAME = "psp"
 MODEL_KEYS = ("backbone", "stages", "output_stride", "bins", "head_channels", "dropout", "crop", "box", "context")
@@ -213,35 +213,21 @@ def train_psp(annotations, out_dir, profile: Optional[str] = None, seed: int = 0
 # --------------------------------------------------------------------------- trained runs
 def checkpoint_file(run_dir_or_file) -> Path:
     """The checkpoint of a run folder (``psp.pt`` in it), or the file itself."""
-    p = Path(run_dir_or_file)
-    return p / f"{CHECKPOINT_NAME}.pt" if p.is_dir() or not p.suffix else p
+    return runs.checkpoint_file(run_dir_or_file, CHECKPOINT_NAME)
 
 
 def is_trained(run_dir) -> bool:
     """Has the run in ``run_dir`` finished all its steps?"""
-    p = checkpoint_file(run_dir)
-    return p.is_file() and bool(engine.load_checkpoint(p).get("done"))
+    return runs.is_trained(run_dir, CHECKPOINT_NAME)
 
 
 def load_model(run_dir_or_file, device="cpu") -> ResNetPSP:
     """The trained model of a run folder (its ``psp.pt``) or a checkpoint file, in eval mode, with
     its ``history``, ``selected`` (the validation step kept) and ``checkpoint``."""
     path = checkpoint_file(run_dir_or_file)
-    if not path.is_file():
-        raise MissingCheckpointError(path, "no ResNet-PSP checkpoint (train one with `amodal train --model resnet-psp`)")
-    ck = engine.load_checkpoint(path, map_location="cpu")
-    extra = ck.get("extra")
-    spec = extra.get("model") if isinstance(extra, dict) else None
-    if not isinstance(spec, dict) or extra.get("method") != "resnet-psp" or not isinstance(ck.get("model"), dict):
-        raise CheckpointError(path, "not a ResNet-PSP checkpoint")
-    try:
-        model = ResNetPSP(**spec)
-        state = {k.replace("module.", "", 1) if k.startswith("module.") else k: v for k, v in ck["model"].items()}
-        model.load_state_dict(state)
-    except (TypeError, ValueError, RuntimeError, AttributeError) as e:
-        first = (str(e).strip().splitlines() or [""])[0][:120]
-        raise CheckpointError(path, f"a ResNet-PSP checkpoint whose network cannot be rebuilt ({type(e).__name__}: "
-                                    f"{first})") from e
+    ck, spec = runs.read(path, "ResNet-PSP", "amodal train --model resnet-psp",
+                         lambda extra: extra.get("method") == "resnet-psp")
+    model = runs.load_weights(path, "ResNet-PSP", ck, lambda: ResNetPSP(**spec))
     model.history, model.selected = ck.get("history", []), ck.get("selected")
     model.done, model.checkpoint = bool(ck.get("done")), path
     return model.to(engine.resolve_device(device)).eval()

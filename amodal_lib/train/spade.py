@@ -45,12 +45,12 @@ import torch.nn.functional as F
 
 from ..data import as_annotations
 from ..data.records import AnnotationSet
-from ..errors import CheckpointError, DataError, MissingCheckpointError
+from ..errors import DataError
 from ..io import atomic_write_json
 from ..models.spade import (SpadeRenderer, VGGLoss, feature_matching, hinge_d_loss, hinge_g_loss, kl_normal)
 from ..predict.spade import instance_crops, render_crops
 from ..profiles import get_profile
-from . import engine
+from . import engine, runs
 
 CHECKPOINT_NAME = "spade"
 NETWORK_KEYS = ("crop", "ngf", "ndf", "z_dim", "start", "max_mult", "spade_hidden", "norm", "enc_ndf", "d_layers",
@@ -311,34 +311,24 @@ def describe_timing(run_dir) -> str:
 # --------------------------------------------------------------------------- trained runs
 def checkpoint_file(run_dir_or_file) -> Path:
     """The checkpoint of a run folder (``spade.pt`` in it), or the file itself."""
-    p = Path(run_dir_or_file)
-    return p / f"{CHECKPOINT_NAME}.pt" if p.is_dir() or not p.suffix else p
+    return runs.checkpoint_file(run_dir_or_file, CHECKPOINT_NAME)
 
 
 def is_trained(run_dir) -> bool:
-    p = checkpoint_file(run_dir)
-    return p.is_file() and bool(engine.load_checkpoint(p).get("done"))
+    """Has the run in ``run_dir`` finished all its steps?"""
+    return runs.is_trained(run_dir, CHECKPOINT_NAME)
 
 
 def load_model(run_dir_or_file, device="cpu") -> SpadeRenderer:
     """The trained renderer of a run folder (its ``spade.pt``) or a checkpoint file, in eval mode."""
     path = checkpoint_file(run_dir_or_file)
-    if not path.is_file():
-        raise MissingCheckpointError(path, "no SPADE checkpoint (train one with `amodal train --model spade`)")
-    ck = engine.load_checkpoint(path, map_location="cpu")
-    extra = ck.get("extra")
-    spec = extra.get("model") if isinstance(extra, dict) else None
-    if not isinstance(spec, dict) or extra.get("method") != "spade" or not isinstance(ck.get("model"), dict):
-        raise CheckpointError(path, "not a SPADE renderer checkpoint")
-    try:
+    ck, spec = runs.read(path, "SPADE renderer", "amodal train --model spade", lambda extra: extra.get("method") == "spade")
+
+    def build():
         model = SpadeRenderer(**{k: spec[k] for k in NETWORK_KEYS})
         model.config["pad"] = float(spec.get("pad", DEFAULTS["pad"]))
-        state = {k.replace("module.", "", 1) if k.startswith("module.") else k: v for k, v in ck["model"].items()}
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-        first = (str(e).strip().splitlines() or [""])[0][:120]
-        raise CheckpointError(path, f"a SPADE checkpoint whose network cannot be rebuilt ({type(e).__name__}: "
-                                    f"{first})") from e
+        return model
+    model = runs.load_weights(path, "SPADE", ck, build)
     model.history = ck.get("history", [])
     model.done = bool(ck.get("done"))
     model.checkpoint = path
