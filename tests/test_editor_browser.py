@@ -52,7 +52,7 @@ def jupyterlab(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={REPO}", "--ServerApp.open_browser=False",
-         "--allow-root",
+         "--allow-root", "--LabApp.expose_app_in_browser=True",   # window.jupyterapp: its commands
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          "--LabApp.news_url=", "--ServerApp.disable_check_xsrf=True"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -91,13 +91,15 @@ def test_the_editor_removes_an_instance_in_the_browser(jupyterlab):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}&reset", wait_until="domcontentloaded")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                                   ".jp-mod-idle, #jp-main-statusbar", timeout=120_000)
-            page.locator(".jp-Notebook .jp-Cell").first.click()          # focus the notebook
-            page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+            # Run every cell through JupyterLab's own command once the notebook's kernel is ready
+            # (clicking the Run menu can be lost while the page is still settling on a loaded machine).
+            page.wait_for_function("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                                   " return !!(w && w.sessionContext); }", timeout=120_000)
+            page.evaluate("async () => { const app = window.jupyterapp, w = app.shell.currentWidget;"
+                          " await w.context.ready; await w.sessionContext.ready;"
+                          " await app.commands.execute('notebook:run-all-cells'); }")
             if os.environ.get("AMODAL_BROWSER_DEBUG"):
                 page.screenshot(path=os.environ["AMODAL_BROWSER_DEBUG"])
-            page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
             error = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .jp-RenderedText, " \
                     ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
             page.wait_for_selector(f".amodal-editor-remove, {error}", timeout=RUN_LIMIT_S * 1000)
@@ -123,7 +125,11 @@ def test_the_editor_removes_an_instance_in_the_browser(jupyterlab):
             assert after_png != before_png, "the rendered result did not change"
             assert len(pick.locator("option").all_inner_texts()) == len(options) - 1   # the instance is gone
             shot = os.environ.get("AMODAL_SCREENSHOT")
-            if shot:
-                page.locator(".amodal-editor").screenshot(path=shot)
+            if shot:   # the editor alone: a viewport that holds it, no JupyterLab toast over it
+                page.add_style_tag(content=".Toastify, .jp-toast-container { display: none !important; }")
+                page.set_viewport_size({"width": 1400, "height": 2600})
+                editor = page.locator(".amodal-editor")
+                editor.scroll_into_view_if_needed()
+                editor.screenshot(path=shot)
         finally:
             browser.close()
