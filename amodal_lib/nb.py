@@ -43,11 +43,14 @@ ARTIFACTS: dict = {}
 
 
 def git_commit() -> str:
+    """The commit of the code (``HEAD``), with ``+dirty`` when tracked files outside ``results/``
+    differ from it: the run's own outputs under ``results/`` do not make the code dirty."""
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=REPO, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
         return (rev or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
