@@ -6,7 +6,7 @@ parameter, ``--profile`` on the command line), the ``AMODAL_PROFILE`` environmen
 (which ``run_all.sh --profile P`` sets), and finally ``default``.
 
 - ``smoke``: CI and nbval. Every notebook runs in seconds to a minute; numbers are meaningless.
-- ``default``: a 2-core laptop. The whole ``run_all.sh`` in under 30 minutes; numbers meaningful.
+- ``default``: a 2-core laptop. The whole ``run_all.sh`` in about an hour (56 min measured); numbers meaningful.
 - ``paper``: the paper's scale and hyperparameters, for a GPU.
 
 What the shorter profiles shorten, and why: ``docs/design.md``, "Profiles".
