@@ -18,13 +18,7 @@ from amodal_lib.train.pcnet import load_model, make_inputs, place_erasers, train
 TINY = dict(width=4, crop=32, batch_size=8, checkpoint_every=5, log_every=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and far faster on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

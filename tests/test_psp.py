@@ -23,12 +23,7 @@ TINY = dict(backbone="resnet18", stages=2, head_channels=8, crop=32, batch_size=
             eval_instances=12, checkpoint_every=3, log_every=1, threads=1, optimizer="adam", lr=1e-3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

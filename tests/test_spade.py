@@ -21,12 +21,7 @@ TINY = dict(crop=16, start=4, ngf=4, max_mult=2, spade_hidden=4, ndf=4, enc_ndf=
             batch_size=4, pad=1.25)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
