@@ -1,4 +1,4 @@
-"""The segmentation-input experiment (issue 12): ResNet-PSP, `amodal segment`, `complete --visible`,
+"""The segmentation-input experiment: ResNet-PSP, `amodal segment`, `complete --visible`,
 other visible masks for every method, and the controlled corruptions."""
 import json
 import shutil

@@ -1,4 +1,4 @@
-"""The SPADE renderer (issue 14): normalisation, generator and discriminator steps, new poses,
+"""The SPADE renderer: normalisation, generator and discriminator steps, new poses,
 paste-back, the registry, and `amodal train --model spade` / `amodal render` on a tiny file."""
 import hashlib
 
