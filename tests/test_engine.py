@@ -99,6 +99,19 @@ def test_eval_metrics_enter_history(tmp_path):
 
 
 
+def test_fit_runs_on_the_threads_asked_and_restores_them(tmp_path):
+    seen = []
+    tr = _trainer(tmp_path, steps=2, step_fn=lambda model, batch, step: (seen.append(torch.get_num_threads()),
+                                                                         model(batch))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tr.fit(threads=1)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def _weights(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
 

@@ -219,13 +219,7 @@ def train_pcnet(annotations, out_dir, profile: Optional[str] = None, seed: int =
         print(f"PCNet-M: {len(data['mask'])} training masks at {cfg['crop']}x{cfg['crop']} "
               f"(cropped in {prep_s:.1f} s), width {cfg['width']}, {cfg['steps']} steps, device {dist.device}",
               file=sys.stderr)
-    n_threads = torch.get_num_threads()
-    if cfg.get("threads") and dist.device.type == "cpu":
-        torch.set_num_threads(int(cfg["threads"]))
-    try:
-        history = trainer.fit(until=stop_after)
-    finally:
-        torch.set_num_threads(n_threads)
+    history = trainer.fit(until=stop_after, threads=cfg.get("threads"))
     model = engine.unwrap(trainer.raw_model)
     model.eval()
     return model, history

@@ -186,22 +186,16 @@ def train_psp(annotations, out_dir, profile: Optional[str] = None, seed: int = 0
         print(f"ResNet-PSP: {len(data['image'])} training crops at {cfg['crop']}x{cfg['crop']} by the {cfg['box']} box "
               f"x {cfg['context']:g} (cut in {prep_s:.1f} s), {cfg['backbone']} ({cfg['stages']} stages, output stride "
               f"{cfg['output_stride']}), {n_steps} steps, validation on {held}, device {dist.device}", file=sys.stderr)
-    n_threads = torch.get_num_threads()
-    if cfg.get("threads") and dist.device.type == "cpu":
-        torch.set_num_threads(int(cfg["threads"]))
     resumed = bool(resume and trainer.checkpoint_path.is_file())
     already = resumed and is_trained(out_dir)
     c0, w0 = time.process_time(), time.perf_counter()   # CPU time of the process: every thread, user + sys
-    try:
-        history = trainer.fit(until=stop_after)
-    finally:
-        torch.set_num_threads(n_threads)
+    history = trainer.fit(until=stop_after, threads=cfg.get("threads"))
     cpu_s = time.process_time() - c0
     if dist.is_main and trainer.done and not already:
         atomic_write_json(Path(out_dir) / f"{CHECKPOINT_NAME}.timing.json", {
             "cpu_s": round(cpu_s, 1), "wall_s": round(time.perf_counter() - w0, 1),
             "prepare_cpu_s": round(prep_cpu_s, 1), "prepare_s": round(prep_s, 1),
-            "threads": int(cfg["threads"]) if cfg.get("threads") else n_threads, "steps": n_steps,
+            "threads": int(cfg["threads"]) if cfg.get("threads") else torch.get_num_threads(), "steps": n_steps,
             "resumed": resumed, "device": str(dist.device)})
     model = engine.unwrap(trainer.raw_model)
     model.history, model.selected = history, trainer.selected      # as load_model gives them

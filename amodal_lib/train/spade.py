@@ -256,14 +256,8 @@ def train_spade(annotations, out_dir, profile: Optional[str] = None, seed: int =
         print(f"SPADE: {n} unoccluded training instances at {cfg['crop']}x{cfg['crop']} (cropped in "
               f"{prep['wall_s']:.1f} s), {total} steps of batch {cfg['batch_size']}, VGG term "
               f"{'on' if vgg is not None else 'off (no local weights)'}, device {dist.device}", file=sys.stderr)
-    n_threads = torch.get_num_threads()
-    if cfg.get("threads") and dist.device.type == "cpu":
-        torch.set_num_threads(int(cfg["threads"]))
     cpu1, t1, step0 = _cpu_seconds(), time.perf_counter(), trainer.step
-    try:
-        trainer.fit(until=stop_after)
-    finally:
-        torch.set_num_threads(n_threads)
+    trainer.fit(until=stop_after, threads=cfg.get("threads"))
     if dist.is_main and trainer.step > step0:
         _add_timing(out_dir, prep, {"cpu_s": _cpu_seconds() - cpu1, "wall_s": time.perf_counter() - t1,
                                     "steps": trainer.step - step0, "threads": torch.get_num_threads()
