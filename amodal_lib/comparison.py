@@ -9,10 +9,17 @@ bound, and keeps each method's
 per-instance table (:func:`amodal_lib.metrics.instance_table`'s columns), its masks, and the
 Amodal-VAE details (posteriors, boxes, samples) the analyses of :mod:`amodal_lib.analysis` use.
 The row names are the constants below.
+
+The per-instance tables are what the analyses of several notebooks read: ``run_methods(...,
+save_tables=PATH)`` (notebook 05) stores them with a key naming what made them (the instances, the
+models' weights, threshold, samples), and :func:`method_tables` (notebook 06) reads them back when
+the key matches, else completes again: one completion of the test split serves both.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -50,7 +57,12 @@ class MethodResults:
     threshold: float = 0.5
 
     def summaries(self) -> dict:
-        return {k: metrics.summarize(t) for k, t in self.tables.items()}
+        return summaries(self.tables)
+
+
+def summaries(tables: dict) -> dict:
+    """{method: :func:`amodal_lib.metrics.summarize` of its per-instance table}."""
+    return {k: metrics.summarize(t) for k, t in tables.items()}
 
 
 def complete_details(vae, instances, box: str = "predicted", threshold: float = 0.5, samples: int = 0,
@@ -66,13 +78,16 @@ def complete_details(vae, instances, box: str = "predicted", threshold: float = 
 
 def run_methods(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: int = 0, pcnet=None,
                 full_ann: Optional[AnnotationSet] = None, baselines: bool = True, gt_box: bool = True,
-                oracle: bool = True, pcnet_threshold: Optional[float] = None) -> MethodResults:
+                oracle: bool = True, pcnet_threshold: Optional[float] = None,
+                save_tables: Optional[Path] = None) -> MethodResults:
     """Complete every instance of ``ann`` with each method and tabulate it. ``vae``: a trained
     AmodalVAE (posterior mode in the fitted frame and in the transformer's; with ``gt_box`` also in
     the GT amodal box; with ``samples`` = k also the best of k posterior samples of the fitted
     frame). ``full_ann``: the whole split (the occluders PCNet-M erases, what surrounds each
     instance for the fitted frame). ``pcnet``: a trained PCNet-M at ``pcnet_threshold`` (None: its
-    0.2). ``baselines``: the visible mask and its convex hull; ``oracle``: the oracle-28 bound."""
+    0.2). ``baselines``: the visible mask and its convex hull; ``oracle``: the oracle-28 bound.
+    ``save_tables``: a file to store the per-instance tables in, for :func:`method_tables`."""
+    key = tables_key(ann, vae, threshold, samples, pcnet, full_ann, pcnet_threshold) if save_tables else None
     inst = [i for i in ann.instances if i.amodal is not None]
     ann = ann.subset(inst)
     ids = [i.id for i in inst]
@@ -104,7 +119,62 @@ def run_methods(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: i
     if oracle:
         masks[ORACLE] = dict(zip(ids, oracle_masks(inst)))
         tables[ORACLE] = metrics.instance_table(ann, masks[ORACLE])
+    if save_tables:
+        from .io import atomic_write
+        atomic_write(save_tables, lambda f: pd.to_pickle({"key": key, "tables": tables}, f))
     return MethodResults(ann, tables, masks, details, best, threshold)
+
+
+def _weights_digest(model) -> str:
+    if model is None:
+        return "-"
+    h = hashlib.sha1()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def tables_key(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: int = 0, pcnet=None,
+               full_ann: Optional[AnnotationSet] = None, pcnet_threshold: Optional[float] = None) -> str:
+    """A digest of what :func:`run_methods`'s per-instance tables depend on: the instances (ids and
+    the context split's ids), the weights of both models, the thresholds and the number of samples."""
+    ids = ",".join(str(i.id) for i in ann.instances)
+    ctx_ids = ",".join(str(i.id) for i in full_ann.instances) if full_ann is not None else "-"
+    parts = [ids, ctx_ids, _weights_digest(vae), _weights_digest(pcnet), repr(float(threshold)), repr(int(samples)),
+             repr(pcnet_threshold)]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()
+
+
+def method_tables(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: int = 0, pcnet=None,
+                  full_ann: Optional[AnnotationSet] = None, cache: Optional[Path] = None, **flags) -> dict:
+    """{method: per-instance table} of :func:`run_methods` (same arguments; ``flags``: its ``baselines``,
+    ``gt_box``, ``oracle``, ``pcnet_threshold``): read from ``cache`` when an earlier
+    ``run_methods(..., save_tables=cache)`` stored them for the same instances, models, thresholds and
+    samples, else completed now. Prints which."""
+    if cache is not None and Path(cache).is_file():
+        key = tables_key(ann, vae, threshold, samples, pcnet, full_ann, flags.get("pcnet_threshold"))
+        try:
+            stored = pd.read_pickle(cache)
+        except Exception:   # an unreadable cache is ignored: the tables are completed again
+            stored = {}
+        if isinstance(stored, dict) and stored.get("key") == key:
+            want = _expected_names(vae, pcnet, samples, **flags)
+            if set(want) <= set(stored["tables"]):
+                print(f"per-instance tables read from {cache} (same instances, models, threshold and samples)")
+                return {k: stored["tables"][k] for k in want}
+    res = run_methods(ann, vae, threshold, samples, pcnet, full_ann, **flags)
+    return res.tables
+
+
+def _expected_names(vae, pcnet, samples: int, baselines: bool = True, gt_box: bool = True, oracle: bool = True,
+                    pcnet_threshold: Optional[float] = None) -> list:
+    names = [VISIBLE, HULL] if baselines else []
+    names += [PCNET] if pcnet is not None else []
+    if vae is not None:
+        names += list(VAE_FRAMES.values()) + ([VAE_GT_BOX] if gt_box else [])
+        names += [vae_best_name(samples)] if samples else []
+    return names + ([ORACLE] if oracle else [])
 
 
 def chosen_threshold(ctx, vae=None) -> dict:

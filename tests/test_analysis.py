@@ -222,6 +222,33 @@ def test_run_methods_with_an_untrained_model(ann):
             assert (ref[col].to_numpy() == res.tables[name][col].to_numpy()).all(), (name, col)
 
 
+def test_method_tables_reuse_stored_tables_only_for_the_same_inputs(ann, tmp_path, capsys):
+    from amodal_lib.models.amodal_vae import AmodalVAE
+    torch.manual_seed(0)
+    vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
+    cache = tmp_path / "test_tables.pkl"
+    res = comparison.run_methods(ann, vae, threshold=0.5, samples=2, save_tables=cache)
+    assert cache.is_file()
+    got = comparison.method_tables(ann, vae, threshold=0.5, samples=2, cache=cache, gt_box=False, oracle=False)
+    assert "read from" in capsys.readouterr().out
+    assert list(got) == [comparison.VISIBLE, comparison.HULL, comparison.VAE_MODE, comparison.VAE_TRANSFORMER,
+                         comparison.vae_best_name(2)]
+    for k, t in got.items():
+        assert t.equals(res.tables[k])
+    # another threshold, other weights or other instances: completed again, not read
+    for kw in (dict(threshold=0.4), dict(samples=3)):
+        comparison.method_tables(ann, vae, **{"threshold": 0.5, "samples": 2, **kw}, cache=cache)
+        assert "read from" not in capsys.readouterr().out
+    other = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
+    comparison.method_tables(ann, other, threshold=0.5, samples=2, cache=cache)
+    assert "read from" not in capsys.readouterr().out
+    fewer = ann.subset(ann.instances[:-1])
+    assert len(comparison.method_tables(fewer, vae, threshold=0.5, samples=2, cache=cache)[comparison.VISIBLE]) \
+        == len(fewer)
+    cache.write_bytes(b"not a pickle")          # an unreadable cache is ignored
+    assert len(comparison.method_tables(ann, vae, threshold=0.5, samples=2, cache=cache)) == 7
+
+
 def test_chosen_threshold_is_the_runs(tmp_path):
     from amodal_lib.errors import MissingCheckpointError
     from amodal_lib.train.validation import write_threshold

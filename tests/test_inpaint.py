@@ -88,6 +88,24 @@ def test_base_fill_of_the_instance_reads_the_object_only():
     assert torch.equal(t * known, img * known)
 
 
+def test_background_inputs_append_the_guides_known_everywhere():
+    img = torch.rand(2, 3, 8, 8)
+    known = torch.ones(2, 1, 8, 8)
+    known[..., 2:5, 3:6] = 0
+    x, mask, base = I.background_inputs(img, known)
+    assert torch.equal(x, img * known) and torch.equal(mask, known) and base is None
+    x, mask, base = I.background_inputs(img, known, "telea", ("smooth", "telea"))
+    assert x.shape == (2, 9, 8, 8) and mask.shape == (2, 9, 8, 8)
+    assert torch.equal(x[:, 3:6], I.base_fill("smooth", img, known)) and torch.equal(x[:, 6:], base)
+    assert torch.equal(base, I.base_fill("telea", img, known))
+    assert bool((mask[:, 3:] == 1).all()) and torch.equal(mask[:, :3], known.expand(-1, 3, -1, -1))
+    from amodal_lib.models.partial_conv import PConvUNet
+    net = PConvUNet(9, 3, 4, 2, mask_channels=9, fill="telea", guides=("smooth", "telea")).eval()
+    assert torch.allclose(net(x, mask, base), base)           # a fresh net gives its base fill
+    with pytest.raises(ValueError, match="guides"):
+        PConvUNet(6, 3, 4, 2, guides=("vgg",))
+
+
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
     """Both inpainters trained for a few steps on the tiny embedded data set."""
@@ -98,10 +116,11 @@ def tiny_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("inpaint")
     tiny = dict(width=4, depth=3, batch_size=4, steps=4, eval_every=2, checkpoint_every=2, log_every=1, threads=1)
     runs = {}
-    for kind, extra in (("background", dict(crop=32, images=6, crops_per_image=2, val_images=4, dilate=[1, 2])),
-                        ("instance", dict(crop=16, max_instances=40, val_instances=8, min_area=30))):
+    for kind, extra in (("background", dict(crop=32, images=6, crops_per_image=2, val_images=4, dilate=[1, 2],
+                                            fill="telea", guides=["smooth", "telea"])),
+                        ("instance", dict(crop=16, max_instances=40, val_instances=8, min_area=30, fill="smooth"))):
         model, history = I.train_inpainter(kind, train, root / kind, profile="smoke", device="cpu", progress=False,
-                                           val_annotations=val, fill="smooth", **tiny, **extra)
+                                           val_annotations=val, **tiny, **extra)
         runs[kind] = (root / kind, model, history)
     return runs, train, val
 
@@ -111,9 +130,10 @@ def test_training_selects_a_checkpoint_and_reloads(tiny_runs):
     for kind, (run, model, history) in runs.items():
         assert I.is_trained(run, kind)
         sel = [h for h in history if h["split"] == "selected"]
-        assert len(sel) == 1 and sel[0]["step"] in (0, 2, 4)   # the smooth fill it starts from is a candidate
+        assert len(sel) == 1 and sel[0]["step"] in (0, 2, 4)   # the fill it starts from is a candidate
         again = I.load_model(run, kind)
-        assert again.spec() == model.spec() and again.fill == "smooth" and again.crop == model.crop
+        assert again.spec() == model.spec() and again.crop == model.crop
+        assert (again.fill, again.guides) == (("telea", ("smooth", "telea")) if kind == "background" else ("smooth", ()))
         for a, b in zip(again.state_dict().values(), model.state_dict().values()):
             assert torch.equal(a.cpu(), b.cpu())
         t = I.timing(run, kind)

@@ -42,7 +42,7 @@ from torch import nn
 
 from ..errors import CheckpointError, MissingCheckpointError
 
-FILLS = ("none", "smooth", "telea")   # what the net's output is added to (module doc)
+FILLS = ("none", "smooth", "telea", "ns")   # what the net's output is added to (module doc)
 KERNELS = (7, 5, 5, 3)      # encoder kernel sizes; deeper layers use 3
 LOSS_WEIGHTS = {"valid": 1.0, "hole": 6.0, "perceptual": 0.05, "style": 120.0, "tv": 0.1}   # Liu et al.
 
@@ -113,17 +113,21 @@ class PConvUNet(nn.Module):
     """Liu et al.'s partial-convolution U-Net (module doc).
 
     ``in_channels``: image channels (3) plus any conditioning channels (the instance inpainter's
-    class label); ``out_channels``: 3; ``mask_channels``: 1 (one mask for every input channel) or
+    class label; the background inpainter's ``guides``, classical fills of the hole that the caller
+    appends, :func:`amodal_lib.train.inpaint.background_inputs`); ``out_channels``: 3; ``mask_channels``: 1 (one mask for every input channel) or
     ``in_channels`` (a mask per channel). ``forward(x, mask) -> image`` in [0, 1] space (not
     clamped: the loss sees the raw output); the input's sides must be multiples of ``2**depth``
     (:meth:`multiple`; :func:`amodal_lib.predict.inpaint.run_padded` pads)."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 64, depth: int = 8,
-                 mask_channels: int = 1, fill: str = "none"):
+                 mask_channels: int = 1, fill: str = "none", guides: Sequence[str] = ()):
         super().__init__()
         if fill not in FILLS:
             raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
-        self.fill = fill
+        bad = [g for g in guides if g not in FILLS[1:]]
+        if bad:
+            raise ValueError(f"guides must be among {FILLS[1:]}, got {bad}")
+        self.fill, self.guides = fill, tuple(guides)
         if depth < 2:
             raise ValueError(f"depth must be at least 2, got {depth}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
@@ -176,7 +180,7 @@ class PConvUNet(nn.Module):
     def spec(self) -> dict:
         """How to rebuild this network (stored in its checkpoint)."""
         return {"in_channels": self.in_channels, "out_channels": self.out_channels, "width": self.width,
-                "depth": self.depth, "mask_channels": self.mask_channels, "fill": self.fill}
+                "depth": self.depth, "mask_channels": self.mask_channels, "fill": self.fill, "guides": list(self.guides)}
 
 
 @torch.no_grad()

@@ -72,11 +72,12 @@ def inpaint_background(model: PConvUNet, image, hole) -> np.ndarray:
     img, h = check_image_and_hole(image, hole)
     if not h.any():
         return img.copy()
-    from ..train.inpaint import base_fill
+    from ..train.inpaint import background_inputs
     dev = next(model.parameters()).device
     x = to_tensor(img).to(dev)
     known = torch.from_numpy(~h)[None, None].float().to(dev)
-    out = to_image(run_padded(model.eval(), x * known, known, base_fill(getattr(model, "fill", "none"), x, known))[0])
+    inputs = background_inputs(x, known, getattr(model, "fill", "none"), getattr(model, "guides", ()))
+    out = to_image(run_padded(model.eval(), *inputs)[0])
     res = img.copy()
     res[h] = out[h]
     return res

@@ -56,7 +56,7 @@ DEFAULTS = {
                  "min_area": 64, "max_instances": None, "cover": [0.1, 0.7], "scale": [0.7, 1.4], "shift": 0.6,
                  "tries": 8, "val_instances": 128},
 }
-COMMON = {"fill": "none", "checkpoint_every": 200, "log_every": 25, "eval_every": 200, "vgg_weights": None, "threads": None,
+COMMON = {"fill": "none", "guides": [], "checkpoint_every": 200, "log_every": 25, "eval_every": 200, "vgg_weights": None, "threads": None,
           "loss_weights": None}
 
 
@@ -163,18 +163,37 @@ def base_fill(fill: str, image: torch.Tensor, known: torch.Tensor, object_known:
     """What a net with ``fill`` adds its output to (None for "none"): "smooth", the smooth fill
     (:func:`amodal_lib.models.partial_conv.smooth_fill`) of the known pixels, or, for the instance
     inpainter (``object_known``: the object's known pixels, (B, 1, S, S)), of the object's own known
-    pixels (where a crop has none, of all its known pixels); "telea", OpenCV's Telea fill of the hole."""
+    pixels (where a crop has none, of all its known pixels); "telea" and "ns", OpenCV's Telea and
+    Navier-Stokes fills of the hole."""
     if fill == "none":
         return None
-    if fill == "telea":
+    if fill in ("telea", "ns"):
         from ..predict.inpaint import classical_batch
-        return classical_batch(image, known, "telea")
+        return classical_batch(image, known, fill)
     from ..models.partial_conv import smooth_fill
     if object_known is None:
         return smooth_fill(image * known, known)
     has = object_known.flatten(1).sum(1) > 0
     src = torch.where(has.view(-1, 1, 1, 1), object_known, known)
     return smooth_fill(image * src, src)
+
+
+def background_inputs(image: torch.Tensor, known: torch.Tensor, fill: str = "none", guides=()):
+    """The background inpainter's ``(x, mask, base)``: the image with the hole blanked (its mask the
+    known pixels), followed by one 3-channel *guide* per name in ``guides`` (a classical fill of the
+    hole, :func:`base_fill`, known everywhere; the mask then has a channel per input channel), and the
+    base fill the net's output is added to (None for ``fill`` "none"). Each fill is computed once."""
+    fills = {}
+
+    def get(name):
+        if name not in fills:
+            fills[name] = base_fill(name, image, known)
+        return fills[name]
+    x, mask = image * known, known
+    if guides:
+        x = torch.cat([x, *[get(g) for g in guides]], 1)
+        mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(x[:, 3:])], 1)
+    return x, mask, (get(fill) if fill != "none" else None)
 
 
 # --------------------------------------------------------------------------- training data
@@ -251,7 +270,7 @@ def _background_step(cfg: dict, holder: dict):
         img = torch.where(_flip(len(img), img.device), img.flip(-1), img)
         hole = background_holes(holder["pool"], len(img), cfg["masks_per_hole"], cfg["scale"], cfg["dilate"])
         known = 1.0 - hole
-        out = model(img * known, known, base_fill(cfg["fill"], img, known))
+        out = model(*background_inputs(img, known, cfg["fill"], cfg["guides"]))
         return holder["loss"](out, img, known)
     return step
 
@@ -300,7 +319,7 @@ def predict_batch(model: PConvUNet, kind: str, batch: dict) -> torch.Tensor:
     img, hole = batch["image"], batch["hole"]
     known = 1.0 - hole
     if kind == "background":
-        out = model(img * known, known, base_fill(model.fill, img, known))
+        out = model(*background_inputs(img, known, model.fill, model.guides))
     else:
         obj = batch["mask"].unsqueeze(1) * known
         out = model(*instance_inputs(img, hole, batch["label"]), base_fill(model.fill, img, known, obj))
@@ -326,7 +345,8 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
     ``out_dir/inpaint-<kind>.pt``. ``val_annotations`` (default: the training images themselves,
     which then only track the fit) gives the validation batch whose hole PSNR selects the
     checkpoint. ``vgg_weights`` (an override, or the profile's): a local VGG-16 weights file for
-    Liu et al.'s perceptual and style terms. Returns ``(model, history)``, the model in eval mode
+    Liu et al.'s perceptual and style terms (with Liu et al.'s loss weights, unless ``loss_weights``
+    is passed here: a profile's weights are meant for the fixed features). Returns ``(model, history)``, the model in eval mode
     with ``kind``, ``crop``, ``max_category``, ``history`` and ``cpu_seconds`` (the process CPU
     time training took, user + system)."""
     import resource
@@ -351,7 +371,9 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
     if kind == "background":
         data = {"image": background_crops(ann, S, int(cfg["crops_per_image"]), cfg["images"], seed)}
         pool = mask_pool(ann, S, seed=seed)
-        net = PConvUNet(3, 3, int(cfg["width"]), int(cfg["depth"]), mask_channels=1, fill=cfg["fill"])
+        guides = tuple(cfg["guides"])
+        net = PConvUNet(3 + 3 * len(guides), 3, int(cfg["width"]), int(cfg["depth"]),
+                        mask_channels=3 + 3 * len(guides) if guides else 1, fill=cfg["fill"], guides=guides)
         step_fn = _background_step(cfg, holder := {})
     else:
         data = instance_crops(ann, S, cfg["min_area"], cfg["max_instances"], seed, max_cat)
@@ -363,7 +385,9 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
     vbatch = validation_batch(kind, val, {**cfg, "max_category": max_cat}, seed, pool)
     prep_s = time.perf_counter() - t0
     features = load_vgg16_features(cfg["vgg_weights"]) if cfg.get("vgg_weights") else None
-    holder["loss"] = InpaintingLoss(features, cfg.get("loss_weights")).to(dist.device)
+    # a profile's loss weights were chosen for the fixed features; with VGG-16, Liu et al.'s unless set here
+    weights = overrides.get("loss_weights") if features is not None else cfg.get("loss_weights")
+    holder["loss"] = InpaintingLoss(features, weights).to(dist.device)
 
     def optimizer(m):
         return torch.optim.Adam(m.parameters(), lr=float(cfg["lr"]))
@@ -445,4 +469,4 @@ def timing(run_dir, kind: str) -> Optional[dict]:
 
 __all__ = ("KINDS", "NAMES", "settings", "background_holes", "instance_holes", "instance_inputs", "place_masks",
            "mask_pool", "background_crops", "instance_crops", "train_inpainter", "load_model", "is_trained",
-           "checkpoint_file", "load_history", "hole_scores", "timing", "base_fill")
+           "checkpoint_file", "load_history", "hole_scores", "timing", "base_fill", "background_inputs")
