@@ -12,7 +12,7 @@ The row names are the constants below.
 
 The per-instance tables are what the analyses of several notebooks read: ``run_methods(...,
 save_tables=PATH)`` (notebook 05) stores them with a key naming what made them (the instances, the
-models' weights, threshold, samples), and :func:`method_tables` (notebook 06) reads them back when
+models' weights, the thresholds), and :func:`method_tables` (notebooks 06 and 11) reads them back when
 the key matches, else completes again: one completion of the test split serves both.
 """
 from __future__ import annotations
@@ -87,7 +87,7 @@ def run_methods(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: i
     instance for the fitted frame). ``pcnet``: a trained PCNet-M at ``pcnet_threshold`` (None: its
     0.2). ``baselines``: the visible mask and its convex hull; ``oracle``: the oracle-28 bound.
     ``save_tables``: a file to store the per-instance tables in, for :func:`method_tables`."""
-    key = tables_key(ann, vae, threshold, samples, pcnet, full_ann, pcnet_threshold) if save_tables else None
+    key = tables_key(ann, vae, threshold, pcnet, full_ann, pcnet_threshold) if save_tables else None
     inst = [i for i in ann.instances if i.amodal is not None]
     ann = ann.subset(inst)
     ids = [i.id for i in inst]
@@ -135,14 +135,14 @@ def _weights_digest(model) -> str:
     return h.hexdigest()
 
 
-def tables_key(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: int = 0, pcnet=None,
+def tables_key(ann: AnnotationSet, vae=None, threshold: float = 0.5, pcnet=None,
                full_ann: Optional[AnnotationSet] = None, pcnet_threshold: Optional[float] = None) -> str:
     """A digest of what :func:`run_methods`'s per-instance tables depend on: the instances (ids and
-    the context split's ids), the weights of both models, the thresholds and the number of samples."""
+    the context split's ids), the weights of both models and the thresholds. (The number of
+    samples is in the name of the best-of-k table, the only one it changes.)"""
     ids = ",".join(str(i.id) for i in ann.instances)
     ctx_ids = ",".join(str(i.id) for i in full_ann.instances) if full_ann is not None else "-"
-    parts = [ids, ctx_ids, _weights_digest(vae), _weights_digest(pcnet), repr(float(threshold)), repr(int(samples)),
-             repr(pcnet_threshold)]
+    parts = [ids, ctx_ids, _weights_digest(vae), _weights_digest(pcnet), repr(float(threshold)), repr(pcnet_threshold)]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()
 
 
@@ -153,7 +153,7 @@ def method_tables(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples:
     ``run_methods(..., save_tables=cache)`` stored them for the same instances, models, thresholds and
     samples, else completed now. Prints which."""
     if cache is not None and Path(cache).is_file():
-        key = tables_key(ann, vae, threshold, samples, pcnet, full_ann, flags.get("pcnet_threshold"))
+        key = tables_key(ann, vae, threshold, pcnet, full_ann, flags.get("pcnet_threshold"))
         try:
             stored = pd.read_pickle(cache)
         except Exception:   # an unreadable cache is ignored: the tables are completed again
@@ -161,7 +161,7 @@ def method_tables(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples:
         if isinstance(stored, dict) and stored.get("key") == key:
             want = _expected_names(vae, pcnet, samples, **flags)
             if set(want) <= set(stored["tables"]):
-                print(f"per-instance tables read from {cache} (same instances, models, threshold and samples)")
+                print(f"per-instance tables read from {cache} (same instances, models and thresholds)")
                 return {k: stored["tables"][k] for k in want}
     res = run_methods(ann, vae, threshold, samples, pcnet, full_ann, **flags)
     return res.tables
@@ -207,21 +207,28 @@ def recorded_sweep(ctx) -> pd.DataFrame:
 
 
 def models_table(ann: AnnotationSet, models: dict, threshold: float = 0.5, max_instances: Optional[int] = None,
-                 seed: int = 0) -> pd.DataFrame:
+                 seed: int = 0, known: Optional[dict] = None) -> pd.DataFrame:
     """One row per method on the instances of ``ann`` that have an amodal mask (whole images up to
     ``max_instances``, :func:`amodal_lib.data.records.subsample`): the visible mask, its convex hull,
-    each Amodal-VAE of ``models`` ({row name: model}; posterior mode in its predicted box at
+    each Amodal-VAE of ``models`` ({row name: model}; posterior mode in its fitted frame at
     ``threshold``) and oracle-28, each with its share of oracle-28 (e.g. a stage before and after
-    fine-tuning, notebook 03)."""
+    fine-tuning, notebook 03). ``known``: {row name: {"A_full", "A_invisible", "B_full",
+    "B_invisible"}} of models already scored on these instances (e.g. by the validation that
+    selected their checkpoint, :func:`amodal_lib.stages.before_after`), used instead of completing."""
     from .analysis import completion_table, oracle_share
     sub = subsample(ann, max_instances, seed)
     res = run_methods(sub)
-    tables = {VISIBLE: res.tables[VISIBLE], HULL: res.tables[HULL]}
+    summ = {VISIBLE: metrics.summarize(res.tables[VISIBLE]), HULL: metrics.summarize(res.tables[HULL])}
+    n = summ[VISIBLE]["overall"]["n"]
     for name, vae in models.items():
-        tables[name] = metrics.instance_table(sub, registry.complete("amodal-vae", ann, vae, sub.instances,
-                                                                     threshold=threshold))
-    tables[ORACLE] = res.tables[ORACLE]
-    table = completion_table({k: metrics.summarize(t) for k, t in tables.items()})
+        k = (known or {}).get(name)
+        if k is not None and max_instances is None:
+            summ[name] = {"overall": {"n": n, "A": {"full": k["A_full"], "invisible": k["A_invisible"]},
+                                      "B": {"full": k["B_full"], "invisible": k["B_invisible"]}}}
+            continue
+        summ[name] = metrics.evaluate(sub, registry.complete("amodal-vae", ann, vae, sub.instances, threshold=threshold))
+    summ[ORACLE] = metrics.summarize(res.tables[ORACLE])
+    table = completion_table(summ)
     return table.merge(oracle_share(table), on="method")
 
 
@@ -240,10 +247,12 @@ def threshold_choice(sweep: pd.DataFrame, chosen: float, paper_threshold: float)
 
 
 def models_table_per_set(sets: dict, models: dict, threshold: float = 0.5, max_instances: Optional[int] = None,
-                         seed: int = 0) -> pd.DataFrame:
+                         seed: int = 0, known: Optional[dict] = None) -> pd.DataFrame:
     """:func:`models_table` on each of ``sets`` ({name: AnnotationSet}, e.g. a run's validation
-    sets), one block of rows per set with its name in the first column, ``set``."""
-    tables = [models_table(ann, models, threshold, max_instances, seed).assign(set=name) for name, ann in sets.items()]
+    sets), one block of rows per set with its name in the first column, ``set``; ``known``: {set:
+    models_table's ``known``}."""
+    tables = [models_table(ann, models, threshold, max_instances, seed, (known or {}).get(name)).assign(set=name)
+              for name, ann in sets.items()]
     out = pd.concat(tables, ignore_index=True)
     return out[["set"] + [c for c in out.columns if c != "set"]]
 

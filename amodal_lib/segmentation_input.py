@@ -23,7 +23,7 @@ import pandas as pd
 
 from . import metrics, paper, registry
 from .analysis import SCORE_COLUMNS, per_bin_long
-from .comparison import PCNET, VAE_FRAMES, VAE_TRANSFORMER
+from .comparison import PCNET, VAE_FRAMES, VAE_TRANSFORMER, VISIBLE
 from .data.records import AnnotationSet
 
 GT_INPUT = "GT visible mask"
@@ -72,12 +72,20 @@ def complete_methods(ann: AnnotationSet, visible: Optional[dict], vae=None, pcne
 
 
 def run_inputs(ann: AnnotationSet, inputs: dict, vae=None, pcnet=None, threshold: float = 0.5,
-               frames: Sequence[str] = ("fit", "transformer")) -> dict:
+               frames: Sequence[str] = ("fit", "transformer"), gt_tables: Optional[dict] = None) -> dict:
     """{(input, method): metrics summary} of :func:`complete_methods` on each of ``inputs``
-    ({input name: visible masks, or None for the GT}), scored against ``ann``'s ground truth."""
+    ({input name: visible masks, or None for the GT}), scored against ``ann``'s ground truth.
+    ``gt_tables``: the per-instance tables of the GT input already made by
+    :func:`amodal_lib.comparison.method_tables` (the same completions: notebook 05's), used for
+    the input that is None instead of completing it again."""
     scored = ann.subset([i for i in ann.instances if i.amodal is not None])
     out = {}
     for name, visible in inputs.items():
+        if visible is None and gt_tables is not None:
+            for method in [INPUT_MASK, *[VAE_FRAMES[f] for f in frames if vae is not None],
+                           *([PCNET] if pcnet is not None else [])]:
+                out[(name, method)] = metrics.summarize(gt_tables[VISIBLE if method == INPUT_MASK else method])
+            continue
         for method, masks in complete_methods(ann, visible, vae, pcnet, threshold, frames).items():
             out[(name, method)] = metrics.evaluate(scored, masks)
     return out

@@ -84,6 +84,27 @@ def selection(history: Sequence[dict], stage: int) -> dict:
     return out
 
 
+def scores_at(history: Sequence[dict], step: int) -> dict:
+    """{set: {"A_full", "A_invisible", "B_full", "B_invisible"}}: what the validation at ``step``
+    measured on each set (the numbers :func:`amodal_lib.comparison.models_table` would compute for
+    those weights on that set, at the run's evaluation threshold, in the fitted frame)."""
+    rec = [h for h in _val_records(history) if int(h["step"]) == int(step)]
+    if not rec:
+        return {}
+    return {name: {col: rec[-1].get(f"val_{name}_{key}") for key, col in HISTORY_KEYS.items()}
+            for name in validation_set_names(history)}
+
+
+def before_after(history: Sequence[dict], before: str, after: str) -> dict:
+    """Stage 3's validation of its start (step 0, stage 2's weights) and of the step it kept, as
+    {set: {before: scores, after: scores}} (:func:`scores_at`); {} when either was not validated."""
+    sel = selected_step(history)
+    start, kept = scores_at(history, 0), scores_at(history, sel if sel is not None else -1)
+    if not start or not kept:
+        return {}
+    return {name: {before: start[name], after: kept[name]} for name in start}
+
+
 # --------------------------------------------------------------------------- stage 1
 @torch.no_grad()
 def reconstructions(model, ann, n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:

@@ -249,6 +249,21 @@ def test_method_tables_reuse_stored_tables_only_for_the_same_inputs(ann, tmp_pat
     assert len(comparison.method_tables(ann, vae, threshold=0.5, samples=2, cache=cache)) == 7
 
 
+def test_segmentation_input_reads_the_gt_input_from_the_tables(ann):
+    """Notebook 11's GT-input rows from notebook 05's tables equal those of completing again."""
+    import json
+    from amodal_lib import segmentation_input as S
+    from amodal_lib.models.amodal_vae import AmodalVAE
+    torch.manual_seed(0)
+    vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
+    direct = S.run_inputs(ann, {S.GT_INPUT: None}, vae, None, 0.5)
+    tables = comparison.method_tables(ann, vae, threshold=0.5, full_ann=ann, gt_box=False, oracle=False)
+    reused = S.run_inputs(ann, {S.GT_INPUT: None}, vae, None, 0.5, gt_tables=tables)
+    assert list(direct) == list(reused) and len(direct) == 3
+    for k in direct:
+        assert json.dumps(direct[k], sort_keys=True, default=str) == json.dumps(reused[k], sort_keys=True, default=str)
+
+
 def test_chosen_threshold_is_the_runs(tmp_path):
     from amodal_lib.errors import MissingCheckpointError
     from amodal_lib.train.validation import write_threshold

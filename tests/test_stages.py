@@ -60,6 +60,31 @@ def test_selection_says_whether_stage_3_kept_stage_2s_weights():
     assert stages.validation_table(TRAIN).empty
 
 
+def test_before_after_reads_step_0_and_the_kept_step():
+    hist = [_val(0, 68.4, labelled=(87.0, 49.0)), _val(50, 70.0, labelled=(88.0, 52.0)),
+            _val(100, 57.9, labelled=(83.0, 33.0)), {"split": "selected", "step": 50, "val_score": 70.0}]
+    ba = stages.before_after(hist, "before", "after")
+    assert ba == {"labelled": {"before": {"A_full": 87.0, "A_invisible": 49.0, "B_full": 86.0, "B_invisible": 48.0},
+                               "after": {"A_full": 88.0, "A_invisible": 52.0, "B_full": 87.0, "B_invisible": 51.0}}}
+    assert stages.before_after(hist[1:], "before", "after") == {}        # step 0 not validated: nothing known
+    assert stages.before_after(TRAIN, "before", "after") == {}
+
+
+def test_models_table_takes_known_scores_for_the_models_it_names():
+    from amodal_lib.data import load_annotations
+    from amodal_lib.models.amodal_vae import AmodalVAE
+    ann = load_annotations(tiny_dataset()["val"])
+    torch.manual_seed(0)
+    vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
+    direct = comparison.models_table(ann, {"m": vae}, threshold=0.5)
+    row = direct[direct.method == "m"].iloc[0]
+    known = {"m": {k: float(row[k]) for k in ("A_full", "A_invisible", "B_full", "B_invisible")}}
+    reused = comparison.models_table(ann, {"m": vae}, threshold=0.5, known=known)
+    pd.testing.assert_frame_equal(direct, reused)
+    fake = comparison.models_table(ann, {"m": vae}, threshold=0.5, known={"m": {**known["m"], "A_full": 1.0}})
+    assert float(fake[fake.method == "m"].A_full.iloc[0]) == 1.0          # the known numbers are what it shows
+
+
 def test_validation_plot_draws_protocol_a_only_and_marks_the_kept_step():
     hist = [_val(0, 60.0, a=(80.0, 20.0), b=(70.0, 10.0)), _val(5, 65.0, a=(81.0, 30.0), b=(71.0, 12.0)),
             {"split": "selected", "step": 5, "val_score": 65.0}]

@@ -64,25 +64,44 @@ def polygon_problem(poly: Sequence, height: int, width: int) -> Optional[str]:
     or 1e9 made it allocate until the process was killed)."""
     if len(poly) < 6 or len(poly) % 2:
         return f"a polygon needs an even number (>= 6) of coordinates, got {len(poly)}"
-    xy = np.asarray(poly, dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(xy))
-    if len(bad):
-        return f"coordinate {int(bad[0])} is {poly[int(bad[0])]!r}, not a finite number"
+    return _polygon_array_problem(np.asarray(poly, dtype=np.float64), poly, height, width)
+
+
+def _polygon_array_problem(xy: np.ndarray, poly: Sequence, height: int, width: int) -> Optional[str]:
+    """:func:`polygon_problem` of a polygon of an even length >= 6 already converted to ``xy``
+    (float64): each check first on the whole array, the offending coordinate found only on failure
+    (this runs for every polygon of a file)."""
+    if not np.isfinite(xy).all():
+        k = int(np.flatnonzero(~np.isfinite(xy))[0])
+        return f"coordinate {k} is {poly[k]!r}, not a finite number"
     m = POLYGON_MARGIN * max(height, width)
-    x, y = xy[0::2], xy[1::2]
-    for axis, v, size in (("x", x, width), ("y", y, height)):
-        lo, hi = -m, size + m
-        out = np.flatnonzero((v < lo) | (v > hi))
-        if len(out):
-            k = int(out[0])
-            return (f"{axis} coordinate {v[k]:g} (coordinate {2 * k + (axis == 'y')}) is far outside the "
-                    f"{height}x{width} image (allowed: {lo} to {hi})")
-    perimeter = float(np.maximum(np.abs(np.diff(x, append=x[:1])), np.abs(np.diff(y, append=y[:1]))).sum())
+    pts = xy.reshape(-1, 2)
+    lo, hi = pts.min(0), pts.max(0)
+    if lo[0] < -m or lo[1] < -m or hi[0] > width + m or hi[1] > height + m:
+        x, y = xy[0::2], xy[1::2]
+        for axis, v, size in (("x", x, width), ("y", y, height)):
+            out = np.flatnonzero((v < -m) | (v > size + m))
+            if len(out):
+                k = int(out[0])
+                return (f"{axis} coordinate {v[k]:g} (coordinate {2 * k + (axis == 'y')}) is far outside the "
+                        f"{height}x{width} image (allowed: {-m} to {size + m})")
+    # each edge's longer side, the closing edge included: the pixels pycocotools will upsample
+    step = np.empty_like(pts)
+    step[:-1] = pts[1:] - pts[:-1]
+    step[-1] = pts[0] - pts[-1]
+    perimeter = float(np.abs(step).max(1).sum())
     limit = MAX_POLYGON_TURNS * (height + width)
     if perimeter > limit:
         return (f"polygon too long: its edges run {perimeter:.0f} pixels, over {MAX_POLYGON_TURNS} x "
                 f"(height + width) = {limit}")
     return None
+
+
+def _all_numbers(values: Sequence) -> bool:
+    """Is every entry a JSON number (:func:`is_number`)? Plain ints and floats, what a JSON file
+    gives, are recognised by their types at once; anything else entry by entry."""
+    types = set(map(type, values))
+    return types <= {int, float} or all(is_number(v) for v in values)
 
 
 def _rle_counts_total(counts: bytes) -> int:
@@ -139,16 +158,20 @@ def segm_to_rle(segm: Any, height: int, width: int, *, path: Any = "?", record: 
     if isinstance(segm, list):
         if not segm:
             raise bad("no polygon")
-        if all(is_number(v) for v in segm):  # one flat polygon (COCOA style)
+        if _all_numbers(segm):  # one flat polygon (COCOA style)
             segm = [segm]
         polys = []
         for j, p in enumerate(segm):
-            if not isinstance(p, (list, tuple)) or not all(is_number(v) for v in p):
+            if not isinstance(p, (list, tuple)) or not _all_numbers(p):
                 raise bad("a polygon must be a flat list of numbers")
-            problem = polygon_problem(p, height, width)
+            if len(p) < 6 or len(p) % 2:
+                problem = polygon_problem(p, height, width)
+            else:
+                xy = np.asarray(p, dtype=np.float64)
+                problem = _polygon_array_problem(xy, p, height, width)
             if problem:
                 raise bad(problem if len(segm) == 1 else f"polygon {j}: {problem}")
-            polys.append([float(v) for v in p])
+            polys.append(xy.tolist())
         return mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
     if isinstance(segm, dict):
         if "counts" not in segm or "size" not in segm:
