@@ -150,8 +150,8 @@ def method_tables(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples:
                   full_ann: Optional[AnnotationSet] = None, cache: Optional[Path] = None, **flags) -> dict:
     """{method: per-instance table} of :func:`run_methods` (same arguments; ``flags``: its ``baselines``,
     ``gt_box``, ``oracle``, ``pcnet_threshold``): read from ``cache`` when an earlier
-    ``run_methods(..., save_tables=cache)`` stored them for the same instances, models, thresholds and
-    samples, else completed now. Prints which."""
+    ``run_methods(..., save_tables=cache)`` stored them for the same instances, models and thresholds
+    (and, for the best-of-k table, the same k: its name holds it), else completed now. Prints which."""
     if cache is not None and Path(cache).is_file():
         key = tables_key(ann, vae, threshold, pcnet, full_ann, flags.get("pcnet_threshold"))
         try:
@@ -214,7 +214,8 @@ def models_table(ann: AnnotationSet, models: dict, threshold: float = 0.5, max_i
     ``threshold``) and oracle-28, each with its share of oracle-28 (e.g. a stage before and after
     fine-tuning, notebook 03). ``known``: {row name: {"A_full", "A_invisible", "B_full",
     "B_invisible"}} of models already scored on these instances (e.g. by the validation that
-    selected their checkpoint, :func:`amodal_lib.stages.before_after`), used instead of completing."""
+    selected their checkpoint, :func:`amodal_lib.stages.before_after`), used instead of completing
+    when every instance is scored (``max_instances`` None: a subsample was not what they scored)."""
     from .analysis import completion_table, oracle_share
     sub = subsample(ann, max_instances, seed)
     res = run_methods(sub)
