@@ -110,12 +110,14 @@ def test_the_editor_removes_an_instance_in_the_browser(jupyterlab):
             result.wait_for(timeout=60_000)
             page.wait_for_function("() => { const i = document.querySelector('img.amodal-editor-result');"
                                    " return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
-            before_src, before_png = result.get_attribute("src"), result.screenshot()
             pick = page.locator(".amodal-editor-pick select")
             options = pick.locator("option").all_inner_texts()
             assert options, "the editor lists no instance"
             chosen = pick.evaluate("s => s.selectedIndex")
             pick.select_option(index=chosen if chosen >= 0 else 0)   # the instance the notebook proposes
+            page.wait_for_timeout(1000)                               # its tint drawn in the scene (= the result)
+            before_src, before_png = result.get_attribute("src"), result.screenshot()
+            assert page.locator("img.amodal-editor-shapes").is_hidden()   # nothing completed before a removal
             remove.click()
             page.wait_for_function("s => { const i = document.querySelector('img.amodal-editor-result');"
                                    " return i && i.src !== s; }", arg=before_src, timeout=120_000)
@@ -123,6 +125,7 @@ def test_the_editor_removes_an_instance_in_the_browser(jupyterlab):
                                    timeout=30_000)
             after_png = result.screenshot()
             assert after_png != before_png, "the rendered result did not change"
+            page.locator("img.amodal-editor-shapes").wait_for(state="visible", timeout=30_000)
             assert len(pick.locator("option").all_inner_texts()) == len(options) - 1   # the instance is gone
             shot = os.environ.get("AMODAL_SCREENSHOT")
             if shot:   # the editor alone: a viewport that holds it, no JupyterLab toast over it
