@@ -24,11 +24,13 @@ background and each object filled from its own pixels only:
    pixels (:func:`amodal_lib.predict.inpaint.inpaint_instances`).
 4. **Fill the background**: the rest of the hole is filled by the background inpainter
    (``background``: a trained net or any callable ``(image, hole) -> image``;
-   :func:`amodal_lib.predict.inpaint.inpaint_background` is that call) from the background's
-   pixels only: the visible pixels of every instance that stays are part of what it fills (and
-   only the hole's pixels are kept), so no object's colour runs into the background. With
-   ``complete=False`` nothing is completed and the background inpainter fills the hole from every
-   pixel around it (the inpainter alone, as a classical fill would).
+   :func:`amodal_lib.predict.inpaint.inpaint_background` is that call) from the scene around the
+   hole, except the objects *in front of* a removed one (the hole lies behind them, so their
+   colours do not belong in it): their pixels are part of what it fills, and only the hole's
+   pixels are kept. ``background_from="background"`` leaves out every remaining instance's pixels
+   (the background layer from the background alone). With ``complete=False`` nothing is completed
+   and the background inpainter fills the hole from every pixel around it (the inpainter alone,
+   as a classical fill would).
 5. **Composite**: the background, then the objects far to near.
 
 Depth order: where the annotations give it (``Instance.depth``, KINS' order in an occlusion
@@ -235,8 +237,17 @@ def remove(image, annotations, ids: Sequence, *, vae=None, background: Union[Cal
     todo = [i for i in order if revealed[i.id].any()] if instance is not None else []
     filled = _call_instances(instance, img, [vis[i.id] | revealed[i.id] for i in todo], [revealed[i.id] for i in todo],
                              [i.category_id for i in todo], hole) if todo else []
-    # 4. the background, from the background's pixels (every remaining instance's pixels filled too)
-    region = hole | others if complete and background_from == "background" else hole
+    # 4. the background, from the scene around the hole less the objects in front of the removed ones
+    #    (or from the background's pixels alone); those pixels are filled too, and kept as they were
+    if not complete:
+        region = hole
+    elif background_from == "background":
+        region = hole | others
+    else:
+        region = hole.copy()
+        for i in stay:
+            if (vis[i.id] & near_removed).any() and any(behind(r, i) for r in rem):
+                region |= vis[i.id]
     bg = _call_background(background, img, region) if hole.any() else img.copy()
     # 5. composite: the background, then the objects far to near
     out = img.copy()

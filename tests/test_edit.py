@@ -115,6 +115,13 @@ def test_the_background_is_filled_from_the_scene_or_from_the_background_alone():
     assert np.array_equal(seen["hole"], res2.hole | others)             # the instances' pixels are not read
     assert np.array_equal(res2.image[~res2.hole], image[~res2.hole])    # and stay as they were
     assert np.array_equal(res2.image, res.image)
+    # an object in front of the removed one (it reaches lower, and touches it): its colours stay out
+    front = rect(22, 29, 20, 35)
+    vis_b = B & ~front
+    near = [i if i.id != 3 else inst(3, 3, vis_b) for i in insts] + [inst(5, 2, front)]
+    res3 = E.remove(image, near, [3], completions=FULL, background=record, instance=paint_instance, dilate_px=1)
+    assert np.array_equal(seen["hole"], res3.hole | front) and not (res3.hole & front).any()
+    assert np.array_equal(res3.image[front], image[front])
 
 
 def test_the_removed_objects_shadow_goes_with_it():
@@ -290,3 +297,19 @@ def test_the_editor_shows_the_scene_and_what_the_latest_removal_completed(monkey
     assert not np.allclose(shapes, res.image / 255.0)          # the shapes are drawn over the result
     assert "removed 3" in ed.w_status.value and len(box.children) == 5
     assert ed.undo() and ed.shapes_panel() is None and np.array_equal(ed.image, image)
+
+
+def test_fig6_rows_are_windows_of_one_aspect_inside_the_image():
+    import matplotlib
+    matplotlib.use("Agg")
+    from amodal_lib.viz.editing import edit_window, plot_scene_edits
+    image, insts, res = run()
+    y0, y1, x0, x1 = edit_window(res, H, W, 1.2)
+    assert 0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W
+    assert abs((x1 - x0) / (y1 - y0) - 1.2) < 0.1
+    ys, xs = np.nonzero(res.hole)
+    assert y0 <= ys.min() and ys.max() < y1 and x0 <= xs.min() and xs.max() < x1   # the edit is inside
+    fig = plot_scene_edits([(image, insts, res), (image, insts, res, image)], aspect=1.2, width=8)
+    assert len(fig.axes) == 8                                                   # 2 rows of 4 panels
+    w, h = fig.get_size_inches()
+    assert abs(h - (2 * 2 / 1.2 + 0.3)) < 1e-6                                  # no space beyond the panels'

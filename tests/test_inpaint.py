@@ -219,3 +219,25 @@ def test_object_fill_reads_the_object_only():
         assert np.abs(out[8:12, 10:20].astype(int) - [200, 100, 50]).max() <= 2, method
         assert np.array_equal(out[known], img[known])
     assert np.array_equal(object_fill(img, np.zeros_like(obj), [0, 0, 30, 20]), img)   # nothing known: unchanged
+
+
+def test_the_removal_benchmark_fills_a_repeated_hole_once(tiny_runs):
+    from amodal_lib.data.images import read_image
+    from amodal_lib.inpaint_quality import _last_fill
+    from amodal_lib.predict.inpaint import inpaint_background
+    runs, train, _ = tiny_runs
+    net = runs["background"][1]
+    calls = []
+    handle = net.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        img = read_image(train, next(iter(train.images)))
+        hole = np.zeros(img.shape[:2], bool)
+        hole[40:60, 100:130] = True
+        fill = _last_fill(net)
+        a, b = fill(img, hole), fill(img.copy(), hole.copy())
+        assert len(calls) == 1 and np.array_equal(a, b) and np.array_equal(a, inpaint_background(net, img, hole))
+        hole[40, 99] = True
+        fill(img, hole)
+        assert len(calls) == 3                                     # another hole is filled anew
+    finally:
+        handle.remove()
