@@ -7,12 +7,12 @@ part of each completed object, and composite the result in depth order.
     result.masks        # {id: RLE}: the visible masks of the instances that remain
     result.completed    # {id: RLE}: the full masks of the objects that were behind the removed ones
 
-What happens, in order (``docs/design.md``, "Scene editing"); the image is composed as layers, the
-background and each object filled from its own pixels only:
+What happens, in order (``docs/design.md``, "Scene editing"):
 
-1. **Remove**: the hole is the removed instances' visible masks, dilated by ``dilate`` pixels
-   (their anti-aliased edges), less the visible pixels of every instance that stays (those are
-   not touched). No fill reads a pixel of the hole.
+1. **Remove**: the hole is the removed instances' visible masks and the shadow each casts on the
+   ground just below it (:func:`cast_shadow`; ``shadows=False`` keeps the masks alone), dilated by
+   ``dilate`` pixels (their anti-aliased edges), less the visible pixels of every instance that
+   stays (those are not touched). No fill reads a pixel of the hole.
 2. **Complete the shapes**: every remaining instance that touches a removed one and lies *behind*
    it (:func:`behind`) is completed (Amodal-VAE,
    :func:`amodal_lib.predict.amodal_vae.complete_instances` with the whole image as context; or
@@ -25,12 +25,11 @@ background and each object filled from its own pixels only:
 4. **Fill the background**: the rest of the hole is filled by the background inpainter
    (``background``: a trained net or any callable ``(image, hole) -> image``;
    :func:`amodal_lib.predict.inpaint.inpaint_background` is that call) from the scene around the
-   hole, except the objects *in front of* a removed one (the hole lies behind them, so their
-   colours do not belong in it): their pixels are part of what it fills, and only the hole's
-   pixels are kept. ``background_from="background"`` leaves out every remaining instance's pixels
-   (the background layer from the background alone). With ``complete=False`` nothing is completed
-   and the background inpainter fills the hole from every pixel around it (the inpainter alone,
-   as a classical fill would).
+   hole. ``background_from="background"`` fills it from the background's pixels alone (every
+   remaining instance's pixels are part of what it fills, and only the hole's pixels are kept):
+   better with exact shapes, worse with Amodal-VAE's (``docs/design.md``). With ``complete=False``
+   nothing is completed and the background inpainter fills the hole from every pixel around it
+   (the inpainter alone, as a classical fill would).
 5. **Composite**: the background, then the objects far to near.
 
 Depth order: where the annotations give it (``Instance.depth``, KINS' order in an occlusion
@@ -237,17 +236,9 @@ def remove(image, annotations, ids: Sequence, *, vae=None, background: Union[Cal
     todo = [i for i in order if revealed[i.id].any()] if instance is not None else []
     filled = _call_instances(instance, img, [vis[i.id] | revealed[i.id] for i in todo], [revealed[i.id] for i in todo],
                              [i.category_id for i in todo], hole) if todo else []
-    # 4. the background, from the scene around the hole less the objects in front of the removed ones
-    #    (or from the background's pixels alone); those pixels are filled too, and kept as they were
-    if not complete:
-        region = hole
-    elif background_from == "background":
-        region = hole | others
-    else:
-        region = hole.copy()
-        for i in stay:
-            if (vis[i.id] & near_removed).any() and any(behind(r, i) for r in rem):
-                region |= vis[i.id]
+    # 4. the background, from the scene around the hole (or from the background's pixels alone: every
+    #    remaining instance's pixels are then filled too, and kept as they were)
+    region = hole | others if complete and background_from == "background" else hole
     bg = _call_background(background, img, region) if hole.any() else img.copy()
     # 5. composite: the background, then the objects far to near
     out = img.copy()

@@ -115,13 +115,6 @@ def test_the_background_is_filled_from_the_scene_or_from_the_background_alone():
     assert np.array_equal(seen["hole"], res2.hole | others)             # the instances' pixels are not read
     assert np.array_equal(res2.image[~res2.hole], image[~res2.hole])    # and stay as they were
     assert np.array_equal(res2.image, res.image)
-    # an object in front of the removed one (it reaches lower, and touches it): its colours stay out
-    front = rect(22, 29, 20, 35)
-    vis_b = B & ~front
-    near = [i if i.id != 3 else inst(3, 3, vis_b) for i in insts] + [inst(5, 2, front)]
-    res3 = E.remove(image, near, [3], completions=FULL, background=record, instance=paint_instance, dilate_px=1)
-    assert np.array_equal(seen["hole"], res3.hole | front) and not (res3.hole & front).any()
-    assert np.array_equal(res3.image[front], image[front])
 
 
 def test_the_removed_objects_shadow_goes_with_it():
