@@ -520,7 +520,8 @@ def _add_scene_editing(sub, train_parser, common) -> None:
     d.add_argument("--instance", help="inpaint-instance run folder (default: found in --models)")
     d.add_argument("--profile", choices=PROFILE_NAMES, help="whose runs --models defaults to, and the dilation")
     d.add_argument("--dilate", type=int, help="grow the removed masks by this many pixels (default: the profile's)")
-    d.add_argument("--threshold", type=float, help="Amodal-VAE's threshold (default: its run's threshold.json)")
+    d.add_argument("--threshold", type=float, help="Amodal-VAE's threshold (default: the largest validation invisible "
+                   "mIoU of its run's threshold_sweep.csv, else its threshold.json)")
     d.add_argument("--device", default="auto")
 
 

@@ -241,3 +241,18 @@ def test_the_removal_benchmark_fills_a_repeated_hole_once(tiny_runs):
         assert len(calls) == 3                                     # another hole is filled anew
     finally:
         handle.remove()
+
+
+def test_a_plain_instance_net_paints_its_own_output_into_the_hole():
+    """The paper profile's instance inpainter: Liu et al.'s plain net (no base fill, no guides)."""
+    from amodal_lib.models.partial_conv import PConvUNet
+    from amodal_lib.predict.inpaint import inpaint_instances
+    net = PConvUNet(I.instance_channels(), 3, 4, 3, mask_channels=I.instance_channels()).eval()
+    net.crop, net.max_category = 16, 4
+    img = np.random.default_rng(0).integers(0, 255, (40, 60, 3)).astype(np.uint8)
+    full = np.zeros((40, 60), bool)
+    full[10:30, 15:45] = True
+    hole = np.zeros_like(full)
+    hole[15:25, 30:45] = True
+    (out,) = inpaint_instances(net, img, [full], [hole], [2])
+    assert np.array_equal(out[~hole], img[~hole]) and not np.array_equal(out[hole], img[hole])
