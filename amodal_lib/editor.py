@@ -6,7 +6,7 @@ clicking on it, remove it, see the completed shapes and the inpainted scene, und
     editor.remove(7)       # the same as picking 7 and pressing "Remove"
     editor.undo()
 
-Each removal is :func:`amodal_lib.edit.remove` on the scene as it is now (removals add up); the
+Each removal is :func:`amodal_lib.experiments.edit.remove` on the scene as it is now (removals add up); the
 history is a stack, so "Undo" steps back one removal. Without a front end (papermill, nbval) the
 widget is built and never drawn; everything also works from Python.
 
@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import edit as E
+from .experiments import edit as E
 from .data import masks as M
 from .data.records import AnnotationSet
 

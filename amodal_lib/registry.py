@@ -1,7 +1,7 @@
 """Every completion method by name: how the command line and the notebooks train, load and run
 any of them.
 
-- ``visible``, ``convex-hull``: rules that need no training (:mod:`amodal_lib.baselines`).
+- ``visible``, ``convex-hull``: rules that need no training (:mod:`amodal_lib.predict.rules`).
 - ``amodal-vae``: network in :mod:`amodal_lib.models.amodal_vae`, training in
   :mod:`amodal_lib.train.amodal_vae` (validation in :mod:`amodal_lib.train.validation`),
   completion in :mod:`amodal_lib.predict.amodal_vae`.
@@ -142,8 +142,8 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
     _check(name, METHODS)
     instances = list(ann.instances if instances is None else instances)
     if name in RULES:
-        from . import baselines
-        return baselines.METHODS[name](instances)
+        from .predict import rules
+        return rules.METHODS[name](instances)
     if model is None:
         raise ArgumentError(f"{name} needs a trained model (a run folder or checkpoint)")
     if box not in ("predicted", "amodal-gt"):
@@ -259,7 +259,7 @@ def _load_renderer(name: str, checkpoint, device="auto"):
 # completion methods (``amodal train --model inpaint-background``, ``nb.Context.model(name)``), but
 # not completion methods (``complete`` does not take them). Network in
 # :mod:`amodal_lib.models.partial_conv`, training in :mod:`amodal_lib.train.inpaint`, filling in
-# :mod:`amodal_lib.predict.inpaint`, the edit in :mod:`amodal_lib.edit`.
+# :mod:`amodal_lib.predict.inpaint`, the edit in :mod:`amodal_lib.experiments.edit`.
 
 
 def _inpainter_kind(name: str) -> str:

@@ -46,11 +46,11 @@ PAPER["pose_reconstruction"] = PAPER["fig10_pose_change"]
 
 def reading(stem: str, root: Path) -> list:
     """Sentences computed from a table's numbers (so they stay true when the numbers change): for
-    the main table, :func:`amodal_lib.comparison.reading`'s."""
+    the main table, :func:`amodal_lib.experiments.comparison.reading`'s."""
     if stem != "table_completion":
         return []
     import pandas as pd
-    from .comparison import reading as table_reading
+    from .experiments.comparison import reading as table_reading
     p = root / "tables" / f"{stem}.csv"
     if not p.exists():
         return []

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import _fixtures as fx
-from amodal_lib import analysis, comparison, metrics
+from amodal_lib import metrics
+from amodal_lib.experiments import analysis, comparison
 from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
 from amodal_lib.data.records import subsample
@@ -252,7 +253,7 @@ def test_method_tables_reuse_stored_tables_only_for_the_same_inputs(ann, tmp_pat
 def test_segmentation_input_reads_the_gt_input_from_the_tables(ann):
     """Notebook 11's GT-input rows from notebook 05's tables equal those of completing again."""
     import json
-    from amodal_lib import segmentation_input as S
+    from amodal_lib.experiments import segmentation_input as S
     from amodal_lib.models.amodal_vae import AmodalVAE
     torch.manual_seed(0)
     vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
@@ -279,7 +280,7 @@ def test_chosen_threshold_is_the_runs(tmp_path):
 
 
 def test_models_table_per_set(ann):
-    from amodal_lib import baselines
+    from amodal_lib.predict import rules
     from amodal_lib.models.amodal_vae import AmodalVAE
     torch.manual_seed(0)
     vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
@@ -287,7 +288,7 @@ def test_models_table_per_set(ann):
     assert table.method.tolist() == ["visible mask", "convex hull", "after stage 2", "after stage 3", "oracle-28"]
     assert table.loc[table.method == "oracle-28", "A_full_share"].item() == pytest.approx(100.0)
     assert table.iloc[2][analysis.SCORE_COLUMNS].tolist() == table.iloc[3][analysis.SCORE_COLUMNS].tolist()
-    ref = metrics.evaluate(ann, baselines.visible(ann.instances))
+    ref = metrics.evaluate(ann, rules.visible(ann.instances))
     assert table.iloc[0].A_full == pytest.approx(ref["overall"]["A"]["full"])
     half = subsample(ann, 4, seed=0)
     per_set = comparison.models_table_per_set({"all": ann, "half": half}, {"m": vae}, threshold=0.5)

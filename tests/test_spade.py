@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from _fixtures_vae import tiny_dataset
-from amodal_lib import cli, pose, registry
+from amodal_lib import cli, registry
+from amodal_lib.experiments import pose
 from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
 from amodal_lib.errors import CheckpointError

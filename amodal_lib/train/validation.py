@@ -118,7 +118,7 @@ def sweep_thresholds(validation: Validation, details: Callable[[AnnotationSet], 
     """(the chosen threshold, the sweep): ``details(set)`` gives an ``InstanceCompletions`` of a
     set (probabilities, frames, ``allowed``); every threshold is scored on every set, and the one
     with the largest ``criterion`` averaged over the sets is chosen (ties: the smaller)."""
-    from ..analysis import threshold_sweep
+    from ..experiments.analysis import threshold_sweep
     frames = []
     for name, ann in validation.sets.items():
         det = details(ann)

@@ -51,7 +51,7 @@ def plot_pcnet_completions(ann: AnnotationSet, instances: Sequence[Instance], in
 def plot_threshold_sweep(sweep: pd.DataFrame, chosen: float, paper: float = 0.1, title: str = ""):
     """Full and invisible mIoU against the decoder threshold t, protocols A (solid) and B (dashed),
     with our chosen t and the paper's t marked. With a ``set`` column
-    (:func:`amodal_lib.comparison.recorded_sweep`) the curves are the rows of set "mean", the ones
+    (:func:`amodal_lib.experiments.comparison.recorded_sweep`) the curves are the rows of set "mean", the ones
     the choice is made on, and where there are several validation sets each one's protocol-A curve
     is drawn thin beside them."""
     pal = sns.color_palette("colorblind")

@@ -38,8 +38,8 @@ def plot_validation_through_training(val: pd.DataFrame, baselines: Optional[pd.D
     (middle) and invisible mIoU (right) against the step, one colour per validation set, each set's
     baselines as levels in its colour (protocol A too: never a protocol-B curve against a protocol-A
     level); the checkpoint the stage kept is starred and marked by a vertical line. ``val``:
-    :func:`amodal_lib.stages.validation_table`; ``baselines``: rows (``set``, ``method``,
-    ``A_full``, ``A_invisible``), e.g. :func:`amodal_lib.comparison.models_table_per_set`'s
+    :func:`amodal_lib.experiments.stages.validation_table`; ``baselines``: rows (``set``, ``method``,
+    ``A_full``, ``A_invisible``), e.g. :func:`amodal_lib.experiments.comparison.models_table_per_set`'s
     visible-mask and convex-hull rows (notebooks 02 and 03)."""
     pal = sns.color_palette("colorblind")
     sets = list(dict.fromkeys(val.set))

@@ -47,9 +47,9 @@ import time
 import traceback
 from pathlib import Path
 
-from .errors import ArgumentError, CheckpointError, UnsafeOutputError, UserError
-from .profiles import PROFILE_NAMES, get_profile
-from .registry import INPAINTERS, METHODS, MODELS, RENDERERS, SEGMENTERS, TRAINABLE
+from ..errors import ArgumentError, CheckpointError, UnsafeOutputError, UserError
+from ..profiles import PROFILE_NAMES, get_profile
+from ..registry import INPAINTERS, METHODS, MODELS, RENDERERS, SEGMENTERS, TRAINABLE
 
 MAX_SAMPLES = 100  # posterior samples per instance for `complete --samples`
 
@@ -185,7 +185,7 @@ def check_run_folder(out) -> Path:
 def _load(path, images=None):
     """The annotation file, read once and checked before any work; ``images`` (a folder) is
     checked to exist and attached to it."""
-    from .data import load_annotations
+    from ..data import load_annotations
     if images is not None and not Path(images).is_dir():
         raise ArgumentError(f"--images {images}: no such image folder")
     return load_annotations(path, images_dir=images)
@@ -204,7 +204,7 @@ def _checkpoint_inputs(checkpoint) -> dict:
 
 # --------------------------------------------------------------------------- commands
 def _synth(ns) -> int:
-    from .data.synth import generate
+    from ..data.synth import generate
     _at_least(ns, "images", 1)
     _at_least(ns, "seed", 0)
     cfg = get_profile(ns.profile)["synth"]
@@ -221,7 +221,7 @@ def _synth(ns) -> int:
 
 
 def _train(ns) -> int:
-    from . import registry
+    from .. import registry
     _at_least(ns, "seed", 0)
     _at_least(ns, "steps", 1)
     if ns.model in SEGMENTERS or ns.weights is not None or ns.crop_box is not None:
@@ -252,7 +252,7 @@ def _train(ns) -> int:
         return 0
     if ns.model in RENDERERS:
         return _report_renderer(ns, model, time.time() - t0)
-    from .train.pcnet import checkpoint_file
+    from ..train.pcnet import checkpoint_file
     last = next((h for h in reversed(model.history) if h.get("split") == "train"), {})
     print(f"PCNet-M: trained to step {last.get('step', '?')} (loss {last.get('loss', float('nan')):.4f}) "
           f"in {time.time() - t0:.1f} s; checkpoint {checkpoint_file(ns.out)}")
@@ -260,8 +260,8 @@ def _train(ns) -> int:
 
 
 def _complete(ns) -> int:
-    from . import registry
-    from .metrics import write_predictions
+    from .. import registry
+    from ..metrics import write_predictions
     _at_least(ns, "seed", 0)
     if ns.threshold is not None and not (math.isfinite(ns.threshold) and 0.0 < ns.threshold <= 1.0):
         raise ArgumentError(f"--threshold must lie in (0, 1], got {ns.threshold}")
@@ -301,8 +301,8 @@ def _complete(ns) -> int:
 
 
 def _evaluate(ns) -> int:
-    from .io import atomic_write_json
-    from .metrics import format_table, instance_table, load_predictions, summarize
+    from ..io import atomic_write_json
+    from ..metrics import format_table, instance_table, load_predictions, summarize
     if ns.out:
         check_output_file(ns.out, {"annotation file": ns.annotations, "predictions file": ns.predictions})
     ann = _load(ns.annotations)
@@ -344,7 +344,7 @@ def _add_segmentation_arguments(sub, train, complete) -> None:
 
 
 def _train_segmenter(ns) -> int:
-    from . import registry
+    from .. import registry
     if ns.model not in SEGMENTERS:
         given = [f for f, v in (("--weights", ns.weights), ("--crop-box", ns.crop_box)) if v is not None]
         raise ArgumentError(f"{', '.join(given)}: applies to --model {', '.join(SEGMENTERS)} only")
@@ -366,7 +366,7 @@ def _train_segmenter(ns) -> int:
     overrides = {k: v for k, v in (("box", ns.crop_box), ("weights", ns.weights)) if v is not None}
     model = registry.train_segmenter(ns.model, ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device,
                                      steps=ns.steps, resume=ns.resume, val_annotations=val, **overrides)
-    from .train.psp import checkpoint_file
+    from ..train.psp import checkpoint_file
     sel = model.selected or {}
     print(f"ResNet-PSP: trained in {time.time() - t0:.1f} s; kept step {sel.get('step', '?')} (validation visible IoU "
           f"{sel.get('value') or float('nan'):.2f} %); checkpoint {checkpoint_file(ns.out)}")
@@ -374,9 +374,9 @@ def _train_segmenter(ns) -> int:
 
 
 def _segment(ns) -> int:
-    from . import registry
-    from .metrics import write_predictions
-    from .predict.psp import visible_iou
+    from .. import registry
+    from ..metrics import write_predictions
+    from ..predict.psp import visible_iou
     if ns.threshold is not None and not (math.isfinite(ns.threshold) and 0.0 < ns.threshold <= 1.0):
         raise ArgumentError(f"--threshold must lie in (0, 1], got {ns.threshold}")
     check_output_file(ns.out, {"annotation file": ns.annotations, **_checkpoint_inputs(ns.checkpoint)})
@@ -396,7 +396,7 @@ def _load_visible(path, ann):
     """The visible masks of ``complete --visible`` ({id: RLE}, one per annotation of ``ann``), or None."""
     if path is None:
         return None
-    from .metrics import load_predictions
+    from ..metrics import load_predictions
     visible = load_predictions(path, ann)
     missing = [i.id for i in ann.instances if i.id not in visible]
     if missing:
@@ -406,8 +406,8 @@ def _load_visible(path, ann):
 
 
 def _complete_visible(ns, ann, model, threshold, visible) -> int:
-    from . import registry
-    from .metrics import write_predictions
+    from .. import registry
+    from ..metrics import write_predictions
     preds = registry.complete_from_visible(ns.method, ann, visible, model, source=str(ns.visible), threshold=threshold,
                                            box=ns.box, samples=ns.samples, frame=ns.frame, seed=ns.seed)
     write_predictions(ns.out, ann, preds)
@@ -418,7 +418,7 @@ def _complete_visible(ns, ann, model, threshold, visible) -> int:
 
 
 def _area(rle) -> int:
-    from .data import masks as M
+    from ..data import masks as M
     return int(M.area(rle))
 
 
@@ -440,7 +440,7 @@ def _read_png(path, what: str, mode: str):
     """A picture as a numpy array (Pillow ``mode``), or one DataError naming the file."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
-    from .errors import DataError, MissingFileError
+    from ..errors import DataError, MissingFileError
     p = Path(path)
     if not p.is_file():
         raise MissingFileError(p, None, "", f"{what}: no such file")
@@ -454,8 +454,8 @@ def _read_png(path, what: str, mode: str):
 
 
 def _render(ns) -> int:
-    from .errors import DataError
-    from .io import atomic_write
+    from ..errors import DataError
+    from ..io import atomic_write
     if Path(ns.out).suffix.lower() != ".png":
         raise ArgumentError(f"--out {ns.out}: the composited image is written as PNG; give a .png name")
     check_output_file(ns.out, {"image": ns.image, "mask": ns.mask, "annotation file": ns.annotations,
@@ -475,8 +475,8 @@ def _render(ns) -> int:
                         f"size, {want[0]}x{want[1]}")
     if not mask.any():
         raise DataError(f"{ns.mask}: the mask is empty (no nonzero pixel): nothing to draw")
-    from . import registry
-    from .predict.spade import render_instance
+    from .. import registry
+    from ..predict.spade import render_instance
     model = registry.load_model("spade", ns.checkpoint, ns.device)
     out = render_instance(model, ann, inst, mask, image=image)
     from PIL import Image
@@ -487,7 +487,7 @@ def _render(ns) -> int:
 
 
 def _report_renderer(ns, model, seconds: float) -> int:
-    from .train.spade import checkpoint_file, timing
+    from ..train.spade import checkpoint_file, timing
     last = next((h for h in reversed(model.history) if h.get("split") == "train"), {})
     t = timing(ns.out) or {}
     print(f"SPADE: trained to step {last.get('step', '?')} (generator loss {last.get('loss_g', float('nan')):.4f}, "
@@ -525,7 +525,7 @@ def _add_scene_editing(sub, train_parser, common) -> None:
 
 
 def _train_inpainter(ns, ann, val, t0) -> int:
-    from .train import inpaint
+    from ..train import inpaint
     if ns.stage not in (None, 1):
         raise ArgumentError(f"--model {ns.model} has a single training stage; --stage {ns.stage} does not apply")
     kind = inpaint.NAMES[ns.model]
@@ -552,13 +552,13 @@ def _remove_ids(text: str) -> list:
 
 def _edit_run(ns, name: str, given) -> Path:
     """The run folder of ``name``: as given, or the one trained run named ``name-*`` in --models."""
-    from . import registry
+    from .. import registry
     if given:
         if not Path(given).exists():
             raise CheckpointError(given, f"no such {name} run folder or checkpoint")
         return Path(given)
-    from .nb import RESULTS
-    from .profiles import resolve_profile
+    from ..nb import RESULTS
+    from ..profiles import resolve_profile
     folder = Path(ns.models) if ns.models else RESULTS / "runs" / resolve_profile(ns.profile)
     runs = sorted(p for p in folder.glob(f"{name}-*") if p.is_dir() and registry.is_trained(name, p)) \
         if folder.is_dir() else []
@@ -585,9 +585,10 @@ def _image_of(ann, image_path):
 
 def _edit(ns) -> int:
     from PIL import Image
-    from . import edit, registry
-    from .data import masks as M
-    from .io import atomic_write, atomic_write_json
+    from .. import registry
+    from ..experiments import edit
+    from ..data import masks as M
+    from ..io import atomic_write, atomic_write_json
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
     if Path(ns.out).suffix.lower() not in fmt:
         raise ArgumentError(f"--out {ns.out}: give an image file name ending in {', '.join(fmt)}")
@@ -611,7 +612,7 @@ def _edit(ns) -> int:
                                 f"{ann.images[by_id[i].image_id].get('file_name') or by_id[i].image_id}, not to {ns.image}")
     info = ann.images[image_id]
     if (int(info["height"]), int(info["width"])) != image.shape[:2]:
-        from .errors import DataError
+        from ..errors import DataError
         raise DataError(f"{ns.image}: the image is {image.shape[0]}x{image.shape[1]} pixels but {ns.annotations} "
                         f"gives {info['height']}x{info['width']} for image {image_id}")
     runs = {n: _edit_run(ns, n, g) for n, g in (("amodal-vae", ns.vae), ("inpaint-background", ns.background),

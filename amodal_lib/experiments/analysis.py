@@ -25,7 +25,7 @@ returns numbers or pandas DataFrames; nothing here trains or plots.
   instances, and the images with the most occluded instances, for figures.
 
 Running every method on a split (``run_methods``) and the threshold of record
-(``chosen_threshold``) are :mod:`amodal_lib.comparison`'s; ``subsample`` (whole images up to a
+(``chosen_threshold``) are :mod:`amodal_lib.experiments.comparison`'s; ``subsample`` (whole images up to a
 number of instances) is :func:`amodal_lib.data.records.subsample`.
 
 The GT amodal masks and occlusion rates are read here for evaluation only (never in training).
@@ -39,10 +39,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import metrics, paper
-from .data import masks as M
-from .data.crops import paste_region
-from .data.records import VISIBLE_RATIO_BINS, Instance
+from .. import metrics, paper
+from ..data import masks as M
+from ..data.crops import paste_region
+from ..data.records import VISIBLE_RATIO_BINS, Instance
 
 TABLE_COLUMNS = ["id", "image_id", "category", "visible_ratio", "occlusion_rate", "full_inter", "full_union",
                  "inv_inter", "inv_union", "gt_hidden"]
@@ -417,7 +417,7 @@ def box_quality(instances: Sequence[Instance], pred_boxes) -> pd.DataFrame:
     (columns ``*_<name>``, e.g. the transformer's frame and the fitted frame side by side).
     Evaluation only."""
     from torchvision.ops import box_iou
-    from .data.crops import frame_boxes
+    from ..data.crops import frame_boxes
     named = dict(pred_boxes) if isinstance(pred_boxes, dict) else {"predicted": pred_boxes}
     keep = [k for k, i in enumerate(instances) if i.amodal is not None and i.occlusion_rate is not None]
     insts = [instances[k] for k in keep]
