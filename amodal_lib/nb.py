@@ -17,7 +17,6 @@ turns it into ``results/README.md``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -27,11 +26,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .io import atomic_write, atomic_write_json, atomic_write_text
-from .profiles import get_profile, resolve_profile
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(os.environ.get("AMODAL_RESULTS", REPO / "results"))
-DATA = Path(os.environ.get("AMODAL_DATA", REPO / "data"))
+from .profiles import DATA, REPO, RESULTS, get_profile, resolve_profile
 
 # PDFs without the dates matplotlib stamps by default: the same figure gives the same bytes
 PDF_METADATA = {"CreationDate": None, "ModDate": None}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import paper
 from .io import atomic_write_text
-from .nb import RESULTS
+from .profiles import RESULTS
 
 # what the paper says about each result of ours (by file stem), and whether it is the same experiment
 PAPER = {

@@ -557,8 +557,7 @@ def _edit_run(ns, name: str, given) -> Path:
         if not Path(given).exists():
             raise CheckpointError(given, f"no such {name} run folder or checkpoint")
         return Path(given)
-    from ..nb import RESULTS
-    from ..profiles import resolve_profile
+    from ..profiles import RESULTS, resolve_profile
     folder = Path(ns.models) if ns.models else RESULTS / "runs" / resolve_profile(ns.profile)
     runs = sorted(p for p in folder.glob(f"{name}-*") if p.is_dir() and registry.is_trained(name, p)) \
         if folder.is_dir() else []

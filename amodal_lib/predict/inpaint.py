@@ -2,7 +2,7 @@
 (:mod:`amodal_lib.train.inpaint`) and the classical baselines they are measured against.
 
 Images are HxWx3 uint8 arrays and holes HxW bool arrays (True = to fill); every function returns
-a new image equal to the input outside the hole.
+a new image equal to the input outside the hole (the filling ones).
 
 - :func:`inpaint_background`: the background inpainter over the whole image (fully convolutional;
   the image padded to a multiple of ``2**depth``). This is the call scene editing uses for the
@@ -12,6 +12,8 @@ a new image equal to the input outside the hole.
   crop of its full mask's box, resized to the net's ``crop``): the hole blanked, the class label
   in the hole; the result pasted back into the hole pixels only.
 - :func:`classical`: OpenCV's Telea (fast marching) and Navier-Stokes inpainting (radius 3).
+- :func:`background_inputs`, :func:`instance_inputs`, :func:`base_fill`: what each net takes (the
+  holed image, its mask, the guides and base fill); training makes its batches with them too.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from torchvision.ops import roi_align
 
 from ..data.crops import paste_region
 from ..errors import ArgumentError
-from ..models.partial_conv import PConvUNet
+from ..models.partial_conv import PConvUNet, smooth_fill
+from .pcnet import square_from_xyxy
 
 CLASSICAL = {"telea": "OpenCV Telea", "ns": "OpenCV Navier-Stokes"}
 
@@ -66,13 +69,59 @@ def run_padded(model: PConvUNet, x: torch.Tensor, mask: torch.Tensor, base=None)
     return model(x, mask, base)[..., :H, :W]
 
 
+# --------------------------------------------------------------------------- what the nets take
+def instance_inputs(image: torch.Tensor, hole: torch.Tensor, label: torch.Tensor):
+    """The instance inpainter's input ``(x, mask)``: ``image`` (B, 3, S, S) with the hole blanked
+    and a fourth channel holding ``label`` (B,) (category id / the largest id) in the hole; the
+    mask is per channel: colour known outside the hole, the label channel known everywhere."""
+    known = 1.0 - hole
+    x = torch.cat([image * known, hole * label.view(-1, 1, 1, 1)], 1)
+    mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(hole)], 1)
+    return x, mask
+
+
+def base_fill(fill: str, image: torch.Tensor, known: torch.Tensor, object_known: Optional[torch.Tensor] = None):
+    """What a net with ``fill`` adds its output to (None for "none"): "smooth", the smooth fill
+    (:func:`amodal_lib.models.partial_conv.smooth_fill`) of the known pixels, or, for the instance
+    inpainter (``object_known``: the object's known pixels, (B, 1, S, S)), of the object's own known
+    pixels (where a crop has none, of all its known pixels); "telea" and "ns", OpenCV's Telea and
+    Navier-Stokes fills of the hole."""
+    if fill == "none":
+        return None
+    if fill in ("telea", "ns"):
+        return classical_batch(image, known, fill)
+    if object_known is None:
+        return smooth_fill(image * known, known)
+    has = object_known.flatten(1).sum(1) > 0
+    src = torch.where(has.view(-1, 1, 1, 1), object_known, known)
+    return smooth_fill(image * src, src)
+
+
+def background_inputs(image: torch.Tensor, known: torch.Tensor, fill: str = "none", guides=()):
+    """The background inpainter's ``(x, mask, base)``: the image with the hole blanked (its mask the
+    known pixels), followed by one 3-channel *guide* per name in ``guides`` (a classical fill of the
+    hole, :func:`base_fill`, known everywhere; the mask then has a channel per input channel), and the
+    base fill the net's output is added to (None for ``fill`` "none"). Each fill is computed once."""
+    fills = {}
+
+    def get(name):
+        if name not in fills:
+            fills[name] = base_fill(name, image, known)
+        return fills[name]
+    x, mask = image * known, known
+    if guides:
+        x = torch.cat([x, *[get(g) for g in guides]], 1)
+        mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(x[:, 3:])], 1)
+    return x, mask, (get(fill) if fill != "none" else None)
+
+
+# --------------------------------------------------------------------------- filling images
 @torch.no_grad()
 def inpaint_background(model: PConvUNet, image, hole) -> np.ndarray:
     """The image with ``hole`` filled by the background inpainter (pixels outside it unchanged)."""
     img, h = check_image_and_hole(image, hole)
     if not h.any():
         return img.copy()
-    from ..train.inpaint import background_inputs
     dev = next(model.parameters()).device
     x = to_tensor(img).to(dev)
     known = torch.from_numpy(~h)[None, None].float().to(dev)
@@ -85,7 +134,6 @@ def inpaint_background(model: PConvUNet, image, hole) -> np.ndarray:
 
 def instance_boxes(full_masks: Sequence[np.ndarray]) -> torch.Tensor:
     """(N, 4) xyxy: each mask's PCNet-M square (the instance inpainter's crop) about its box."""
-    from ..predict.pcnet import square_from_xyxy
     boxes = []
     for m in full_masks:
         ys, xs = np.nonzero(m)
@@ -103,7 +151,6 @@ def inpaint_instances(model: PConvUNet, image, full_masks: Sequence, holes: Sequ
     hole filled by the instance inpainter, as one HxWx3 uint8 per object: the object's square crop
     of ``image`` resized to the net's ``crop``, its hole blanked, the class label in the hole, the
     net's output pasted back into the hole pixels only."""
-    from ..train.inpaint import instance_inputs
     img = np.asarray(image)
     out = []
     if not len(full_masks):
@@ -122,7 +169,6 @@ def inpaint_instances(model: PConvUNet, image, full_masks: Sequence, holes: Sequ
     obj = (roi_align(full_t, own, (S, S), 1.0, 2, aligned=True) >= 0.5).float() * (1.0 - hole_c)
     label = torch.tensor([min(float(c) / max(model.max_category, 1), 1.0) for c in category_ids])
     inp, mask = instance_inputs(crops, hole_c, label)
-    from ..train.inpaint import base_fill
     base = base_fill(getattr(model, "fill", "none"), crops, 1.0 - hole_c, obj)
     pred = model.eval()(inp.to(dev), mask.to(dev), None if base is None else base.to(dev)).cpu().clamp(0, 1)
     for k in range(len(boxes)):

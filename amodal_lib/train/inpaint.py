@@ -41,6 +41,7 @@ from ..data.images import read_image
 from ..data.records import AnnotationSet
 from ..errors import ArgumentError, DataError
 from ..models.partial_conv import InpaintingLoss, PConvUNet, load_vgg16_features
+from ..predict.inpaint import background_inputs, base_fill, instance_inputs
 from ..profiles import get_profile
 from . import engine, runs
 
@@ -147,53 +148,6 @@ def instance_holes(targets: torch.Tensor, pool: torch.Tensor, cover=(0.1, 0.7), 
         half = torch.where((torch.rand(len(targets), device=targets.device) < 0.5)[:, None, None], half, half.flip(-1))
         hole = torch.where(ok[:, None, None], hole, half * targets)
     return hole.unsqueeze(1)
-
-
-def instance_inputs(image: torch.Tensor, hole: torch.Tensor, label: torch.Tensor):
-    """The instance inpainter's input ``(x, mask)``: ``image`` (B, 3, S, S) with the hole blanked
-    and a fourth channel holding ``label`` (B,) (category id / the largest id) in the hole; the
-    mask is per channel: colour known outside the hole, the label channel known everywhere."""
-    known = 1.0 - hole
-    x = torch.cat([image * known, hole * label.view(-1, 1, 1, 1)], 1)
-    mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(hole)], 1)
-    return x, mask
-
-
-def base_fill(fill: str, image: torch.Tensor, known: torch.Tensor, object_known: Optional[torch.Tensor] = None):
-    """What a net with ``fill`` adds its output to (None for "none"): "smooth", the smooth fill
-    (:func:`amodal_lib.models.partial_conv.smooth_fill`) of the known pixels, or, for the instance
-    inpainter (``object_known``: the object's known pixels, (B, 1, S, S)), of the object's own known
-    pixels (where a crop has none, of all its known pixels); "telea" and "ns", OpenCV's Telea and
-    Navier-Stokes fills of the hole."""
-    if fill == "none":
-        return None
-    if fill in ("telea", "ns"):
-        from ..predict.inpaint import classical_batch
-        return classical_batch(image, known, fill)
-    from ..models.partial_conv import smooth_fill
-    if object_known is None:
-        return smooth_fill(image * known, known)
-    has = object_known.flatten(1).sum(1) > 0
-    src = torch.where(has.view(-1, 1, 1, 1), object_known, known)
-    return smooth_fill(image * src, src)
-
-
-def background_inputs(image: torch.Tensor, known: torch.Tensor, fill: str = "none", guides=()):
-    """The background inpainter's ``(x, mask, base)``: the image with the hole blanked (its mask the
-    known pixels), followed by one 3-channel *guide* per name in ``guides`` (a classical fill of the
-    hole, :func:`base_fill`, known everywhere; the mask then has a channel per input channel), and the
-    base fill the net's output is added to (None for ``fill`` "none"). Each fill is computed once."""
-    fills = {}
-
-    def get(name):
-        if name not in fills:
-            fills[name] = base_fill(name, image, known)
-        return fills[name]
-    x, mask = image * known, known
-    if guides:
-        x = torch.cat([x, *[get(g) for g in guides]], 1)
-        mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(x[:, 3:])], 1)
-    return x, mask, (get(fill) if fill != "none" else None)
 
 
 # --------------------------------------------------------------------------- training data

@@ -7,7 +7,7 @@ Data
     the RGB crop and the full mask, cropped once into memory as uint8 (:func:`training_tensors`).
     Instances whose visible box's longer side is under ``min_side`` pixels are left out. Each
     step flips half the batch left-right (image and mask together).
-Losses (GauGAN's, :func:`phase_losses`)
+Losses (GauGAN's, :func:`amodal_lib.models.spade.phase_losses`)
     Generator phase: the appearance code is sampled from the encoder's posterior of the real
     object; the generator draws it in the real mask; the fake is the rendering composited over
     neutral grey through its alpha, the real the object over grey. Loss: hinge GAN
@@ -41,13 +41,12 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..data import as_annotations
 from ..data.records import AnnotationSet
 from ..errors import DataError
 from ..io import atomic_write_json
-from ..models.spade import (SpadeRenderer, VGGLoss, feature_matching, hinge_d_loss, hinge_g_loss, kl_normal)
+from ..models.spade import LOSS_WEIGHTS, SpadeRenderer, VGGLoss, phase_losses, silhouette_iou  # noqa: F401 (public here too)
 from ..predict.spade import instance_crops, render_crops
 from ..profiles import get_profile
 from . import engine, runs
@@ -62,7 +61,7 @@ DEFAULTS = {
     "spade_hidden": 128, "norm": "batch", "d_layers": 4, "num_d": 2,
     "batch_size": 16, "epochs": 200, "steps": None, "decay_from": 0.5,
     "lr_g": 1e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9,
-    "lambda_feat": 10.0, "lambda_vgg": 10.0, "lambda_kl": 0.05, "lambda_l1": 10.0, "lambda_alpha": 1.0,
+    **LOSS_WEIGHTS,
     "vgg_weights": None, "flip": True, "min_side": 8,
     "checkpoint_every": 1000, "log_every": 25, "eval_every": 1000, "eval_instances": 200,
     "threads": None,   # torch CPU threads while training (None: torch's choice)
@@ -116,49 +115,6 @@ def prepare(batch: dict, flip: bool = False) -> dict:
         f = (torch.rand(len(rgb), device=rgb.device) < 0.5)[:, None, None, None]
         rgb, m = torch.where(f, rgb.flip(-1), rgb), torch.where(f, m.flip(-1), m)
     return {"rgb": rgb, "mask": m}
-
-
-# --------------------------------------------------------------------------- losses
-def phase_losses(model: SpadeRenderer, batch: dict, phase: str, fake: Optional[torch.Tensor] = None,
-                 weights: Optional[dict] = None, vgg: Optional[VGGLoss] = None) -> dict:
-    """One training phase's losses (module docstring). ``batch``: :func:`prepare`'s. Phase "g"
-    also returns the composited fake (``"fake"``, detached) for phase "d", which takes it as ``fake``."""
-    w = {**{k: DEFAULTS[k] for k in ("lambda_feat", "lambda_vgg", "lambda_kl", "lambda_l1", "lambda_alpha")},
-         **(weights or {})}
-    real_rgb, m = batch["rgb"], batch["mask"]
-    real = model.object_image(real_rgb, m)
-    if phase == "d":
-        if fake is None:
-            raise ValueError("the discriminator phase needs the generator phase's fake")
-        d_real, d_fake = model.discriminate(real, m), model.discriminate(fake.detach(), m)
-        return {"loss": hinge_d_loss(d_real, d_fake), "d_real": torch.stack([r[-1].mean() for r in d_real]).mean(),
-                "d_fake": torch.stack([f[-1].mean() for f in d_fake]).mean()}
-    if phase != "g":
-        raise ValueError(f"phase must be 'g' or 'd', got {phase!r}")
-    z, mu, logvar = model.appearance(real_rgb, m, sample=True)
-    rgb, alpha_logit = model.generator(m, z)
-    out = model.composite(rgb, torch.sigmoid(alpha_logit))
-    d_fake = model.discriminate(out, m)
-    with torch.no_grad():
-        d_real = model.discriminate(real, m)
-    losses = {"g_gan": hinge_g_loss(d_fake), "feat": feature_matching(d_real, d_fake), "kl": kl_normal(mu, logvar),
-              "l1": (out - real).abs().mean(),
-              "alpha_bce": F.binary_cross_entropy_with_logits(alpha_logit, m[:, 0])}
-    total = losses["g_gan"] + w["lambda_feat"] * losses["feat"] + w["lambda_kl"] * losses["kl"] \
-        + w["lambda_l1"] * losses["l1"] + w["lambda_alpha"] * losses["alpha_bce"]
-    if vgg is not None:
-        losses["vgg"] = vgg(out, real)
-        total = total + w["lambda_vgg"] * losses["vgg"]
-    with torch.no_grad():
-        losses["silhouette_iou"] = silhouette_iou(alpha_logit > 0, m[:, 0] > 0.5).mean()
-    return {"loss": total, **losses, "fake": out.detach()}
-
-
-def silhouette_iou(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample IoU of two (N, H, W) boolean masks (1 where both are empty)."""
-    inter = (pred & mask).flatten(1).sum(1).float()
-    union = (pred | mask).flatten(1).sum(1).float()
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 
 def _step_fn(cfg: dict, vgg: Optional[VGGLoss]):
