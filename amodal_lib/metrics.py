@@ -26,6 +26,7 @@ from .data import masks as M
 from .errors import AnnotationError, PredictionError, shown
 from .data.records import VISIBLE_RATIO_BINS, AnnotationSet
 
+SCORE_COLUMNS = ["A_full", "A_invisible", "B_full", "B_invisible"]   # :func:`scores_row`'s, after method and n
 PROTOCOLS = {"A": "pooled: sum of intersections / sum of unions",
              "B": "per-instance mean (invisible over instances with a hidden part)"}
 

@@ -112,21 +112,10 @@ def load_model(name: str, checkpoint, device="auto"):
 
 def default_threshold(name: str, checkpoint=None) -> tuple[float, str]:
     """(the binarisation threshold a method uses when none is given, where it comes from):
-    Amodal-VAE's is the one its training searched on validation (``threshold.json`` in the run
-    folder of ``checkpoint``), else 0.5; PCNet-M's is 0.2 (Deocclusion's); the rules' 0.5."""
+    :func:`amodal_lib.thresholds.default_threshold`."""
     _check(name, METHODS)
-    if name == "pcnet-m":
-        from .predict.pcnet import DEFAULT_THRESHOLD
-        return DEFAULT_THRESHOLD, "PCNet-M's own"
-    if name == "amodal-vae" and checkpoint is not None:
-        from pathlib import Path
-        from .train.validation import read_threshold
-        ck = Path(checkpoint)
-        stored = read_threshold(ck if ck.is_dir() else ck.parent)
-        if stored is not None:
-            return float(stored["threshold"]), "searched on validation by amodal train (threshold.json)"
-        return 0.5, "default: no threshold.json beside the checkpoint"
-    return 0.5, "default"
+    from .thresholds import default_threshold as default
+    return default(name, checkpoint)
 
 
 def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *,

@@ -22,7 +22,8 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from .. import metrics, paper, registry
-from .analysis import SCORE_COLUMNS, per_bin_long
+from ..metrics import SCORE_COLUMNS
+from .analysis import per_bin_long
 from .comparison import PCNET, VAE_FRAMES, VAE_TRANSFORMER, VISIBLE
 from ..data.records import AnnotationSet
 

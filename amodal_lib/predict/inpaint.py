@@ -17,7 +17,7 @@ a new image equal to the input outside the hole (the filling ones).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
