@@ -364,7 +364,7 @@ def _train_segmenter(ns) -> int:
     check_run_folder(ns.out)
     t0 = time.time()
     overrides = {k: v for k, v in (("box", ns.crop_box), ("weights", ns.weights)) if v is not None}
-    model = registry.train_segmenter(ns.model, ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device,
+    model = registry.train(ns.model, ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device,
                                      steps=ns.steps, resume=ns.resume, val_annotations=val, **overrides)
     from ..train.psp import checkpoint_file
     sel = model.selected or {}
@@ -383,7 +383,7 @@ def _segment(ns) -> int:
     ann = _load(ns.annotations, ns.images)
     if ann.images_dir is None:
         raise ArgumentError(f"--images DIR is needed: no 'images' folder beside {ns.annotations}")
-    model = registry.load_segmenter(ns.model, ns.checkpoint, ns.device)
+    model = registry.load_model(ns.model, ns.checkpoint, ns.device)
     masks = registry.segment(ns.model, ann, model, threshold=ns.threshold, box=ns.crop_box)
     write_predictions(ns.out, ann, masks)
     q = visible_iou(ann, masks)
