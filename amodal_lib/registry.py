@@ -125,14 +125,23 @@ def _last(history: list, split: str = "train") -> dict:
 
 
 @lru_cache(maxsize=None)
+def _rules() -> dict:
+    """The rows of the rules, which need neither torch nor a trained model."""
+    # deferred on purpose: predict/rules.py imports scipy; ROLES serves the command line's parser alone
+    from .predict import rules
+    return {"visible": Family("visible", RULE, complete=_rule(rules.visible)),
+            "convex-hull": Family("convex-hull", RULE, complete=_rule(rules.convex_hull))}
+
+
+@lru_cache(maxsize=None)
 def families() -> dict:
     """{name: :class:`Family`}: the table (module docstring), built on first use."""
-    # Deferred on purpose, the only imports of this module not at its top: the families' modules
-    # import torch and torchvision (seconds), and ROLES serves the command line without them.
+    # Deferred on purpose, like _rules(): the families' modules import torch and torchvision
+    # (seconds), which the command line's parser, a rule's completion and the evaluation never need.
     import torch
     from . import thresholds
-    from .predict import amodal_vae as vae_predict, pcnet as pcnet_predict, psp as psp_predict, rules
-    from .train import amodal_vae as vae_train, inpaint, pcnet as pcnet_train, psp as psp_train, spade as spade_train
+    from .predict import amodal_vae as vae_predict, pcnet as pcnet_predict, psp as psp_predict
+    from .train import amodal_vae as vae_train, inpaint, pcnet as pcnet_train, psp as psp_train, spade as spade_train, timing
 
     def train_vae(annotations, run_dir, **kwargs):
         res = vae_train.train_amodal_vae(annotations, run_dir, **kwargs)
@@ -170,10 +179,10 @@ def families() -> dict:
                 f"{sel.get('value') or float('nan'):.2f} %); checkpoint {psp_train.checkpoint_file(run_dir)}")
 
     def describe_spade(model, run_dir, seconds):
-        last, t = _last(model.history), spade_train.timing(run_dir) or {}
+        last, t = _last(model.history), timing.read(run_dir, spade_train.CHECKPOINT_NAME) or {}
         return (f"SPADE: trained to step {last.get('step', '?')} (generator loss {last.get('loss_g', float('nan')):.4f}, "
                 f"discriminator {last.get('loss_d', float('nan')):.4f}) in {seconds:.1f} s "
-                f"({t.get('train_cpu_s', float('nan')):.0f} CPU s); checkpoint {spade_train.checkpoint_file(run_dir)}")
+                f"({t.get('cpu_s', float('nan')):.0f} CPU s); checkpoint {spade_train.checkpoint_file(run_dir)}")
 
     def inpainter(name: str) -> Family:
         kind = inpaint.NAMES[name]
@@ -189,8 +198,7 @@ def families() -> dict:
                       options={"vgg_weights": "vgg_weights"})
 
     rows = [
-        Family("visible", RULE, complete=_rule(rules.visible)),
-        Family("convex-hull", RULE, complete=_rule(rules.convex_hull)),
+        *_rules().values(),
         Family("amodal-vae", COMPLETION, train=train_vae, load=vae_train.load_model,
                is_trained=lambda run_dir: all(vae_train.stage_done(run_dir, s) for s in vae_train.STAGES),
                complete=complete_vae, describe=describe_vae, stages=tuple(vae_train.STAGES),
@@ -219,7 +227,7 @@ def family(name: str, *roles: str) -> Family:
     roles = roles or (COMPLETION, SEGMENTER, INPAINTER, RENDERER)
     if ROLES.get(name) not in roles:
         raise ArgumentError(f"unknown {what} {name!r}: use one of {', '.join(names(*roles))}")
-    return families()[name]
+    return _rules()[name] if ROLES[name] == RULE else families()[name]
 
 
 # --------------------------------------------------------------------------- every family
@@ -256,7 +264,8 @@ def load_model(name: str, checkpoint, device="auto"):
 def default_threshold(name: str, checkpoint=None) -> tuple[float, str]:
     """(the binarisation threshold a method uses when none is given, where it comes from):
     :func:`amodal_lib.thresholds.default_threshold`."""
-    return family(name, RULE, COMPLETION).threshold(checkpoint)
+    family(name, RULE, COMPLETION)
+    return families()[name].threshold(checkpoint)
 
 
 # --------------------------------------------------------------------------- completion

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from amodal_lib.train import inpaint as I
+from amodal_lib.train import inpaint as I, timing
 
 
 def square_pool(n=4, size=32, side=8):
@@ -136,8 +136,8 @@ def test_training_selects_a_checkpoint_and_reloads(tiny_runs):
         assert (again.fill, again.guides) == (("telea", ("smooth", "telea")) if kind == "background" else ("smooth", ()))
         for a, b in zip(again.state_dict().values(), model.state_dict().values()):
             assert torch.equal(a.cpu(), b.cpu())
-        t = I.timing(run, kind)
-        assert t["steps"] == 4 and t["cpu_seconds"] >= 0
+        t = timing.read(run, f"inpaint-{kind}")
+        assert t["steps"] == 4 and t["cpu_s"] >= 0 and len(t["sessions"]) == 1
     from amodal_lib.errors import CheckpointError
     with pytest.raises(CheckpointError, match="not an inpaint-instance"):
         I.load_model(runs["background"][0] / "inpaint-background.pt", "instance")

@@ -32,7 +32,6 @@ one run directory (``stage1.pt``, ``stage2.pt``, ``stage3.pt``; stage k starts f
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
@@ -44,6 +43,7 @@ from ..models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
 from ..predict.amodal_vae import complete_instances
 from ..thresholds import sweep_thresholds, write_threshold
 from . import engine as E
+from . import timing
 from .amodal_vae_stages import STAGES, Stage1, Stage2, Stage3, VAEConfig, _split, make_eval_fn, prepare
 from .validation import Validation, validation_split
 
@@ -188,11 +188,11 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
             say(f"stage {s}: {stage_path(out_dir, s)} is finished; skipped")
             result["history"][s] = E.load_checkpoint(stage_path(out_dir, s))["history"]
             continue
-        t0 = time.perf_counter()
+        clock = timing.Stopwatch()
         _, hist = train_stage(s, data, out_dir, cfg, seed=seed, device=device, resume=resume, validation=validation,
                               progress=progress, dist=dist, steps=steps)
         result["history"][s] = hist
-        result["seconds"][s] = time.perf_counter() - t0
+        result["seconds"][s] = clock.elapsed()["wall_s"]
         say(stage_summary(s, hist, validation) + f" [{result['seconds'][s]:.0f} s]")
     result["model"] = load_model(out_dir, dist.device)
     if todo and max(stages) >= 2 and max(todo) == max(stages) and dist.is_main:

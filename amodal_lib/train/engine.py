@@ -41,7 +41,9 @@ API
     set"). Only rank 0 evaluates: under DDP, load the final checkpoint to get the selection.
     A loss that becomes NaN/inf raises :class:`NonFiniteLossError` naming the step and the stage;
     the last good checkpoint is left as it was. Only rank 0 writes files and shows a progress bar
-    (``tqdm.auto``).
+    (``tqdm.auto``). What each call of ``fit`` cost (CPU and wall seconds, with the ``prepared``
+    seconds the family spent on its data) is added to ``run_dir/<name>.timing.json``
+    (:mod:`amodal_lib.train.timing`).
 
     **Several optimisers** (a GAN's generator and discriminator): ``optimizer`` may be a dict
     ``{phase: optimizer}``; each step then runs the phases in the dict's order on one batch:
@@ -79,6 +81,7 @@ from torch import nn
 from ..errors import CheckpointError, DataError
 from ..io import atomic_write_text
 from ..models.weights import load_checkpoint, save_checkpoint
+from . import timing
 # the engine's whole API in one namespace (``engine.X``), each part defined once in its module
 from .checkpoints import CHECKPOINT_FORMAT, history_file, jsonable, load_history, rng_state, set_rng_state
 from .distributed import Dist, _all_gather_objects, resolve_device, seed_everything, setup_distributed, unwrap, wrap_ddp
@@ -130,6 +133,8 @@ class Trainer:
     select: a metric of ``eval_fn`` (higher is better) whose best evaluation's weights the run
         ends with; None keeps the last step's. ``select_start``: the starting weights are
         evaluated and are a candidate too (off when they are untrained).
+    prepared: {"cpu_s", "wall_s"} the family spent preparing ``data`` before the loop
+        (:class:`amodal_lib.train.timing.Stopwatch`), recorded with each session's timing.
     """
 
     def __init__(self, model: nn.Module, optimizer, data: dict, batch_size: int, steps: int,
@@ -140,7 +145,7 @@ class Trainer:
                  extra: Optional[dict] = None, device="auto", dist: Optional[Dist] = None,
                  amp: Optional[str] = "auto", resume: bool = True, progress: bool = True,
                  ddp_kwargs: Optional[dict] = None, save_module: Optional[nn.Module] = None,
-                 select: Optional[str] = None, select_start: bool = True):
+                 select: Optional[str] = None, select_start: bool = True, prepared: Optional[dict] = None):
         self.dist = dist or setup_distributed(device)
         self.device = self.dist.device
         self.raw_model = model.to(self.device)
@@ -177,6 +182,8 @@ class Trainer:
         self.select, self.select_start = select, select_start
         self.best: Optional[dict] = None  # {"step", "value", "model"}: the best evaluation so far
         self.selected: Optional[dict] = None  # {"metric", "step", "value"} once the run is done
+        self.prepared = prepared
+        self._first_step: Optional[int] = None   # the step this call of fit started from (after resuming)
 
     def _build_optimizer(self, optimizer):
         return optimizer(self.raw_model) if callable(optimizer) and not isinstance(
@@ -265,12 +272,18 @@ class Trainer:
     def fit(self, until: Optional[int] = None, threads: Optional[int] = None) -> list:
         """Train to ``steps`` (or stop after step ``until``, without a checkpoint: a simulated kill).
         ``threads``: torch's thread count on the CPU while training (a profile's ``threads``; small
-        networks run faster on one), restored afterwards."""
+        networks run faster on one), restored afterwards. A call that takes a step adds a session to
+        ``run_dir/<name>.timing.json`` (:mod:`amodal_lib.train.timing`)."""
         before = torch.get_num_threads()
         if threads and self.device.type == "cpu":
             torch.set_num_threads(int(threads))
+        clock, self._first_step = timing.Stopwatch(), None
         try:
-            return self._fit(until)
+            history = self._fit(until)
+            if self.dist.is_main and self._first_step is not None and self.step > self._first_step:
+                timing.add_session(self.run_dir, self.name, self.step - self._first_step, clock.elapsed(),
+                                   self.prepared, torch.get_num_threads(), self.device)
+            return history
         finally:
             torch.set_num_threads(before)
 
@@ -283,6 +296,7 @@ class Trainer:
                 first = (str(e).strip().splitlines() or [""])[0][:120]
                 raise CheckpointError(self.checkpoint_path, f"cannot resume from it ({type(e).__name__}: {first}); "
                                                             "delete it to start this stage over") from e
+        self._first_step = self.step
         if self.done or self.step >= self.steps:
             self.done = True
             return self.history

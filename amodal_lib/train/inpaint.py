@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -43,7 +42,7 @@ from ..errors import ArgumentError, DataError
 from ..models.partial_conv import InpaintingLoss, PConvUNet, load_vgg16_features
 from ..predict.inpaint import background_inputs, base_fill, instance_inputs
 from ..profiles import get_profile
-from . import engine, runs
+from . import engine, runs, timing
 
 KINDS = ("background", "instance")
 NAMES = {"inpaint-background": "background", "inpaint-instance": "instance"}   # registry name -> kind
@@ -302,8 +301,8 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
     Liu et al.'s perceptual and style terms (with Liu et al.'s loss weights, unless ``loss_weights``
     is passed here: a profile's weights are meant for the fixed features). Returns ``(model, history)``, the model in eval mode
     with ``kind``, ``crop``, ``max_category``, ``history`` and ``cpu_seconds`` (the process CPU
-    time training took, user + system)."""
-    import resource
+    time training took, user + system); the cost is added to ``out_dir/inpaint-<kind>.timing.json``
+    (:mod:`amodal_lib.train.timing`)."""
     cfg = settings(kind, profile, steps=steps, **overrides)
     ann = as_annotations(annotations).modal_view()      # no amodal label is read
     if ann.images_dir is None:
@@ -314,8 +313,7 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
     n_threads = torch.get_num_threads()
     if cfg.get("threads") and dist.device.type == "cpu":
         torch.set_num_threads(int(cfg["threads"]))
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
+    clock = timing.Stopwatch()
     from .pcnet import max_category_of
     max_cat = max_category_of(ann)
     val = as_annotations(val_annotations).modal_view() if val_annotations is not None else ann
@@ -337,7 +335,7 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
     if S % net.multiple:
         raise ArgumentError(f"inpaint {kind}: crop {S} is not a multiple of 2**depth = {net.multiple}")
     vbatch = validation_batch(kind, val, {**cfg, "max_category": max_cat}, seed, pool)
-    prep_s = time.perf_counter() - t0
+    prep = clock.elapsed()
     features = load_vgg16_features(cfg["vgg_weights"]) if cfg.get("vgg_weights") else None
     # a profile's loss weights were chosen for the fixed features; with VGG-16, Liu et al.'s unless set here
     weights = overrides.get("loss_weights") if features is not None else cfg.get("loss_weights")
@@ -353,29 +351,19 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
         config={**cfg, "profile": profile, "seed": seed, "train_examples": int(len(next(iter(data.values())))),
                 "annotations": str(ann.path), "vgg": bool(cfg.get("vgg_weights"))},
         extra={"model": net.spec(), "method": checkpoint_name(kind), "kind": kind, "crop": S, "max_category": max_cat},
-        dist=dist, resume=resume, progress=progress)
+        dist=dist, resume=resume, progress=progress, prepared=prep)
     holder["pool"] = pool.to(trainer.device)
     if progress and dist.is_main:
-        print(f"inpaint-{kind}: {len(next(iter(data.values())))} training crops at {S}x{S} (prepared in {prep_s:.1f} s), "
+        print(f"inpaint-{kind}: {len(next(iter(data.values())))} training crops at {S}x{S} (prepared in {prep['wall_s']:.1f} s), "
               f"width {cfg['width']}, depth {cfg['depth']}, {cfg['steps']} steps, "
               f"{'VGG-16' if features is not None else 'fixed'} features, device {dist.device}", file=sys.stderr)
-    ck = trainer.checkpoint_path
-    start_step = int(engine.load_checkpoint(ck).get("step", 0)) if resume and ck.is_file() else 0
     try:
         history = trainer.fit(until=stop_after)
     finally:
         torch.set_num_threads(n_threads)
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    if start_step == 0 and trainer.done and stop_after is None and dist.is_main:
-        from ..io import atomic_write_json
-        atomic_write_json(Path(out_dir) / f"{checkpoint_name(kind)}.timing.json", {
-            "cpu_seconds": round(cpu, 1), "wall_seconds": round(time.perf_counter() - t0, 1),
-            "steps": int(cfg["steps"]), "steps_per_cpu_second": round(int(cfg["steps"]) / max(cpu, 1e-9), 3),
-            "threads": torch.get_num_threads() if not cfg.get("threads") else int(cfg["threads"])})
     model = engine.unwrap(trainer.raw_model).eval()
     _attach(model, kind, S, max_cat, history, trainer.checkpoint_path)
-    model.cpu_seconds = cpu
+    model.cpu_seconds = clock.elapsed()["cpu_s"]
     return model, history
 
 
@@ -412,15 +400,6 @@ def load_history(run_dir, kind: str) -> list:
     return engine.load_history(run_dir, checkpoint_name(kind))
 
 
-def timing(run_dir, kind: str) -> Optional[dict]:
-    """What training ``kind`` in ``run_dir`` cost, as :func:`train_inpainter` measured it: {"cpu_seconds"
-    (user + system, the whole process), "wall_seconds", "steps", "steps_per_cpu_second", "threads"}; None
-    when the run was not trained in one go by this code (e.g. resumed)."""
-    import json
-    p = Path(run_dir) / f"{checkpoint_name(kind)}.timing.json"
-    return json.loads(p.read_text()) if p.is_file() else None
-
-
 __all__ = ("KINDS", "NAMES", "settings", "background_holes", "instance_holes", "instance_inputs", "place_masks",
            "mask_pool", "background_crops", "instance_crops", "train_inpainter", "load_model", "is_trained",
-           "checkpoint_file", "load_history", "hole_scores", "timing", "base_fill", "background_inputs")
+           "checkpoint_file", "load_history", "hole_scores", "base_fill", "background_inputs")
