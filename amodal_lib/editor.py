@@ -22,9 +22,11 @@ from typing import Optional
 
 import numpy as np
 
-from .experiments import edit as E
 from .data import masks as M
 from .data.records import AnnotationSet
+from .experiments import edit as E
+from .viz.base import overlay
+from .viz.editing import REMOVED_COLOR, edit_panels
 
 SCALE = 2   # the images are drawn this many times their size (the embedded images are 512 px wide)
 
@@ -114,8 +116,6 @@ class SceneEditor:
 
     def scene_panel(self) -> np.ndarray:
         """The current scene, the picked instance tinted."""
-        from .viz.base import overlay
-        from .viz.editing import REMOVED_COLOR
         H, W = self.image.shape[:2]
         layers = [(M.decode(i.visible).astype(bool), REMOVED_COLOR) for i in self.instances if i.id == self.selected]
         return overlay(self.image, layers, H, W, 0.55)
@@ -124,7 +124,6 @@ class SceneEditor:
         """The completed shapes of the latest removal (or the scene, before any)."""
         if self.last is None:
             return self.image
-        from .viz.editing import edit_panels
         prev_image, prev_insts, _ = self.history[-2]
         return edit_panels(prev_image, prev_insts, self.last)[2][1]
 

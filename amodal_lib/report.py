@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import paper
+from .experiments.comparison import reading as table_reading
 from .io import atomic_write_text
 from .profiles import RESULTS
 
@@ -50,7 +51,6 @@ def reading(stem: str, root: Path) -> list:
     if stem != "table_completion":
         return []
     import pandas as pd
-    from .experiments.comparison import reading as table_reading
     p = root / "tables" / f"{stem}.csv"
     if not p.exists():
         return []

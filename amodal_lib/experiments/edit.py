@@ -36,9 +36,12 @@ import numpy as np
 import torch.nn.functional as F
 import torch
 
+from .. import registry
 from ..data import masks as M
 from ..data.records import AnnotationSet, Instance, group_by_image, set_modal_neighbours
 from ..errors import ArgumentError, DataError
+from ..predict.amodal_vae import complete_instances
+from ..predict.inpaint import inpaint_background, inpaint_instances
 
 DEFAULT_DILATE = 2
 
@@ -115,7 +118,6 @@ def _call_background(background, image, hole):
         raise ArgumentError("remove() needs a background inpainter (a trained net or a callable (image, hole) -> image)")
     if callable(background) and not isinstance(background, torch.nn.Module):
         return np.asarray(background(image, hole), dtype=np.uint8)
-    from ..predict.inpaint import inpaint_background
     return inpaint_background(background, image, hole)
 
 
@@ -124,7 +126,6 @@ def _call_instances(instance, image, fulls, holes, cats) -> list:
         return [image] * len(fulls)
     if callable(instance) and not isinstance(instance, torch.nn.Module):
         return [np.asarray(instance(image, f, h, c), dtype=np.uint8) for f, h, c in zip(fulls, holes, cats)]
-    from ..predict.inpaint import inpaint_instances
     return inpaint_instances(instance, image, fulls, holes, cats)
 
 
@@ -204,8 +205,6 @@ def remove(image, annotations, ids: Sequence, *, vae=None, background: Union[Cal
 
 def _complete(vae, ann: AnnotationSet, insts: list, cands: list, threshold: Optional[float]) -> dict:
     """{id: RLE} Amodal-VAE's full masks of ``cands``, the whole image (``insts``) as context."""
-    from .. import registry
-    from ..predict.amodal_vae import complete_instances
     t = threshold if threshold is not None else registry.default_threshold("amodal-vae", getattr(vae, "checkpoint", None))[0]
     context = ann.subset(insts)
     return complete_instances(vae, cands, threshold=t, frame="fit", context=context)

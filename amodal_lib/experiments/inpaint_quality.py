@@ -32,9 +32,12 @@ import torch
 import torch.nn.functional as F
 
 from ..data import masks as M
+from ..data.holdout import isolated
 from ..data.images import read_image
 from ..data.records import AnnotationSet, Instance, box_touches_border, group_by_image, set_modal_neighbours
-from ..predict.inpaint import CLASSICAL, classical, to_tensor
+from ..predict.inpaint import CLASSICAL, classical, to_image, to_tensor
+from ..train.inpaint import background_holes, instance_crops, instance_holes, predict_batch
+from .edit import remove
 
 METRICS = ("L1", "PSNR", "SSIM")
 
@@ -94,7 +97,6 @@ def background_benchmark(test: AnnotationSet, inpainters: dict, pool: torch.Tens
     """One row per (image, method): hole metrics of each of ``inpainters`` ({name: (image, hole) ->
     image}; Telea and Navier-Stokes are added) on ``n_images`` test images with holes made from
     ``pool`` (:func:`amodal_lib.train.inpaint.mask_pool`) as in training, tiled over the image."""
-    from ..train.inpaint import background_holes
     methods = {**inpainters, **{CLASSICAL[k]: (lambda im, h, k=k: classical(im, h, k)) for k in CLASSICAL}}
     ids = sorted(test.images)
     rng = np.random.default_rng(seed)
@@ -123,15 +125,12 @@ def instance_benchmark(test: AnnotationSet, model, n: int = 300, seed: int = 0, 
                        ) -> pd.DataFrame:
     """One row per (instance crop, method): the instance inpainter (its own crops and holes, as in
     training) against Telea and Navier-Stokes on the same crops, scored in the hole."""
-    from ..predict.inpaint import to_image
-    from ..train.inpaint import instance_crops, instance_holes
     cfg = cfg or {}
     data = instance_crops(test, int(model.crop), cfg.get("min_area", 64), n, seed, model.max_category)
     g = torch.Generator().manual_seed(seed)
     img = data["image"].float() / 255.0
     hole = instance_holes(data["mask"].float(), data["mask"], cfg.get("cover", (0.1, 0.7)), cfg.get("scale", (0.7, 1.4)),
                           cfg.get("shift", 0.6), cfg.get("tries", 8), generator=g)
-    from ..train.inpaint import predict_batch
     with torch.no_grad():
         comp = predict_batch(model.eval(), "instance", {"image": img, "hole": hole, "label": data["label"],
                                                          "mask": data["mask"].float()})
@@ -226,8 +225,6 @@ def removal_benchmark(test: AnnotationSet, vae, background, instance, n: int = 1
     """One row per (pasted scene, method, region): the pasted object removed (module doc), scored
     over the whole repainted region ("removed region") and over the target's revealed part
     ("revealed object")."""
-    from ..data.holdout import isolated
-    from .edit import remove
     rng = np.random.default_rng(seed)
     targets = [t for t in isolated(test, 64)]
     pool = [i for i in test.instances if i.visible_area >= 64]
@@ -271,7 +268,6 @@ def background_examples(test: AnnotationSet, pool: torch.Tensor, inpainters: dic
     (twice the training crop, at the images' resolution) of test images with holes made as in
     training, filled by each of ``inpainters`` ({name: (image, hole) -> image}) and the classical
     baselines."""
-    from ..train.inpaint import background_holes
     methods = {**inpainters, **{CLASSICAL[k]: (lambda im, h, k=k: classical(im, h, k)) for k in CLASSICAL}}
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)

@@ -22,10 +22,12 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from .. import metrics, paper, registry
+from ..data.corruption import KINDS, corrupt_masks
+from ..data.records import AnnotationSet
 from ..metrics import SCORE_COLUMNS
+from ..predict.psp import visible_iou
 from .analysis import per_bin_long
 from .comparison import PCNET, VAE_FRAMES, VAE_TRANSFORMER, VISIBLE
-from ..data.records import AnnotationSet
 
 GT_INPUT = "GT visible mask"
 PREDICTED_INPUT = "predicted (ResNet-PSP)"
@@ -44,7 +46,6 @@ PAPER_ROWS = {
 def segmentation_quality(ann: AnnotationSet, masks: dict) -> pd.DataFrame:
     """{name: {id: RLE}} visible masks -> one row each: n, IoU with the GT visible masks (%),
     A (pooled) and B (mean per instance)."""
-    from ..predict.psp import visible_iou
     rows = []
     for name, m in masks.items():
         q = visible_iou(ann, m)
@@ -159,8 +160,6 @@ def robustness(ann: AnnotationSet, vae=None, pcnet=None, threshold: float = 0.5,
     of ``kinds`` (default all of :data:`amodal_lib.data.corruption.KINDS`) at each of ``strengths``
     (pixels; strength 0, the GT masks, is added). One row per (kind, strength, method): the
     corrupted input's IoU with the GT visible masks (A, %), n and A / B full / invisible mIoU."""
-    from ..data.corruption import KINDS, corrupt_masks
-    from ..predict.psp import visible_iou
     kinds = list(kinds or KINDS)
     scored = ann.subset([i for i in ann.instances if i.amodal is not None])
     rows = []

@@ -42,6 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..errors import CheckpointError
+
 # The weights of the generator's loss terms (GauGAN's, and the two of ours: L1 and the alpha's
 # silhouette); a profile's "spade" section or the training call overrides them.
 LOSS_WEIGHTS = {"lambda_feat": 10.0, "lambda_vgg": 10.0, "lambda_kl": 0.05, "lambda_l1": 10.0, "lambda_alpha": 1.0}
@@ -239,7 +241,6 @@ class VGGLoss(nn.Module):
     def __init__(self, weights_file):
         super().__init__()
         from torchvision.models.vgg import cfgs, make_layers   # vgg19().features, without its classifier
-        from ..errors import CheckpointError
         path = Path(weights_file)
         if not path.is_file():
             raise CheckpointError(path, "no such VGG19 weights file (the perceptual term needs local weights)")

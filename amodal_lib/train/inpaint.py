@@ -36,13 +36,15 @@ import torch.nn.functional as F
 
 from ..data import as_annotations
 from ..data.crops import crop_masks
-from ..data.images import read_image
+from ..data.images import crop_images, read_image
 from ..data.records import AnnotationSet
 from ..errors import ArgumentError, DataError
 from ..models.partial_conv import InpaintingLoss, PConvUNet, load_vgg16_features
 from ..predict.inpaint import background_inputs, base_fill, instance_inputs
+from ..predict.pcnet import square_boxes
 from ..profiles import get_profile
 from . import engine, runs, timing
+from .pcnet import max_category_of, place_erasers
 
 KINDS = ("background", "instance")
 NAMES = {"inpaint-background": "background", "inpaint-instance": "instance"}   # registry name -> kind
@@ -137,7 +139,6 @@ def instance_holes(targets: torch.Tensor, pool: torch.Tensor, cover=(0.1, 0.7), 
     its visible mask in its crop) under another instance's mask placed onto it so that it covers
     ``cover`` of the object (:func:`amodal_lib.train.pcnet.place_erasers`); where no placement fits,
     the object's left or right half (at random)."""
-    from .pcnet import place_erasers
     eraser, _, ok = place_erasers(targets, pool, tuple(cover), tuple(scale), shift, tries, generator=generator)
     hole = eraser * targets
     if not bool(ok.all()):
@@ -194,9 +195,6 @@ def instance_crops(ann: AnnotationSet, size: int, min_area: int = 64, max_instan
     """The instance inpainter's data: {"image": (N, 3, S, S) uint8, "mask": (N, S, S) uint8 (the
     object's visible mask), "label": (N,) category id / the largest id}, each instance in its
     PCNet-M square, from visible masks only."""
-    from ..data.images import crop_images
-    from ..predict.pcnet import square_boxes
-    from .pcnet import max_category_of
     insts = [i for i in ann.instances if i.visible_area >= min_area]
     if max_instances is not None and len(insts) > max_instances:
         keep = np.sort(np.random.default_rng(seed).choice(len(insts), int(max_instances), replace=False))
@@ -314,7 +312,6 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
     if cfg.get("threads") and dist.device.type == "cpu":
         torch.set_num_threads(int(cfg["threads"]))
     clock = timing.Stopwatch()
-    from .pcnet import max_category_of
     max_cat = max_category_of(ann)
     val = as_annotations(val_annotations).modal_view() if val_annotations is not None else ann
     if val.images_dir is None:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import metrics
 from ..data import as_annotations
 from ..data.crops import crop_masks
 from ..data.records import AnnotationSet, subsample
@@ -226,7 +227,6 @@ def train_pcnet(annotations, out_dir, profile: Optional[str] = None, seed: int =
 
 
 def _eval_fn(val: AnnotationSet, cfg: dict, seed: int):
-    from .. import metrics
     if not val.has_amodal:
         raise DataError(f"{val.path}: validation needs amodal masks")
     sub = subsample(val, cfg.get("eval_instances"), seed)

@@ -9,9 +9,10 @@ import pandas as pd
 import seaborn as sns
 
 from ..data import masks as M
+from ..data.crops import crop_masks
 from ..data.records import AnnotationSet, Instance
-from .base import (ERASER_COLOR, HIDDEN_COLOR, METRIC_NAMES, METRIC_TITLES, PRED_COLOR, PROTOCOL_NAMES,
-                   VISIBLE_COLOR, draw_completion, hidden_layers, load_image, overlay)
+from .base import (ERASER_COLOR, HIDDEN_COLOR, METRIC_NAMES, METRIC_TITLES, PRED_COLOR, PROTOCOL_NAMES, VISIBLE_COLOR,
+                   draw_completion, hidden_layers, load_image, overlay)
 
 
 def plot_pcnet_completions(ann: AnnotationSet, instances: Sequence[Instance], inputs, probs, rows: dict,
@@ -195,7 +196,6 @@ def plot_posterior_sample_groups(groups: Sequence[tuple], title: str = ""):
     Each row: the visible mask as the encoder sees it (its visible box), the k sampled
     probabilities in the instance's full-object frame (``details.boxes``) with the visible part
     outlined, and the GT amodal mask in that frame (:func:`plot_posterior_samples`)."""
-    from ..data.crops import crop_masks
     blocks = []
     for name, insts, det in groups:
         if not len(insts):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..train.amodal_vae_stages import kl_weight
 from .base import METRIC_TITLES, PROTOCOL_NAMES
 
 
@@ -73,7 +74,6 @@ def plot_stage1_training(history: Sequence[dict], config: dict, paper_schedule: 
     (``config``: ``kl_final``, ``kl_start``, ``kl_alpha``, ``kl_t_begin``, ``stage1_steps``) and,
     on its own step axis (top), with the paper's (``paper_schedule``, over ``paper_steps``); then
     the KL term and the reconstruction term per training step and on held-out masks."""
-    from ..train.amodal_vae_stages import kl_weight
     keys = ("kl_final", "kl_start", "kl_alpha", "kl_t_begin")
     hist = pd.DataFrame(list(history))
     tr, va = hist[hist.split == "train"], hist[hist.split == "val"]
