@@ -38,7 +38,7 @@ PDF_METADATA = {"CreationDate": None, "ModDate": None}
 
 # the notebook that saves each artifact other notebooks load with ``ctx.load_json`` (tested
 # against the notebooks' sources). None today: the threshold, once one, has its single home in the
-# Amodal-VAE run folder (``comparison.chosen_threshold``).
+# Amodal-VAE run folder (:mod:`amodal_lib.thresholds`).
 ARTIFACTS: dict = {}
 
 
