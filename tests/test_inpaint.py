@@ -99,7 +99,7 @@ def test_background_inputs_append_the_guides_known_everywhere():
     assert torch.equal(x[:, 3:6], I.base_fill("smooth", img, known)) and torch.equal(x[:, 6:], base)
     assert torch.equal(base, I.base_fill("telea", img, known))
     assert bool((mask[:, 3:] == 1).all()) and torch.equal(mask[:, :3], known.expand(-1, 3, -1, -1))
-    from amodal_lib.models.partial_conv import PConvUNet
+    from amodal_lib.models.inpaint import PConvUNet
     net = PConvUNet(9, 3, 4, 2, mask_channels=9, fill="telea", guides=("smooth", "telea")).eval()
     assert torch.allclose(net(x, mask, base), base)           # a fresh net gives its base fill
     with pytest.raises(ValueError, match="guides"):

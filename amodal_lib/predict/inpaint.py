@@ -26,7 +26,7 @@ from torchvision.ops import roi_align
 
 from ..data.crops import paste_region
 from ..errors import ArgumentError
-from ..models.partial_conv import PConvUNet, smooth_fill
+from ..models.inpaint import PConvUNet, smooth_fill
 from .pcnet import square_from_xyxy
 
 CLASSICAL = {"telea": "OpenCV Telea", "ns": "OpenCV Navier-Stokes"}
@@ -82,7 +82,7 @@ def instance_inputs(image: torch.Tensor, hole: torch.Tensor, label: torch.Tensor
 
 def base_fill(fill: str, image: torch.Tensor, known: torch.Tensor, object_known: Optional[torch.Tensor] = None):
     """What a net with ``fill`` adds its output to (None for "none"): "smooth", the smooth fill
-    (:func:`amodal_lib.models.partial_conv.smooth_fill`) of the known pixels, or, for the instance
+    (:func:`amodal_lib.models.inpaint.smooth_fill`) of the known pixels, or, for the instance
     inpainter (``object_known``: the object's known pixels, (B, 1, S, S)), of the object's own known
     pixels (where a crop has none, of all its known pixels); "telea" and "ns", OpenCV's Telea and
     Navier-Stokes fills of the hole."""

@@ -1,5 +1,5 @@
 """Training the two partial-convolution inpainters of scene editing (supplementary 3.3) on the
-shared engine. The network and its loss are :mod:`amodal_lib.models.partial_conv`; how the
+shared engine. The network and its loss are :mod:`amodal_lib.models.inpaint`; how the
 trained nets fill an image is :mod:`amodal_lib.predict.inpaint`; ``docs/design.md``, "Scene
 editing", gives the decisions.
 
@@ -39,7 +39,7 @@ from ..data.crops import crop_masks
 from ..data.images import crop_images, read_image
 from ..data.records import AnnotationSet
 from ..errors import ArgumentError, DataError
-from ..models.partial_conv import InpaintingLoss, PConvUNet, load_vgg16_features
+from ..models.inpaint import InpaintingLoss, PConvUNet, load_vgg16_features
 from ..predict.inpaint import background_inputs, base_fill, instance_inputs
 from ..predict.pcnet import square_boxes
 from ..profiles import get_profile
