@@ -5,16 +5,13 @@ A family keeps one shape: its network in ``models/<family>.py``, its training on
 in ``train/<family>.py``, its predictor in ``predict/<family>.py``. Each row of :func:`families`
 says which of their functions train, load and run it:
 
-==================================  ==========  =======================  ==========================
-name                                role        network (``models/``)    training / predictor
-==================================  ==========  =======================  ==========================
-``visible``, ``convex-hull``        rule        (none: no training)      ``predict/rules.py``
-``amodal-vae``                      completion  ``amodal_vae.py``        ``amodal_vae.py`` (3 stages)
-``pcnet-m``                         completion  ``pcnet.py``             ``pcnet.py``
-``resnet-psp``                      segmenter   ``psp.py``               ``psp.py``
-``inpaint-background``, ``-instance``  inpainter  ``partial_conv.py``    ``inpaint.py``
-``spade``                           renderer    ``spade.py``             ``spade.py``
-==================================  ==========  =======================  ==========================
+- ``visible``, ``convex-hull`` (rules): ``predict/rules.py`` alone, no network and no training;
+- ``amodal-vae`` (completion): ``amodal_vae.py`` in each folder (its three stages in
+  ``train/amodal_vae_stages.py``);
+- ``pcnet-m`` (completion): ``pcnet.py`` in each folder;
+- ``resnet-psp`` (segmenter): ``psp.py`` in each folder;
+- ``inpaint-background``, ``inpaint-instance`` (inpainters): ``inpaint.py`` in each folder;
+- ``spade`` (renderer): ``spade.py`` in each folder.
 
 A *completion* method (and a rule) completes each instance's amodal mask (:func:`complete`,
 ``amodal complete``); a *segmenter* predicts visible masks from the images (:func:`segment`,
