@@ -42,7 +42,7 @@ from .metrics import SCORE_COLUMNS
 
 FALLBACK = 0.5          # a method that searched none: the rules, Amodal-VAE without threshold.json, ResNet-PSP
 PCNET_M = 0.2           # PCNet-M's own (the public Deocclusion code's)
-PAPER = paper.THRESHOLD  # what the paper's search found (0.1): for comparison, never used
+PAPER = paper.THRESHOLD  # what the paper's search found (0.1): shown beside ours, never a default
 FILE = "threshold.json"
 SWEEP_FILE = "threshold_sweep.csv"
 # the methods whose own threshold is fixed, and those whose training searches one (threshold.json)
