@@ -19,7 +19,8 @@ A *completion* method (and a rule) completes each instance's amodal mask (:func:
 holes of scene editing (``amodal edit``) and the *renderer* draws an instance in a new full mask
 (``amodal render``): those two are trained and loaded here, and run by their predictors.
 
-A new family adds its three modules, its name to :data:`ROLES` and its row to :func:`families`.
+A new family adds its three modules, its row to :data:`FAMILIES` and its functions to
+:func:`families`.
 """
 from __future__ import annotations
 
@@ -34,34 +35,13 @@ from .errors import ArgumentError
 
 RULE, COMPLETION, SEGMENTER, INPAINTER, RENDERER = "rule", "completion", "segmenter", "inpainter", "renderer"
 
-# What each family is. The command line offers these names without importing a family's modules
-# (they import torch, which takes seconds): its --help and its checks of the input answer at once.
-ROLES = {"visible": RULE, "convex-hull": RULE, "amodal-vae": COMPLETION, "pcnet-m": COMPLETION,
-         "resnet-psp": SEGMENTER, "inpaint-background": INPAINTER, "inpaint-instance": INPAINTER,
-         "spade": RENDERER}
-
-
-def names(*roles: str) -> tuple:
-    """The families of ``roles``, in the table's order."""
-    return tuple(n for n, r in ROLES.items() if r in roles)
-
-
-RULES = names(RULE)                   # need no training
-MODELS = names(COMPLETION)            # trained completion methods
-METHODS = RULES + MODELS              # what `amodal complete` takes
-SEGMENTERS = names(SEGMENTER)         # visible masks from the images (`amodal segment`)
-INPAINTERS = names(INPAINTER)         # scene editing (`amodal edit`)
-RENDERERS = names(RENDERER)           # an instance drawn in a new full mask (`amodal render`)
-TRAINABLE = MODELS + SEGMENTERS + INPAINTERS + RENDERERS
-BOXES = ("predicted", "amodal-gt")    # the frame a completion is drawn in (the GT box: evaluation only)
-_KIND = {RULE: "method", COMPLETION: "method", SEGMENTER: "segmentation network", INPAINTER: "inpainter",
-         RENDERER: "renderer"}
-
 
 @dataclass(frozen=True)
 class Family:
-    """One row of the table. Every callable takes and returns what its docstring in this module
-    says; the ones a role does not have are None.
+    """One row of the table: what the family is (declared in :data:`FAMILIES`, read without
+    importing its modules), then its functions (attached by :func:`families`). Every callable
+    takes and returns what its docstring in this module says; the ones a role does not have are
+    None.
 
     - ``train(annotations, run_dir, *, profile, seed, device, steps, resume, val_annotations,
       stage, progress, **options)``: the trained model, in eval mode (as ``load`` gives it);
@@ -79,6 +59,11 @@ class Family:
     have amodal masks."""
     name: str
     role: str
+    stages: tuple = (1,)
+    options: dict = field(default_factory=dict)
+    complete_options: tuple = ()
+    reads_images: bool = False
+    val_needs_amodal: bool = False
     train: Optional[Callable] = None
     load: Optional[Callable] = None
     is_trained: Optional[Callable] = None
@@ -86,11 +71,39 @@ class Family:
     segment: Optional[Callable] = None
     describe: Optional[Callable] = None
     threshold: Optional[Callable] = None
-    stages: tuple = (1,)
-    options: dict = field(default_factory=dict)
-    complete_options: tuple = ()
-    reads_images: bool = False
-    val_needs_amodal: bool = False
+
+
+# What each family is. The command line parses, checks its input and answers --help from this
+# table alone, without importing a family's modules (they import torch, which takes seconds).
+FAMILIES = (
+    Family("visible", RULE),
+    Family("convex-hull", RULE),
+    Family("amodal-vae", COMPLETION, stages=(1, 2, 3), complete_options=("samples", "frame")),
+    Family("pcnet-m", COMPLETION, val_needs_amodal=True),
+    Family("resnet-psp", SEGMENTER, options={"weights": "weights", "crop_box": "box"}, reads_images=True),
+    Family("inpaint-background", INPAINTER, options={"vgg_weights": "vgg_weights"}),
+    Family("inpaint-instance", INPAINTER, options={"vgg_weights": "vgg_weights"}),
+    Family("spade", RENDERER),
+)
+ROLES = {f.name: f.role for f in FAMILIES}
+
+
+def names(*roles: str) -> tuple:
+    """The families of ``roles``, in the table's order."""
+    return tuple(n for n, r in ROLES.items() if r in roles)
+
+
+RULES = names(RULE)                   # need no training
+MODELS = names(COMPLETION)            # trained completion methods
+METHODS = RULES + MODELS              # what `amodal complete` takes
+SEGMENTERS = names(SEGMENTER)         # visible masks from the images (`amodal segment`)
+INPAINTERS = names(INPAINTER)         # scene editing (`amodal edit`)
+RENDERERS = names(RENDERER)           # an instance drawn in a new full mask (`amodal render`)
+TRAINABLE = MODELS + SEGMENTERS + INPAINTERS + RENDERERS
+BOXES = ("predicted", "amodal-gt")    # the frame a completion is drawn in (the GT box: evaluation only)
+_KIND = {RULE: "method", COMPLETION: "method", SEGMENTER: "segmentation network", INPAINTER: "inpainter",
+         RENDERER: "renderer"}
+_DECLARED = {f.name: f for f in FAMILIES}
 
 
 # --------------------------------------------------------------------------- the glue of each row
@@ -124,10 +137,10 @@ def _last(history: list, split: str = "train") -> dict:
 @lru_cache(maxsize=None)
 def _rules() -> dict:
     """The rows of the rules, which need neither torch nor a trained model."""
-    # deferred on purpose: predict/rules.py imports scipy; ROLES serves the command line's parser alone
+    # deferred on purpose: predict/rules.py imports scipy, which the command line's parser never needs
     from .predict import rules
-    return {"visible": Family("visible", RULE, complete=_rule(rules.visible)),
-            "convex-hull": Family("convex-hull", RULE, complete=_rule(rules.convex_hull))}
+    return {"visible": replace(_DECLARED["visible"], complete=_rule(rules.visible)),
+            "convex-hull": replace(_DECLARED["convex-hull"], complete=_rule(rules.convex_hull))}
 
 
 @lru_cache(maxsize=None)
@@ -181,7 +194,7 @@ def families() -> dict:
                 f"discriminator {last.get('loss_d', float('nan')):.4f}) in {seconds:.1f} s "
                 f"({t.get('cpu_s', float('nan')):.0f} CPU s); checkpoint {spade_train.checkpoint_file(run_dir)}")
 
-    def inpainter(name: str) -> Family:
+    def inpainter(name: str) -> dict:
         kind = inpaint.NAMES[name]
 
         def describe(model, run_dir, seconds):
@@ -189,42 +202,45 @@ def families() -> dict:
             return (f"{name}: {inpaint.checkpoint_file(run_dir, kind)} (validation hole PSNR "
                     f"{sel.get('val_hole_psnr', float('nan')):.2f} dB at step {sel.get('step', '?')}) in "
                     f"{seconds:.0f} s, {model.cpu_seconds:.0f} s of CPU")
-        return Family(name, INPAINTER, train=_one_stage(_model_of(partial(inpaint.train_inpainter, kind))),
-                      load=lambda checkpoint, device="auto": inpaint.load_model(checkpoint, kind, device),
-                      is_trained=lambda run_dir: inpaint.is_trained(run_dir, kind), describe=describe,
-                      options={"vgg_weights": "vgg_weights"})
+        return dict(train=_one_stage(_model_of(partial(inpaint.train_inpainter, kind))),
+                    load=lambda checkpoint, device="auto": inpaint.load_model(checkpoint, kind, device),
+                    is_trained=lambda run_dir: inpaint.is_trained(run_dir, kind), describe=describe)
 
-    rows = [
-        *_rules().values(),
-        Family("amodal-vae", COMPLETION, train=train_vae, load=vae_train.load_model,
-               is_trained=lambda run_dir: all(vae_train.stage_done(run_dir, s) for s in vae_train.STAGES),
-               complete=complete_vae, describe=describe_vae, stages=tuple(vae_train.STAGES),
-               complete_options=("samples", "frame")),
-        Family("pcnet-m", COMPLETION, train=_one_stage(_model_of(pcnet_train.train_pcnet)), load=pcnet_train.load_model,
-               is_trained=pcnet_train.is_trained, complete=complete_pcnet, describe=describe_pcnet,
-               val_needs_amodal=True),
-        Family("resnet-psp", SEGMENTER, train=_one_stage(_model_of(psp_train.train_psp)), load=psp_train.load_model,
-               is_trained=psp_train.is_trained, segment=segment_psp, describe=describe_psp,
-               options={"weights": "weights", "crop_box": "box"}, reads_images=True),
-        inpainter("inpaint-background"),
-        inpainter("inpaint-instance"),
-        Family("spade", RENDERER, train=_one_stage(spade_train.train_spade), load=spade_train.load_model,
-               is_trained=spade_train.is_trained, describe=describe_spade),
-    ]
-    table = {f.name: replace(f, threshold=partial(thresholds.default_threshold, f.name)) if f.role in (RULE, COMPLETION)
-             else f for f in rows}
-    assert {n: f.role for n, f in table.items()} == ROLES, "ROLES and the rows of families() disagree"
+    functions = {
+        "amodal-vae": dict(train=train_vae, load=vae_train.load_model, complete=complete_vae, describe=describe_vae,
+                           is_trained=lambda run_dir: all(vae_train.stage_done(run_dir, s) for s in vae_train.STAGES)),
+        "pcnet-m": dict(train=_one_stage(_model_of(pcnet_train.train_pcnet)), load=pcnet_train.load_model,
+                        is_trained=pcnet_train.is_trained, complete=complete_pcnet, describe=describe_pcnet),
+        "resnet-psp": dict(train=_one_stage(_model_of(psp_train.train_psp)), load=psp_train.load_model,
+                           is_trained=psp_train.is_trained, segment=segment_psp, describe=describe_psp),
+        "inpaint-background": inpainter("inpaint-background"),
+        "inpaint-instance": inpainter("inpaint-instance"),
+        "spade": dict(train=_one_stage(spade_train.train_spade), load=spade_train.load_model,
+                      is_trained=spade_train.is_trained, describe=describe_spade),
+    }
+    assert _DECLARED["amodal-vae"].stages == tuple(vae_train.STAGES)
+    table = {**_rules(), **{n: replace(_DECLARED[n], **f) for n, f in functions.items()}}
+    table = {n: replace(f, threshold=partial(thresholds.default_threshold, n)) if f.role in (RULE, COMPLETION) else f
+             for n, f in table.items()}
+    assert list(table) == list(_DECLARED), "every declared family has its functions, in the table's order"
     return table
 
 
-def family(name: str, *roles: str) -> Family:
-    """The row of ``name``, which must have one of ``roles`` (default: a trained family); an
+def declared(name: str, *roles: str) -> Family:
+    """What family ``name`` is (its row of :data:`FAMILIES`, without its functions: nothing is
+    imported), which must have one of ``roles`` (default: a trained family); an
     :class:`~amodal_lib.errors.ArgumentError` naming the ones that do otherwise."""
     what = _KIND[roles[0]] if roles else "model"
     roles = roles or (COMPLETION, SEGMENTER, INPAINTER, RENDERER)
     if ROLES.get(name) not in roles:
         raise ArgumentError(f"unknown {what} {name!r}: use one of {', '.join(names(*roles))}")
-    return _rules()[name] if ROLES[name] == RULE else families()[name]
+    return _DECLARED[name]
+
+
+def family(name: str, *roles: str) -> Family:
+    """The whole row of ``name``, with its functions (:func:`declared` checks the name)."""
+    f = declared(name, *roles)
+    return _rules()[name] if f.role == RULE else families()[name]
 
 
 # --------------------------------------------------------------------------- every family
@@ -246,10 +262,9 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
     :mod:`amodal_lib.train.validation`; PCNet-M: with amodal masks, for metrics only); an
     unfinished run resumes when ``resume``; ``options``: the family's own settings (ResNet-PSP's
     ``weights`` and ``box``, the inpainters' ``vgg_weights``)."""
-    f = family(name)
-    if f.stages == (1,) and stage not in (None, 1):
+    if declared(name).stages == (1,) and stage not in (None, 1):
         raise ArgumentError(f"{name} has a single training stage; --stage {stage} does not apply")
-    return f.train(annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps, resume=resume,
+    return family(name).train(annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps, resume=resume,
                    progress=progress, val_annotations=val_annotations, stage=stage, **options)
 
 

@@ -100,13 +100,11 @@ def load(path, images=None):
 
 def checkpoint_inputs(checkpoint) -> dict:
     """The files a learned method may read from ``--checkpoint`` (a file, or a run folder's)."""
-    if checkpoint is None:
-        return {}
-    # deferred on purpose: thresholds.py imports torch, which the rules' completion never loads
+    ck = Path(checkpoint) if checkpoint is not None else None
+    if ck is None or not ck.is_dir():
+        return {} if ck is None else {"checkpoint": ck}
+    # deferred on purpose: thresholds.py imports torch, which the checks of a command never need otherwise
     from ..thresholds import FILE
-    ck = Path(checkpoint)
-    if not ck.is_dir():
-        return {"checkpoint": ck}
     files = [q for q in [*sorted(ck.glob("*.pt")), ck / FILE] if q.is_file()]
     return {f"file {q.name} of the checkpoint folder": q for q in files}
 

@@ -17,7 +17,8 @@ from .parser import MAX_SAMPLES
 
 
 def _takers(option: str) -> str:
-    return ", ".join(n for n in registry.METHODS if option in registry.families()[n].complete_options)
+    return ", ".join(n for n in registry.METHODS if option in registry.declared(n, registry.RULE,
+                                                                                 registry.COMPLETION).complete_options)
 
 
 def complete(ns) -> int:
@@ -34,7 +35,7 @@ def complete(ns) -> int:
                  if on]
         if given:
             raise ArgumentError(f"{', '.join(given)}: does not apply to --method {ns.method}")
-    options = registry.family(ns.method, registry.RULE, registry.COMPLETION).complete_options
+    options = registry.declared(ns.method, registry.RULE, registry.COMPLETION).complete_options
     if ns.samples and "samples" not in options:
         raise ArgumentError(f"--samples applies to --method {_takers('samples')} only ({ns.method} is deterministic)")
     if ns.frame != "fit" and "frame" not in options:

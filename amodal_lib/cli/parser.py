@@ -1,5 +1,5 @@
 """The ``amodal`` command line's arguments, every command's: built from the families' names alone
-(:data:`amodal_lib.registry.ROLES`), so that parsing, ``--help`` and argparse's own errors never
+(:data:`amodal_lib.registry.FAMILIES`), so that parsing, ``--help`` and argparse's own errors never
 wait for torch."""
 from __future__ import annotations
 

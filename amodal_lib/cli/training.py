@@ -38,7 +38,7 @@ def _options(ns, family) -> dict:
     given = {dest: v for dest, v in given.items() if v is not None}
     wrong = [dest for dest in given if dest not in family.options]
     if wrong:
-        takers = [n for n in registry.TRAINABLE if all(d in registry.families()[n].options for d in wrong)]
+        takers = [n for n in registry.TRAINABLE if any(d in registry.declared(n).options for d in wrong)]
         raise ArgumentError(f"{', '.join(FLAGS[d] for d in wrong)}: applies to --model {' or '.join(takers)} only")
     if ns.weights is not None and not Path(ns.weights).is_file():
         raise ArgumentError(f"--weights {ns.weights}: no such file")
@@ -48,7 +48,7 @@ def _options(ns, family) -> dict:
 def train(ns) -> int:
     at_least(ns, "seed", 0)
     at_least(ns, "steps", 1)
-    family = registry.family(ns.model)
+    family = registry.declared(ns.model)   # what it is; its modules (torch) load when training starts
     options = _options(ns, family)
     if family.stages == (1,) and ns.stage not in (None, 1):
         raise ArgumentError(f"--model {ns.model} has a single training stage; --stage {ns.stage} does not apply")
@@ -68,5 +68,5 @@ def train(ns) -> int:
     t0 = time.time()
     model = registry.train(ns.model, ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device,
                            steps=ns.steps, resume=ns.resume, val_annotations=val, stage=ns.stage, **options)
-    print(family.describe(model, ns.out, time.time() - t0))
+    print(registry.family(ns.model).describe(model, ns.out, time.time() - t0))
     return 0
