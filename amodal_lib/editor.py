@@ -6,7 +6,7 @@ clicking on it, remove it, see the edited scene and the shapes that were complet
     editor.remove(7)       # the same as picking 7 and pressing "Remove"
     editor.undo()
 
-Each removal is :func:`amodal_lib.edit.remove` on the scene as it is now (removals add up); the
+Each removal is :func:`amodal_lib.experiments.edit.remove` on the scene as it is now (removals add up); the
 history is a stack, so "Undo" steps back one removal. Without a front end (papermill, nbval) the
 widget is built and never drawn; everything also works from Python.
 
@@ -27,9 +27,11 @@ from typing import Optional
 
 import numpy as np
 
-from . import edit as E
 from .data import masks as M
 from .data.records import AnnotationSet
+from .experiments import edit as E
+from .viz.base import overlay
+from .viz.editing import REMOVED_COLOR, edit_panels
 
 SCALE = 2   # the images are drawn this many times their size (the embedded images are 512 px wide)
 
@@ -119,8 +121,6 @@ class SceneEditor:
 
     def scene_panel(self) -> np.ndarray:
         """The current scene, the picked instance tinted."""
-        from .viz.base import overlay
-        from .viz.editing import REMOVED_COLOR
         H, W = self.image.shape[:2]
         layers = [(M.decode(i.visible).astype(bool), REMOVED_COLOR) for i in self.instances if i.id == self.selected]
         return overlay(self.image, layers, H, W, 0.55)
@@ -129,7 +129,6 @@ class SceneEditor:
         """The shapes the latest removal completed, over the scene it made (None before any removal)."""
         if self.last is None:
             return None
-        from .viz.editing import edit_panels
         prev_image, prev_insts, _ = self.history[-2]
         return edit_panels(prev_image, prev_insts, self.last)[1][1]
 

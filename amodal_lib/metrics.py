@@ -23,9 +23,12 @@ import numpy as np
 import pandas as pd
 
 from .data import masks as M
-from .errors import AnnotationError, PredictionError, shown
+from .data.readers import read_json
 from .data.records import VISIBLE_RATIO_BINS, AnnotationSet
+from .errors import AnnotationError, PredictionError, shown
+from .io import atomic_write_text
 
+SCORE_COLUMNS = ["A_full", "A_invisible", "B_full", "B_invisible"]   # :func:`scores_row`'s, after method and n
 PROTOCOLS = {"A": "pooled: sum of intersections / sum of unions",
              "B": "per-instance mean (invisible over instances with a hidden part)"}
 
@@ -117,7 +120,6 @@ def load_predictions(path, ann: Optional[AnnotationSet] = None) -> dict:
     when ``ann`` is given, names one of its annotations (whose image size the mask must have).
     A malformed result raises :class:`~amodal_lib.errors.PredictionError` naming the file, the
     id and the field."""
-    from .data.readers import read_json
     path = Path(path)
     data = read_json(path, error=PredictionError)
     if not isinstance(data, list):
@@ -153,7 +155,6 @@ def load_predictions(path, ann: Optional[AnnotationSet] = None) -> dict:
 
 def write_predictions(path, ann_or_instances, masks: dict) -> None:
     """Write {annotation id: RLE} as COCO results JSON, atomically."""
-    from .io import atomic_write_text
 
     insts = ann_or_instances.instances if isinstance(ann_or_instances, AnnotationSet) else ann_or_instances
     img = {i.id: i.image_id for i in insts}

@@ -17,7 +17,6 @@ turns it into ``results/README.md``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -26,19 +25,20 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import registry
+from .data import datasheet, layouts, load_annotations
+from .data.synth import ensure_dataset
 from .io import atomic_write, atomic_write_json, atomic_write_text
-from .profiles import get_profile, resolve_profile
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(os.environ.get("AMODAL_RESULTS", REPO / "results"))
-DATA = Path(os.environ.get("AMODAL_DATA", REPO / "data"))
+from .profiles import DATA, REPO, RESULTS, get_profile, resolve_profile
+from .train.amodal_vae import load_model, train_amodal_vae
+from .train.engine import seed_everything
 
 # PDFs without the dates matplotlib stamps by default: the same figure gives the same bytes
 PDF_METADATA = {"CreationDate": None, "ModDate": None}
 
 # the notebook that saves each artifact other notebooks load with ``ctx.load_json`` (tested
 # against the notebooks' sources). None today: the threshold, once one, has its single home in the
-# Amodal-VAE run folder (``comparison.chosen_threshold``).
+# Amodal-VAE run folder (:mod:`amodal_lib.thresholds`).
 ARTIFACTS: dict = {}
 
 
@@ -73,7 +73,6 @@ class Context:
         self._paths: Optional[dict] = None
         self._ann: dict = {}
         self._files: dict = {}
-        from .train.engine import seed_everything
         seed_everything(self.seed)
 
     # ---- data -------------------------------------------------------------------------
@@ -82,10 +81,8 @@ class Context:
         embedded data set (generated once per profile), or ``data_root``'s files for ``dataset``
         "kins", "cocoa" or "cityscapes" (:func:`amodal_lib.data.layouts.find_splits`: "val" is
         None, and "val_from_train" set, when validation is carved out of the training file)."""
-        from .data import layouts
         if self._paths is None:
             if self.data_root is None or self.dataset == "synth":
-                from .data.synth import ensure_dataset
                 p = dict(ensure_dataset(root=self.data_root or DATA, **self.cfg["synth"]))
             else:
                 p = layouts.find_splits(self.data_root, self.dataset)
@@ -99,7 +96,6 @@ class Context:
 
     def annotations(self, split: str, modal_only: bool = False):
         """The split's :class:`AnnotationSet` (each file read once per notebook)."""
-        from .data import layouts, load_annotations
         if split not in self._ann:
             def read(path):
                 if path not in self._files:
@@ -113,7 +109,6 @@ class Context:
         """The data set's datasheet (per split: instances per category and occlusion bin): the
         one the embedded data set wrote when it was generated, else computed from the split
         files (:mod:`amodal_lib.data.datasheet`)."""
-        from .data import datasheet
         path = self.data().get("datasheet_json")
         if path and Path(path).is_file():
             return json.loads(Path(path).read_text())
@@ -138,7 +133,6 @@ class Context:
         data, in eval mode: trained in ``run_dir(name)`` on the train split (only its modal view;
         the val split for validation metrics only) unless finished (an unfinished run resumes,
         finished stages are skipped); ``steps`` overrides the profile's."""
-        from . import registry
         run = self.run_dir(name)
         if registry.is_trained(name, run):
             return registry.load_model(name, run, device)
@@ -153,7 +147,6 @@ class Context:
     def finished_model(self, name: str, device: str = "auto"):
         """The model ``name`` if its run of this profile, seed and data has finished, else None
         (never trains: for figures that show another notebook's model when it is there)."""
-        from . import registry
         run = self.run_dir(name)
         return registry.load_model(name, run, device) if registry.is_trained(name, run) else None
 
@@ -165,7 +158,6 @@ class Context:
         profile's). Prints the run's log lines and returns ``train_amodal_vae``'s result dict, its
         ``model`` the one stage ``upto`` ended with (later stages may exist), with ``run_dir`` and
         ``validation_info`` (the run folder's ``validation.json``) added."""
-        from .train.amodal_vae import load_model, train_amodal_vae
         run = self.run_dir("amodal-vae")
         print(f"Amodal-VAE ({self.profile}, seed {self.seed}), stages 1-{upto}, in {run}")
         res = train_amodal_vae(self.annotations("train"), run, profile=self.profile, seed=self.seed, device=device,
@@ -189,7 +181,6 @@ class Context:
         scored on: the val split's labels, with its images; or pasted occlusions, which have no
         image file), read from its run folder."""
         import dataclasses
-        from .data import load_annotations
         info = self.validation_info()
         if info is None:
             raise FileNotFoundError(f"{self.run_dir('amodal-vae') / 'validation.json'} is missing: train the run "

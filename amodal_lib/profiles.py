@@ -10,14 +10,24 @@ parameter, ``--profile`` on the command line), the ``AMODAL_PROFILE`` environmen
 - ``paper``: the paper's scale and hyperparameters, for a GPU.
 
 What the shorter profiles shorten, and why: ``docs/design.md``, "Profiles".
+
+Where a run reads and writes, for every profile: :data:`RESULTS` (every output, checkpoints
+included; ``$AMODAL_RESULTS`` moves it) and :data:`DATA` (the generated data set; ``$AMODAL_DATA``).
 """
 from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 from typing import Any
 
+from .errors import ArgumentError
+
 PROFILE_NAMES = ("smoke", "default", "paper")
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(os.environ.get("AMODAL_RESULTS", REPO / "results"))
+DATA = Path(os.environ.get("AMODAL_DATA", REPO / "data"))
 
 _PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -68,7 +78,6 @@ def resolve_profile(name: str | None = None) -> str:
     """The profile in force: ``name`` if given, else ``$AMODAL_PROFILE``, else ``default``."""
     name = name or os.environ.get("AMODAL_PROFILE") or "default"
     if name not in _PROFILES:
-        from .errors import ArgumentError
         raise ArgumentError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
     return name
 

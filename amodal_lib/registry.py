@@ -1,134 +1,286 @@
-"""Every completion method by name: how the command line and the notebooks train, load and run
-any of them.
+"""Every model family by name, in one table: how the command line, the notebooks
+(``nb.Context.model``) and the experiments train, load and run any of them.
 
-- ``visible``, ``convex-hull``: rules that need no training (:mod:`amodal_lib.baselines`).
-- ``amodal-vae``: network in :mod:`amodal_lib.models.amodal_vae`, training in
-  :mod:`amodal_lib.train.amodal_vae` (validation in :mod:`amodal_lib.train.validation`),
-  completion in :mod:`amodal_lib.predict.amodal_vae`.
-- ``pcnet-m``: network in :mod:`amodal_lib.models.pcnet`, training in :mod:`amodal_lib.train.pcnet`,
-  completion in :mod:`amodal_lib.predict.pcnet`.
-- ``resnet-psp`` (a segmentation network, not a completion method: it predicts visible masks from
-  the images, which ``complete_from_visible`` then completes): network in :mod:`amodal_lib.models.psp`,
-  training in :mod:`amodal_lib.train.psp`, segmentation in :mod:`amodal_lib.predict.psp`.
-- ``spade`` (a renderer, not a completion method: it draws an instance in a new full mask):
-  network in :mod:`amodal_lib.models.spade`, training in :mod:`amodal_lib.train.spade`,
-  rendering in :mod:`amodal_lib.predict.spade` (trained, loaded and listed here; ``complete``
-  does not take it).
-- ``inpaint-background``, ``inpaint-instance`` (:data:`INPAINTERS`, scene editing): trained and loaded
-  here, not completion methods; network in :mod:`amodal_lib.models.partial_conv`, training in
-  :mod:`amodal_lib.train.inpaint`, filling in :mod:`amodal_lib.predict.inpaint`.
+A family keeps one shape: its network in ``models/<family>.py``, its training on the shared engine
+in ``train/<family>.py``, its predictor in ``predict/<family>.py``. Each row of :func:`families`
+says which of their functions train, load and run it:
 
-A new family adds its three modules and one branch to each function here.
+- ``visible``, ``convex-hull`` (rules): ``predict/rules.py`` alone, no network and no training;
+- ``amodal-vae`` (completion): ``amodal_vae.py`` in each folder (its three stages in
+  ``train/amodal_vae_stages.py``);
+- ``pcnet-m`` (completion): ``pcnet.py`` in each folder;
+- ``resnet-psp`` (segmenter): ``psp.py`` in each folder;
+- ``inpaint-background``, ``inpaint-instance`` (inpainters): ``inpaint.py`` in each folder;
+- ``spade`` (renderer): ``spade.py`` in each folder.
+
+A *completion* method (and a rule) completes each instance's amodal mask (:func:`complete`,
+``amodal complete``); a *segmenter* predicts visible masks from the images (:func:`segment`,
+``amodal segment``), which :func:`complete_from_visible` then completes; the *inpainters* fill the
+holes of scene editing (``amodal edit``) and the *renderer* draws an instance in a new full mask
+(``amodal render``): those two are trained and loaded here, and run by their predictors.
+
+A new family adds its three modules, its row to :data:`FAMILIES` and its functions to
+:func:`families`.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
+from .data import masks as M
+from .data.records import with_visible
 from .errors import ArgumentError
 
-RULES = ("visible", "convex-hull")      # need no training
-MODELS = ("amodal-vae", "pcnet-m")      # trained, one family each
-METHODS = RULES + MODELS
-# trained and loaded here like the models, but not completion methods (`complete` does not take them)
-SEGMENTERS = ("resnet-psp",)                              # visible masks from images (`amodal segment`)
-INPAINTERS = ("inpaint-background", "inpaint-instance")   # scene editing (`amodal edit`)
-RENDERERS = ("spade",)                                    # an instance drawn in a new full mask (`amodal render`)
+RULE, COMPLETION, SEGMENTER, INPAINTER, RENDERER = "rule", "completion", "segmenter", "inpainter", "renderer"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One row of the table: what the family is (declared in :data:`FAMILIES`, read without
+    importing its modules), then its functions (attached by :func:`families`). Every callable
+    takes and returns what its docstring in this module says; the ones a role does not have are
+    None.
+
+    - ``train(annotations, run_dir, *, profile, seed, device, steps, resume, val_annotations,
+      stage, progress, **options)``: the trained model, in eval mode (as ``load`` gives it);
+    - ``load(checkpoint, device)``, ``is_trained(run_dir)``;
+    - ``complete(model, ann, instances, *, threshold, box, samples, frame, seed)``: {id: RLE};
+    - ``segment(model, ann, instances, *, threshold, box, progress)``: {id: RLE};
+    - ``describe(model, run_dir, seconds)``: one line on a finished training (``amodal train``);
+    - ``threshold(checkpoint)``: (the threshold a method binarises at when none is given, where it
+      comes from: :func:`amodal_lib.thresholds.default_threshold`).
+
+    ``stages``: its training stages (``--stage``); ``options``: {command-line flag: training
+    keyword} it takes beyond the common ones; ``complete_options``: the flags of ``amodal
+    complete`` beyond the common ones; ``reads_images``: training reads the pixels, and the
+    command line checks the image folder first; ``val_needs_amodal``: its validation file must
+    have amodal masks."""
+    name: str
+    role: str
+    stages: tuple = (1,)
+    options: dict = field(default_factory=dict)
+    complete_options: tuple = ()
+    reads_images: bool = False
+    val_needs_amodal: bool = False
+    train: Optional[Callable] = None
+    load: Optional[Callable] = None
+    is_trained: Optional[Callable] = None
+    complete: Optional[Callable] = None
+    segment: Optional[Callable] = None
+    describe: Optional[Callable] = None
+    threshold: Optional[Callable] = None
+
+
+# What each family is. The command line parses, checks its input and answers --help from this
+# table alone, without importing a family's modules (they import torch, which takes seconds).
+FAMILIES = (
+    Family("visible", RULE),
+    Family("convex-hull", RULE),
+    Family("amodal-vae", COMPLETION, stages=(1, 2, 3), complete_options=("samples", "frame")),
+    Family("pcnet-m", COMPLETION, val_needs_amodal=True),
+    Family("resnet-psp", SEGMENTER, options={"weights": "weights", "crop_box": "box"}, reads_images=True),
+    Family("inpaint-background", INPAINTER, options={"vgg_weights": "vgg_weights"}),
+    Family("inpaint-instance", INPAINTER, options={"vgg_weights": "vgg_weights"}),
+    Family("spade", RENDERER),
+)
+ROLES = {f.name: f.role for f in FAMILIES}
+
+
+def names(*roles: str) -> tuple:
+    """The families of ``roles``, in the table's order."""
+    return tuple(n for n, r in ROLES.items() if r in roles)
+
+
+RULES = names(RULE)                   # need no training
+MODELS = names(COMPLETION)            # trained completion methods
+METHODS = RULES + MODELS              # what `amodal complete` takes
+SEGMENTERS = names(SEGMENTER)         # visible masks from the images (`amodal segment`)
+INPAINTERS = names(INPAINTER)         # scene editing (`amodal edit`)
+RENDERERS = names(RENDERER)           # an instance drawn in a new full mask (`amodal render`)
 TRAINABLE = MODELS + SEGMENTERS + INPAINTERS + RENDERERS
+BOXES = ("predicted", "amodal-gt")    # the frame a completion is drawn in (the GT box: evaluation only)
+_KIND = {RULE: "method", COMPLETION: "method", SEGMENTER: "segmentation network", INPAINTER: "inpainter",
+         RENDERER: "renderer"}
+_DECLARED = {f.name: f for f in FAMILIES}
 
 
-def _check(name: str, allowed: Sequence[str] = MODELS) -> None:
-    if name not in allowed:
-        raise ArgumentError(f"unknown method {name!r}: use one of {', '.join(allowed)}")
+# --------------------------------------------------------------------------- the glue of each row
+def _model_of(train_fn: Callable) -> Callable:
+    """A training call that returns ``(model, history)`` as one returning the model, its ``history``
+    attached (as ``load_model`` gives it)."""
+    def train(*args, **kwargs):
+        model, history = train_fn(*args, **kwargs)
+        model.history = history
+        return model
+    return train
 
 
+def _one_stage(train_fn: Callable) -> Callable:
+    """A single-stage training call (the ``stage`` argument is checked by :func:`train`)."""
+    def train(*args, stage=None, **kwargs):
+        return train_fn(*args, **kwargs)
+    return train
+
+
+def _rule(fn: Callable) -> Callable:
+    def complete(model, ann, instances, **_):
+        return fn(instances)
+    return complete
+
+
+def _last(history: list, split: str = "train") -> dict:
+    return next((h for h in reversed(history) if h.get("split") == split), {})
+
+
+@lru_cache(maxsize=None)
+def _rules() -> dict:
+    """The rows of the rules, which need neither torch nor a trained model."""
+    # deferred on purpose: predict/rules.py imports scipy, which the command line's parser never needs
+    from .predict import rules
+    return {"visible": replace(_DECLARED["visible"], complete=_rule(rules.visible)),
+            "convex-hull": replace(_DECLARED["convex-hull"], complete=_rule(rules.convex_hull))}
+
+
+@lru_cache(maxsize=None)
+def families() -> dict:
+    """{name: :class:`Family`}: the table (module docstring), built on first use."""
+    # Deferred on purpose, like _rules(): the families' modules import torch and torchvision
+    # (seconds), which the command line's parser, a rule's completion and the evaluation never need.
+    import torch
+    from . import thresholds
+    from .predict import amodal_vae as vae_predict, pcnet as pcnet_predict, psp as psp_predict
+    from .train import amodal_vae as vae_train, inpaint, pcnet as pcnet_train, psp as psp_train, spade as spade_train, timing
+
+    def train_vae(annotations, run_dir, **kwargs):
+        res = vae_train.train_amodal_vae(annotations, run_dir, **kwargs)
+        res["model"].train_log = res["log"]     # the lines its run printed: validation, checkpoints kept, threshold
+        return res["model"]
+
+    def complete_vae(model, ann, instances, *, threshold, box, samples, frame, seed):
+        out = vae_predict.complete_instances(model, instances, box=box, threshold=threshold, frame=frame, context=ann,
+                                             samples=int(samples), return_details=bool(samples),
+                                             generator=torch.Generator().manual_seed(int(seed)))
+        return out.sample_mean_masks() if samples else out
+
+    def complete_pcnet(model, ann, instances, *, threshold, box, samples, frame, seed):
+        if samples:
+            raise ArgumentError("pcnet-m is deterministic: --samples does not apply")
+        return pcnet_predict.complete_instances(model, ann, instances, threshold=threshold,
+                                                box="amodal-gt" if box == "amodal-gt" else "visible")
+
+    def segment_psp(model, ann, instances, *, threshold, box, progress):
+        t = psp_predict.DEFAULT_THRESHOLD if threshold is None else float(threshold)
+        return psp_predict.segment_instances(model, ann, instances, threshold=t, box=box, progress=progress)
+
+    def describe_vae(model, run_dir, seconds):
+        return (f"Amodal-VAE: {model.checkpoint} (stage {model.trained_stage}) in {seconds:.0f} s; threshold: "
+                f"{thresholds.default_threshold('amodal-vae', run_dir)[0]:g} ({Path(run_dir) / thresholds.FILE})")
+
+    def describe_pcnet(model, run_dir, seconds):
+        last = _last(model.history)
+        return (f"PCNet-M: trained to step {last.get('step', '?')} (loss {last.get('loss', float('nan')):.4f}) "
+                f"in {seconds:.1f} s; checkpoint {pcnet_train.checkpoint_file(run_dir)}")
+
+    def describe_psp(model, run_dir, seconds):
+        sel = model.selected or {}
+        return (f"ResNet-PSP: trained in {seconds:.1f} s; kept step {sel.get('step', '?')} (validation visible IoU "
+                f"{sel.get('value') or float('nan'):.2f} %); checkpoint {psp_train.checkpoint_file(run_dir)}")
+
+    def describe_spade(model, run_dir, seconds):
+        last, t = _last(model.history), timing.read(run_dir, spade_train.CHECKPOINT_NAME) or {}
+        return (f"SPADE: trained to step {last.get('step', '?')} (generator loss {last.get('loss_g', float('nan')):.4f}, "
+                f"discriminator {last.get('loss_d', float('nan')):.4f}) in {seconds:.1f} s "
+                f"({t.get('cpu_s', float('nan')):.0f} CPU s); checkpoint {spade_train.checkpoint_file(run_dir)}")
+
+    def inpainter(name: str) -> dict:
+        kind = inpaint.NAMES[name]
+
+        def describe(model, run_dir, seconds):
+            sel = _last(model.history, "selected")
+            return (f"{name}: {inpaint.checkpoint_file(run_dir, kind)} (validation hole PSNR "
+                    f"{sel.get('val_hole_psnr', float('nan')):.2f} dB at step {sel.get('step', '?')}) in "
+                    f"{seconds:.0f} s, {model.cpu_seconds:.0f} s of CPU")
+        return dict(train=_one_stage(_model_of(partial(inpaint.train_inpainter, kind))),
+                    load=lambda checkpoint, device="auto": inpaint.load_model(checkpoint, kind, device),
+                    is_trained=lambda run_dir: inpaint.is_trained(run_dir, kind), describe=describe)
+
+    functions = {
+        "amodal-vae": dict(train=train_vae, load=vae_train.load_model, complete=complete_vae, describe=describe_vae,
+                           is_trained=lambda run_dir: all(vae_train.stage_done(run_dir, s) for s in vae_train.STAGES)),
+        "pcnet-m": dict(train=_one_stage(_model_of(pcnet_train.train_pcnet)), load=pcnet_train.load_model,
+                        is_trained=pcnet_train.is_trained, complete=complete_pcnet, describe=describe_pcnet),
+        "resnet-psp": dict(train=_one_stage(_model_of(psp_train.train_psp)), load=psp_train.load_model,
+                           is_trained=psp_train.is_trained, segment=segment_psp, describe=describe_psp),
+        "inpaint-background": inpainter("inpaint-background"),
+        "inpaint-instance": inpainter("inpaint-instance"),
+        "spade": dict(train=_one_stage(spade_train.train_spade), load=spade_train.load_model,
+                      is_trained=spade_train.is_trained, describe=describe_spade),
+    }
+    assert _DECLARED["amodal-vae"].stages == tuple(vae_train.STAGES)
+    table = {**_rules(), **{n: replace(_DECLARED[n], **f) for n, f in functions.items()}}
+    table = {n: replace(f, threshold=partial(thresholds.default_threshold, n)) if f.role in (RULE, COMPLETION) else f
+             for n, f in table.items()}
+    assert list(table) == list(_DECLARED), "every declared family has its functions, in the table's order"
+    return table
+
+
+def declared(name: str, *roles: str) -> Family:
+    """What family ``name`` is (its row of :data:`FAMILIES`, without its functions: nothing is
+    imported), which must have one of ``roles`` (default: a trained family); an
+    :class:`~amodal_lib.errors.ArgumentError` naming the ones that do otherwise."""
+    what = _KIND[roles[0]] if roles else "model"
+    roles = roles or (COMPLETION, SEGMENTER, INPAINTER, RENDERER)
+    if ROLES.get(name) not in roles:
+        raise ArgumentError(f"unknown {what} {name!r}: use one of {', '.join(names(*roles))}")
+    return _DECLARED[name]
+
+
+def family(name: str, *roles: str) -> Family:
+    """The whole row of ``name``, with its functions (:func:`declared` checks the name)."""
+    f = declared(name, *roles)
+    return _rules()[name] if f.role == RULE else families()[name]
+
+
+# --------------------------------------------------------------------------- every family
 def is_trained(name: str, run_dir) -> bool:
     """Has every stage of ``name``'s run in ``run_dir`` finished?"""
-    if name in SEGMENTERS:
-        return segmenter_is_trained(name, run_dir)
-    if name in RENDERERS:
-        return _renderer_is_trained(name, run_dir)
-    if name in INPAINTERS:
-        return _inpainter_is_trained(name, run_dir)
-    _check(name)
-    if name == "amodal-vae":
-        from .train import amodal_vae
-        return all(amodal_vae.stage_done(run_dir, s) for s in amodal_vae.STAGES)
-    from .train import pcnet
-    return pcnet.is_trained(run_dir)
+    return family(name).is_trained(run_dir)
 
 
 def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, seed: int = 0, device="auto",
           steps: Optional[int] = None, resume: bool = True, val_annotations=None, stage: Optional[int] = None,
-          progress: bool = True):
-    """Train ``name`` on the visible masks of ``annotations`` (a path or an AnnotationSet) into
-    ``run_dir``; returns the trained model in eval mode (PCNet-M's with its ``history``, as
-    :func:`load_model` gives it). ``steps`` overrides the profile's (per stage for Amodal-VAE);
-    ``stage`` trains one stage only (PCNet-M has one); ``val_annotations``: the validation set
-    (PCNet-M: with amodal masks, for metrics only; Amodal-VAE: selects checkpoints and the
-    threshold, and when not given is held out of ``annotations``: :mod:`amodal_lib.train.validation`);
-    an unfinished run resumes when ``resume``. Amodal-VAE's model carries ``train_log``, the lines
-    its run printed (validation, the checkpoint each stage kept, the threshold)."""
-    if name in SEGMENTERS:
-        return train_segmenter(name, annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
-                               resume=resume, val_annotations=val_annotations, stage=stage, progress=progress)
-    if name in RENDERERS:
-        return _train_renderer(name, annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
-                               resume=resume, val_annotations=val_annotations, stage=stage, progress=progress)
-    if name in INPAINTERS:
-        return _train_inpainter(name, annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
-                                resume=resume, val_annotations=val_annotations, stage=stage, progress=progress)
-    _check(name)
-    if name == "amodal-vae":
-        from .train import amodal_vae
-        res = amodal_vae.train_amodal_vae(annotations, run_dir, profile=profile, stage=stage, seed=seed,
-                                          device=device, resume=resume, val_annotations=val_annotations,
-                                          progress=progress, steps=steps)
-        res["model"].train_log = res["log"]
-        return res["model"]
-    from .train import pcnet
-    if stage not in (None, 1):
-        raise ArgumentError(f"pcnet-m has a single training stage; --stage {stage} does not apply")
-    model, history = pcnet.train_pcnet(annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
-                                       resume=resume, progress=progress, val_annotations=val_annotations)
-    model.history = history   # as load_model gives it
-    return model
+          progress: bool = True, **options):
+    """Train ``name`` on ``annotations`` (a path or an AnnotationSet; the completion models read only
+    its visible masks, the others its images too) into ``run_dir``; returns the trained model in
+    eval mode, as :func:`load_model` gives it (with its ``history``; Amodal-VAE's with
+    ``train_log``, the lines its run printed: validation, the checkpoint each stage kept, the
+    threshold). ``steps`` overrides the profile's (per stage for Amodal-VAE); ``stage`` trains one
+    stage only; ``val_annotations``: the validation set (Amodal-VAE: selects checkpoints and the
+    threshold, and when not given is held out of ``annotations``,
+    :mod:`amodal_lib.train.validation`; PCNet-M: with amodal masks, for metrics only); an
+    unfinished run resumes when ``resume``; ``options``: the family's own settings (ResNet-PSP's
+    ``weights`` and ``box``, the inpainters' ``vgg_weights``)."""
+    if declared(name).stages == (1,) and stage not in (None, 1):
+        raise ArgumentError(f"{name} has a single training stage; --stage {stage} does not apply")
+    return family(name).train(annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps, resume=resume,
+                   progress=progress, val_annotations=val_annotations, stage=stage, **options)
 
 
 def load_model(name: str, checkpoint, device="auto"):
     """The trained model of a run folder or checkpoint file, in eval mode."""
-    if name in SEGMENTERS:
-        return load_segmenter(name, checkpoint, device)
-    if name in RENDERERS:
-        return _load_renderer(name, checkpoint, device)
-    if name in INPAINTERS:
-        return _load_inpainter(name, checkpoint, device)
-    _check(name)
-    if name == "amodal-vae":
-        from .train import amodal_vae
-        return amodal_vae.load_model(checkpoint, device)
-    from .train import pcnet
-    return pcnet.load_model(checkpoint, device)
+    return family(name).load(checkpoint, device)
 
 
 def default_threshold(name: str, checkpoint=None) -> tuple[float, str]:
     """(the binarisation threshold a method uses when none is given, where it comes from):
-    Amodal-VAE's is the one its training searched on validation (``threshold.json`` in the run
-    folder of ``checkpoint``), else 0.5; PCNet-M's is 0.2 (Deocclusion's); the rules' 0.5."""
-    _check(name, METHODS)
-    if name == "pcnet-m":
-        from .predict.pcnet import DEFAULT_THRESHOLD
-        return DEFAULT_THRESHOLD, "PCNet-M's own"
-    if name == "amodal-vae" and checkpoint is not None:
-        from pathlib import Path
-        from .train.validation import read_threshold
-        ck = Path(checkpoint)
-        stored = read_threshold(ck if ck.is_dir() else ck.parent)
-        if stored is not None:
-            return float(stored["threshold"]), "searched on validation by amodal train (threshold.json)"
-        return 0.5, "default: no threshold.json beside the checkpoint"
-    return 0.5, "default"
+    :func:`amodal_lib.thresholds.default_threshold`."""
+    family(name, RULE, COMPLETION)
+    return families()[name].threshold(checkpoint)
 
 
+# --------------------------------------------------------------------------- completion
 def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *,
              threshold: Optional[float] = None, box: str = "predicted", samples: int = 0, frame: str = "fit",
              seed: int = 0) -> dict:
@@ -139,82 +291,16 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
     :func:`default_threshold`; Amodal-VAE only: ``frame`` "fit" or "transformer" (the paper's;
     :mod:`amodal_lib.predict.amodal_vae`), ``samples`` K > 0 thresholds the mean of K posterior
     samples' probabilities, drawn from ``seed``."""
-    _check(name, METHODS)
+    f = family(name, RULE, COMPLETION)
     instances = list(ann.instances if instances is None else instances)
-    if name in RULES:
-        from . import baselines
-        return baselines.METHODS[name](instances)
+    if f.role == RULE:
+        return f.complete(None, ann, instances)
     if model is None:
         raise ArgumentError(f"{name} needs a trained model (a run folder or checkpoint)")
-    if box not in ("predicted", "amodal-gt"):
+    if box not in BOXES:
         raise ArgumentError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
     t = default_threshold(name, getattr(model, "checkpoint", None))[0] if threshold is None else float(threshold)
-    if name == "pcnet-m":
-        if samples:
-            raise ArgumentError("pcnet-m is deterministic: --samples does not apply")
-        from .predict import pcnet
-        return pcnet.complete_instances(model, ann, instances, threshold=t,
-                                        box="amodal-gt" if box == "amodal-gt" else "visible")
-    import torch
-    from .predict import amodal_vae
-    out = amodal_vae.complete_instances(model, instances, box=box, threshold=t, frame=frame, context=ann,
-                                        samples=int(samples), return_details=bool(samples),
-                                        generator=torch.Generator().manual_seed(int(seed)))
-    return out.sample_mean_masks() if samples else out
-
-
-# --------------------------------------------------------------------------- segmentation networks
-# Supplementary Table 1: a network predicts each instance's visible mask from the image, and the
-# completion methods complete those masks instead of the file's.
-# - ``resnet-psp``: network in :mod:`amodal_lib.models.psp`, training in :mod:`amodal_lib.train.psp`,
-#   inference in :mod:`amodal_lib.predict.psp` (``docs/design.md``, "The segmentation-input experiment").
-
-
-def _check_segmenter(name: str) -> None:
-    if name not in SEGMENTERS:
-        raise ArgumentError(f"unknown segmentation network {name!r}: use one of {', '.join(SEGMENTERS)}")
-
-
-def segmenter_is_trained(name: str, run_dir) -> bool:
-    """Has the segmentation network's run in ``run_dir`` finished?"""
-    _check_segmenter(name)
-    from .train import psp
-    return psp.is_trained(run_dir)
-
-
-def train_segmenter(name: str, annotations, run_dir, *, profile: Optional[str] = None, seed: int = 0,
-                    device="auto", steps: Optional[int] = None, resume: bool = True, val_annotations=None,
-                    stage: Optional[int] = None, progress: bool = True, **overrides):
-    """Train a segmentation network on the visible masks and images of ``annotations`` (its
-    ``images_dir``) into ``run_dir``; returns it in eval mode with its ``history``. ``overrides``:
-    settings of :data:`amodal_lib.train.psp.DEFAULTS` (``weights``: a local backbone weights file;
-    ``box``: "amodal" or "visible")."""
-    _check_segmenter(name)
-    if stage not in (None, 1):
-        raise ArgumentError(f"{name} has a single training stage; --stage {stage} does not apply")
-    from .train import psp
-    model, history = psp.train_psp(annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
-                                   resume=resume, progress=progress, val_annotations=val_annotations, **overrides)
-    model.history = history
-    return model
-
-
-def load_segmenter(name: str, checkpoint, device="auto"):
-    """The trained segmentation network of a run folder or checkpoint file, in eval mode."""
-    _check_segmenter(name)
-    from .train import psp
-    return psp.load_model(checkpoint, device)
-
-
-def segment(name: str, ann, model, instances: Optional[Sequence] = None, *, threshold: Optional[float] = None,
-            box: Optional[str] = None, progress: bool = False) -> dict:
-    """{annotation id: RLE}: the visible mask of each of ``instances`` (default: all of ``ann``)
-    predicted by the segmentation network ``model`` from ``ann``'s images; ``box``: None for the
-    one the network was trained with ("amodal" or "visible"); ``threshold`` None for 0.5."""
-    _check_segmenter(name)
-    from .predict import psp
-    t = psp.DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    return psp.segment_instances(model, ann, instances, threshold=t, box=box, progress=progress)
+    return f.complete(model, ann, instances, threshold=t, box=box, samples=samples, frame=frame, seed=seed)
 
 
 def complete_from_visible(name: str, ann, visible: dict, model=None, instances: Optional[Sequence] = None,
@@ -223,8 +309,6 @@ def complete_from_visible(name: str, ann, visible: dict, model=None, instances: 
     instance's visible mask, for the targets and for what surrounds them
     (:func:`amodal_lib.data.records.with_visible`). An instance whose given mask is empty has
     nothing to complete: its completion is empty. Evaluate the result against ``ann`` itself."""
-    from .data import masks as M
-    from .data.records import with_visible
     swapped = with_visible(ann, visible, source)
     by_id = swapped.by_id()
     wanted = [by_id[i.id] for i in (ann.instances if instances is None else instances)]
@@ -232,57 +316,13 @@ def complete_from_visible(name: str, ann, visible: dict, model=None, instances: 
     out = complete(name, swapped, model, nonempty, **kwargs) if nonempty else {}
     out.update({i.id: M.empty(i.height, i.width) for i in wanted if i.visible_area == 0})
     return {i.id: out[i.id] for i in wanted}
-# --------------------------------------------------------------------------- renderers
 
 
-def _renderer_is_trained(name: str, run_dir) -> bool:
-    from .train import spade
-    return spade.is_trained(run_dir)
-
-
-def _train_renderer(name: str, annotations, run_dir, *, profile=None, seed=0, device="auto", steps=None, resume=True,
-                    val_annotations=None, stage=None, progress=True):
-    """The SPADE renderer trained on the unoccluded instances of ``annotations`` (with their
-    images); ``val_annotations`` gives validation metrics (:mod:`amodal_lib.train.spade`)."""
-    if stage not in (None, 1):
-        raise ArgumentError(f"{name} has a single training stage; --stage {stage} does not apply")
-    from .train import spade
-    return spade.train_spade(annotations, run_dir, profile=profile, seed=seed, device=device, steps=steps,
-                             resume=resume, progress=progress, val_annotations=val_annotations)
-
-
-def _load_renderer(name: str, checkpoint, device="auto"):
-    from .train import spade
-    return spade.load_model(checkpoint, device)
-# --------------------------------------------------------------------------- scene editing
-# The two partial-convolution inpainters of scene editing: trained and loaded by name like the
-# completion methods (``amodal train --model inpaint-background``, ``nb.Context.model(name)``), but
-# not completion methods (``complete`` does not take them). Network in
-# :mod:`amodal_lib.models.partial_conv`, training in :mod:`amodal_lib.train.inpaint`, filling in
-# :mod:`amodal_lib.predict.inpaint`, the edit in :mod:`amodal_lib.edit`.
-
-
-def _inpainter_kind(name: str) -> str:
-    from .train.inpaint import NAMES
-    return NAMES[name]
-
-
-def _inpainter_is_trained(name: str, run_dir) -> bool:
-    from .train import inpaint
-    return inpaint.is_trained(run_dir, _inpainter_kind(name))
-
-
-def _train_inpainter(name: str, annotations, run_dir, *, profile=None, seed=0, device="auto", steps=None, resume=True,
-                     val_annotations=None, stage=None, progress=True):
-    from .train import inpaint
-    if stage not in (None, 1):
-        raise ArgumentError(f"{name} has a single training stage; --stage {stage} does not apply")
-    model, _ = inpaint.train_inpainter(_inpainter_kind(name), annotations, run_dir, profile=profile, seed=seed,
-                                       device=device, steps=steps, resume=resume, progress=progress,
-                                       val_annotations=val_annotations)
-    return model
-
-
-def _load_inpainter(name: str, checkpoint, device="auto"):
-    from .train import inpaint
-    return inpaint.load_model(checkpoint, _inpainter_kind(name), device)
+# --------------------------------------------------------------------------- segmentation networks
+def segment(name: str, ann, model, instances: Optional[Sequence] = None, *, threshold: Optional[float] = None,
+            box: Optional[str] = None, progress: bool = False) -> dict:
+    """{annotation id: RLE}: the visible mask of each of ``instances`` (default: all of ``ann``)
+    predicted by the segmentation network ``model`` from ``ann``'s images (supplementary Table 1);
+    ``box``: None for the one the network was trained with ("amodal" or "visible"); ``threshold``
+    None for 0.5."""
+    return family(name, SEGMENTER).segment(model, ann, instances, threshold=threshold, box=box, progress=progress)

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from . import paper
+from .experiments.comparison import reading as table_reading
 from .io import atomic_write_text
-from .nb import RESULTS
+from .profiles import RESULTS
 
 # what the paper says about each result of ours (by file stem), and whether it is the same experiment
 PAPER = {
@@ -46,11 +47,10 @@ PAPER["pose_reconstruction"] = PAPER["fig10_pose_change"]
 
 def reading(stem: str, root: Path) -> list:
     """Sentences computed from a table's numbers (so they stay true when the numbers change): for
-    the main table, :func:`amodal_lib.comparison.reading`'s."""
+    the main table, :func:`amodal_lib.experiments.comparison.reading`'s."""
     if stem != "table_completion":
         return []
     import pandas as pd
-    from .comparison import reading as table_reading
     p = root / "tables" / f"{stem}.csv"
     if not p.exists():
         return []

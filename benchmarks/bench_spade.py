@@ -6,7 +6,7 @@ Trains the profile's renderer for ``--steps`` steps on random crops of its size 
 needed) through the shared engine, after two warm-up steps, and prints the CPU seconds per step
 (user + system over all threads: on a busy machine the honest figure) and the steps per second of
 wall time, and from them the CPU time of the profile's whole run. The run's real figures are in
-``timing.json`` of its run folder (``amodal_lib.train.spade.describe_timing``).
+``spade.timing.json`` of its run folder (``amodal_lib.train.timing.describe``).
 """
 from __future__ import annotations
 

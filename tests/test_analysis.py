@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import _fixtures as fx
-from amodal_lib import analysis, comparison, metrics
+from amodal_lib import metrics, thresholds
+from amodal_lib.experiments import analysis, comparison
 from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
 from amodal_lib.data.records import subsample
@@ -43,7 +44,7 @@ def test_threshold_tables_equal_metrics(ann, crops):
     probs, boxes = crops
     ts = [0.1, 0.5, 0.9]
     for union in (False, True):  # with union: the visible mask joined to each pasted mask, as complete_instances does
-        tabs = analysis.threshold_tables(ann.instances, probs, boxes, ts, union_visible=union)
+        tabs = thresholds.threshold_tables(ann.instances, probs, boxes, ts, union_visible=union)
         for t in ts:
             pasted = paste_masks(probs, boxes, ann.instances, t)
             if union:
@@ -54,24 +55,24 @@ def test_threshold_tables_equal_metrics(ann, crops):
                                           check_dtype=False)
             assert metrics.summarize(tabs[t])["overall"] == metrics.summarize(ref)["overall"]
     with pytest.raises(ValueError):
-        analysis.threshold_tables(ann.instances, probs, boxes, [0.0])
+        thresholds.threshold_tables(ann.instances, probs, boxes, [0.0])
 
 
 def test_sweep_and_pick(ann, crops):
     probs, boxes = crops
-    sweep = analysis.threshold_sweep(ann.instances, probs, boxes, [0.9, 0.05, 0.5])
+    sweep = thresholds.threshold_sweep(ann.instances, probs, boxes, [0.9, 0.05, 0.5])
     assert sweep.threshold.tolist() == [0.05, 0.5, 0.9]
     assert list(sweep.columns) == ["threshold", "n"] + analysis.SCORE_COLUMNS
-    t = analysis.pick_threshold(sweep)
+    t = thresholds.pick_threshold(sweep)
     assert sweep.loc[sweep.threshold == t, "A_full"].item() == sweep.A_full.max()
     # ties go to the smaller threshold
     tie = pd.DataFrame({"threshold": [0.1, 0.2, 0.3], "n": 3, "A_full": [1.0, 2.0, 2.0], "A_invisible": 0.0,
                         "B_full": 0.0, "B_invisible": 0.0})
-    assert analysis.pick_threshold(tie) == 0.2
-    s = analysis.threshold_summary(sweep)
+    assert thresholds.pick_threshold(tie) == 0.2
+    s = thresholds.threshold_summary(sweep)
     assert s["paper"] == 0.1 and s["threshold"] == t and s["scores_at_paper"] is None
     with pytest.raises(ValueError):
-        analysis.pick_threshold(sweep, "nope")
+        thresholds.pick_threshold(sweep, "nope")
 
 
 def test_best_of_k_picks_the_best_sample(ann, crops):
@@ -87,7 +88,7 @@ def test_best_of_k_picks_the_best_sample(ann, crops):
     ref = metrics.instance_table(ann, dict(zip([i.id for i in ann], pasted)))
     assert np.allclose(res.table.full_iou.to_numpy(), ref.full_iou.to_numpy())
     # best of k is at least as good as any single sample, per instance
-    mode = analysis.probs_table(ann.instances, probs, boxes, 0.5)
+    mode = thresholds.probs_table(ann.instances, probs, boxes, 0.5)
     assert np.all(res.table.full_iou.to_numpy() >= mode.full_iou.to_numpy() - 1e-12)
     with pytest.raises(ValueError):
         analysis.best_of_k(ann.instances, probs, boxes, 0.5)
@@ -95,8 +96,8 @@ def test_best_of_k_picks_the_best_sample(ann, crops):
 
 def test_per_bin_and_gap(ann, crops):
     probs, boxes = crops
-    mode = metrics.summarize(analysis.probs_table(ann.instances, probs * 0.55, boxes, 0.5))
-    best = metrics.summarize(analysis.probs_table(ann.instances, probs, boxes, 0.5))
+    mode = metrics.summarize(thresholds.probs_table(ann.instances, probs * 0.55, boxes, 0.5))
+    best = metrics.summarize(thresholds.probs_table(ann.instances, probs, boxes, 0.5))
     long = analysis.per_bin_long({"mode": mode, "best": best})
     assert len(long) and set(long.method) == {"mode", "best"}
     assert set(long.protocol) == {"A", "B"} and set(long.metric) <= {"full", "invisible"}
@@ -134,8 +135,8 @@ def test_posterior_width():
 
 def test_worst_cases_and_gt_box_gain(ann, crops):
     probs, boxes = crops
-    pred = analysis.probs_table(ann.instances, probs * 0.6, boxes, 0.5)
-    gt = analysis.probs_table(ann.instances, probs, boxes, 0.5)
+    pred = thresholds.probs_table(ann.instances, probs * 0.6, boxes, 0.5)
+    gt = thresholds.probs_table(ann.instances, probs, boxes, 0.5)
     w = analysis.worst_cases(pred, gt, n=3)
     assert len(w) == 3 and w.full_iou_pred.is_monotonic_increasing
     assert w.full_iou_pred.iloc[0] == pred.full_iou.min()
@@ -164,8 +165,8 @@ def test_box_quality(ann):
 
 def test_tables_and_oracle_share(ann, crops):
     probs, boxes = crops
-    res = {"a": metrics.summarize(analysis.probs_table(ann.instances, probs * 0.6, boxes, 0.5)),
-           "oracle-28": metrics.summarize(analysis.probs_table(ann.instances, probs, boxes, 0.5))}
+    res = {"a": metrics.summarize(thresholds.probs_table(ann.instances, probs * 0.6, boxes, 0.5)),
+           "oracle-28": metrics.summarize(thresholds.probs_table(ann.instances, probs, boxes, 0.5))}
     t = analysis.completion_table(res)
     assert t.method.tolist() == ["a", "oracle-28"]
     share = analysis.oracle_share(t)
@@ -252,7 +253,7 @@ def test_method_tables_reuse_stored_tables_only_for_the_same_inputs(ann, tmp_pat
 def test_segmentation_input_reads_the_gt_input_from_the_tables(ann):
     """Notebook 11's GT-input rows from notebook 05's tables equal those of completing again."""
     import json
-    from amodal_lib import segmentation_input as S
+    from amodal_lib.experiments import segmentation_input as S
     from amodal_lib.models.amodal_vae import AmodalVAE
     torch.manual_seed(0)
     vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
@@ -266,7 +267,7 @@ def test_segmentation_input_reads_the_gt_input_from_the_tables(ann):
 
 def test_chosen_threshold_is_the_runs(tmp_path):
     from amodal_lib.errors import MissingCheckpointError
-    from amodal_lib.train.validation import write_threshold
+    from amodal_lib.thresholds import write_threshold
 
     class Ctx:
         def run_dir(self, name):
@@ -279,7 +280,7 @@ def test_chosen_threshold_is_the_runs(tmp_path):
 
 
 def test_models_table_per_set(ann):
-    from amodal_lib import baselines
+    from amodal_lib.predict import rules
     from amodal_lib.models.amodal_vae import AmodalVAE
     torch.manual_seed(0)
     vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
@@ -287,7 +288,7 @@ def test_models_table_per_set(ann):
     assert table.method.tolist() == ["visible mask", "convex hull", "after stage 2", "after stage 3", "oracle-28"]
     assert table.loc[table.method == "oracle-28", "A_full_share"].item() == pytest.approx(100.0)
     assert table.iloc[2][analysis.SCORE_COLUMNS].tolist() == table.iloc[3][analysis.SCORE_COLUMNS].tolist()
-    ref = metrics.evaluate(ann, baselines.visible(ann.instances))
+    ref = metrics.evaluate(ann, rules.visible(ann.instances))
     assert table.iloc[0].A_full == pytest.approx(ref["overall"]["A"]["full"])
     half = subsample(ann, 4, seed=0)
     per_set = comparison.models_table_per_set({"all": ann, "half": half}, {"m": vae}, threshold=0.5)
@@ -309,7 +310,7 @@ def test_box_quality_of_several_frames(ann):
 
 def test_bin_composition_counts_fully_visible_instances(ann, crops):
     probs, boxes = crops
-    tab = analysis.probs_table(ann.instances, probs, boxes, 0.5)
+    tab = thresholds.probs_table(ann.instances, probs, boxes, 0.5)
     comp = analysis.bin_composition(tab)
     assert comp.bin.tolist() == metrics.bin_labels() and comp.n.sum() == len(tab)
     whole = int((tab.occlusion_rate == 0).sum())

@@ -187,3 +187,18 @@ def test_report_shows_json_whole_reads_the_main_table_and_keeps_experiments_apar
     assert len(deocclusion) == 1 and "not comparable" in deocclusion[0] and "predicted" in deocclusion[0]
     reading = next(line for line in text.splitlines() if line.startswith("Reading"))
     assert "invisible mIoU 33.78 vs 39.73 (behind) (A)" in reading and "full mIoU 90.92 vs 90.19 (ahead) (A)" in reading
+
+
+def test_the_registry_has_one_row_per_family_and_each_row_what_its_role_needs():
+    from amodal_lib import registry as R
+    table = R.families()
+    assert list(table) == list(R.ROLES) and {n: f.role for n, f in table.items()} == R.ROLES
+    for name, f in table.items():
+        assert f.name == name
+        if f.role != R.RULE:
+            assert callable(f.train) and callable(f.load) and callable(f.is_trained) and callable(f.describe)
+        assert callable(f.complete) == (name in R.METHODS) and callable(f.segment) == (name in R.SEGMENTERS)
+        assert (f.threshold is not None) == (name in R.METHODS)
+    assert R.default_threshold("pcnet-m") == (0.2, "PCNet-M's own") and R.default_threshold("visible")[0] == 0.5
+    with pytest.raises(ValueError, match="unknown method 'spade'"):
+        R.complete("spade", None)

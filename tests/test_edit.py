@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from amodal_lib import edit as E
+from amodal_lib.experiments import edit as E
 from amodal_lib.data import masks as M
 from amodal_lib.data.records import Instance
 from amodal_lib.errors import ArgumentError, DataError
@@ -195,7 +195,7 @@ def trained(tmp_path_factory):
 
 def _occluder(ann):
     """(image id, the id of an instance in front of another one) in ``ann``."""
-    from amodal_lib.edit import pick_removals
+    from amodal_lib.experiments.edit import pick_removals
     picks = pick_removals(ann, 1, 0, min_area=20)
     assert picks, "the tiny data set has no occlusion to edit"
     return picks[0]

@@ -450,7 +450,7 @@ def test_train_checks_its_run_folder_before_any_step(tmp_path, capsys, monkeypat
 
     def never(*args, **kwargs):
         raise AssertionError("training started")
-    monkeypatch.setattr(R, "train", never)       # both models: cli.py -> registry.train
+    monkeypatch.setattr(R, "train", never)       # both models: the command line -> registry.train
     coco = fx.write_coco(tmp_path / "coco.json", n_images=3)
     ro = tmp_path / "ro"
     ro.mkdir()

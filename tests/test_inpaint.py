@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from amodal_lib.train import inpaint as I
+from amodal_lib.train import inpaint as I, timing
 
 
 def square_pool(n=4, size=32, side=8):
@@ -124,7 +124,7 @@ def test_background_inputs_append_the_guides_known_everywhere():
     assert torch.equal(x[:, 3:6], I.base_fill("smooth", img, known)) and torch.equal(x[:, 6:], base)
     assert torch.equal(base, I.base_fill("telea", img, known))
     assert bool((mask[:, 3:] == 1).all()) and torch.equal(mask[:, :3], known.expand(-1, 3, -1, -1))
-    from amodal_lib.models.partial_conv import PConvUNet
+    from amodal_lib.models.inpaint import PConvUNet
     net = PConvUNet(9, 3, 4, 2, mask_channels=9, fill="telea", guides=("smooth", "telea")).eval()
     assert torch.allclose(net(x, mask, base), base)           # a fresh net gives its base fill
     with pytest.raises(ValueError, match="guides"):
@@ -162,8 +162,8 @@ def test_training_selects_a_checkpoint_and_reloads(tiny_runs):
                                               else ("smooth", ("ns", "smooth")))
         for a, b in zip(again.state_dict().values(), model.state_dict().values()):
             assert torch.equal(a.cpu(), b.cpu())
-        t = I.timing(run, kind)
-        assert t["steps"] == 4 and t["cpu_seconds"] >= 0
+        t = timing.read(run, f"inpaint-{kind}")
+        assert t["steps"] == 4 and t["cpu_s"] >= 0 and len(t["sessions"]) == 1
     from amodal_lib.errors import CheckpointError
     with pytest.raises(CheckpointError, match="not an inpaint-instance"):
         I.load_model(runs["background"][0] / "inpaint-background.pt", "instance")
@@ -223,7 +223,7 @@ def test_object_fill_reads_the_object_only():
 
 def test_the_removal_benchmark_fills_a_repeated_hole_once(tiny_runs):
     from amodal_lib.data.images import read_image
-    from amodal_lib.inpaint_quality import _last_fill
+    from amodal_lib.experiments.inpaint_quality import _last_fill
     from amodal_lib.predict.inpaint import inpaint_background
     runs, train, _ = tiny_runs
     net = runs["background"][1]
@@ -245,7 +245,7 @@ def test_the_removal_benchmark_fills_a_repeated_hole_once(tiny_runs):
 
 def test_a_plain_instance_net_paints_its_own_output_into_the_hole():
     """The paper profile's instance inpainter: Liu et al.'s plain net (no base fill, no guides)."""
-    from amodal_lib.models.partial_conv import PConvUNet
+    from amodal_lib.models.inpaint import PConvUNet
     from amodal_lib.predict.inpaint import inpaint_instances
     net = PConvUNet(I.instance_channels(), 3, 4, 3, mask_channels=I.instance_channels()).eval()
     net.crop, net.max_category = 16, 4

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import _fixtures as fx
-from amodal_lib import baselines, metrics
+from amodal_lib import metrics
+from amodal_lib.predict import rules
 from amodal_lib.data import AnnotationSet, Instance, load_annotations
 from amodal_lib.data import masks as M
 
@@ -70,7 +71,7 @@ def test_unknown_prediction_id_is_an_error(hand):
 
 def test_visible_baseline_has_zero_invisible_iou(tmp_path):
     ann = load_annotations(fx.write_kins2020(tmp_path / "k.json"))
-    r = metrics.evaluate(ann, baselines.visible(ann.instances))
+    r = metrics.evaluate(ann, rules.visible(ann.instances))
     assert r["overall"]["A"]["invisible"] == 0 and r["overall"]["A"]["full"] < 100
 
 
@@ -80,7 +81,7 @@ def test_convex_hull_contains_visible_and_is_convex(tmp_path):
     vis = np.zeros((30, 30), np.uint8)
     vis[5:25, 5:10] = 1
     vis[20:25, 5:25] = 1   # an L shape: its hull adds the triangle above the foot
-    hull = M.decode(baselines.convex_hull_rle(M.encode(vis)))
+    hull = M.decode(rules.convex_hull_rle(M.encode(vis)))
     assert (hull >= vis).all()
     assert hull.sum() > vis.sum() + 100
     assert hull[10, 12] == 1 and hull[6, 22] == 0
@@ -99,8 +100,8 @@ def test_convex_hull_beats_visible_on_occluded_ellipses(tmp_path):
     ann = load_annotations(fx.write_kins2020(tmp_path / "k.json"))
     occluded = ann.subset([i for i in ann if i.occlusion_rate])
     assert len(occluded) == 4
-    hull = metrics.evaluate(occluded, baselines.convex_hull(occluded.instances))["overall"]
-    vis = metrics.evaluate(occluded, baselines.visible(occluded.instances))["overall"]
+    hull = metrics.evaluate(occluded, rules.convex_hull(occluded.instances))["overall"]
+    vis = metrics.evaluate(occluded, rules.visible(occluded.instances))["overall"]
     for p in ("A", "B"):
         assert hull[p]["full"] > vis[p]["full"] + 10 and hull[p]["invisible"] > 50 and vis[p]["invisible"] == 0
 

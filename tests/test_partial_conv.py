@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from amodal_lib.errors import CheckpointError, MissingCheckpointError
-from amodal_lib.models.partial_conv import (FixedFeatures, InpaintingLoss, PartialConv2d, PConvUNet, gram,
+from amodal_lib.models.inpaint import (FixedFeatures, InpaintingLoss, PartialConv2d, PConvUNet, gram,
                                             load_vgg16_features, pyramid_fill, smooth_fill, total_variation)
 
 

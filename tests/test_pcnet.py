@@ -151,7 +151,7 @@ def test_cli_train_complete_evaluate(tmp_path, capsys, monkeypatch):
 
 
 def test_registry_trains_loads_and_completes_by_name(kins, tmp_path, monkeypatch):
-    from amodal_lib import baselines
+    from amodal_lib.predict import rules
     from amodal_lib.models.amodal_vae import AmodalVAE
     monkeypatch.setattr(pcnet_training, "settings", lambda profile=None, **o: {
         **pcnet_training.DEFAULTS, **TINY, **{a: b for a, b in o.items() if b is not None}})
@@ -162,7 +162,7 @@ def test_registry_trains_loads_and_completes_by_name(kins, tmp_path, monkeypatch
     assert any(h["split"] == "val" for h in pcnet_training.load_history(run))   # validation metrics logged
     ids = {i.id for i in kins}
     assert set(registry.complete("pcnet-m", kins, model)) == ids
-    assert registry.complete("visible", kins) == baselines.visible(kins.instances)
+    assert registry.complete("visible", kins) == rules.visible(kins.instances)
     vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
     assert set(registry.complete("amodal-vae", kins, vae, kins.instances[:4], samples=2)) == {i.id for i in kins.instances[:4]}
     with pytest.raises(ValueError, match="deterministic"):

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from _fixtures_vae import tiny_dataset
-from amodal_lib import cli, pose, registry
+from amodal_lib import cli, registry
+from amodal_lib.experiments import pose
 from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
 from amodal_lib.errors import CheckpointError
@@ -16,6 +17,7 @@ from amodal_lib.models import spade as S
 from amodal_lib.predict import spade as P
 from amodal_lib.train import engine as E
 from amodal_lib.train import spade as T
+from amodal_lib.train import timing
 
 TINY = dict(crop=16, start=4, ngf=4, max_mult=2, spade_hidden=4, ndf=4, enc_ndf=4, z_dim=8, d_layers=2, num_d=2,
             batch_size=4, pad=1.25)
@@ -161,8 +163,8 @@ def run(tiny, tmp_path_factory):
 
 def test_training_timing_and_registry(run, tiny):
     assert registry.is_trained("spade", run) and not registry.is_trained("spade", run.parent / "nowhere")
-    t = T.timing(run)
-    assert t["steps"] == 3 and t["train_cpu_s"] > 0
+    t = timing.read(run, "spade")
+    assert t["steps"] == 3 and t["cpu_s"] > 0 and t["prepare_cpu_s"] >= 0
     model = registry.load_model("spade", run, "cpu")
     assert isinstance(model, S.SpadeRenderer) and model.crop == 16 and model.config["pad"] == 1.25
     assert "spade" not in registry.METHODS                # a renderer, not a completion method

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from _fixtures_vae import TINY, tiny_dataset
-from amodal_lib import comparison, nb, stages, viz
+from amodal_lib import nb, viz
+from amodal_lib.experiments import comparison, stages
 
 
 def _val(step, score, **sets):

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from _fixtures_vae import tiny_dataset, without_amodal
+from amodal_lib import thresholds
 from amodal_lib.data import load_annotations
 from amodal_lib.train import validation as VAL
 
@@ -44,12 +45,12 @@ def test_score_is_the_mean_of_full_and_invisible(tmp_path):
 
 
 def test_threshold_file_round_trip(tmp_path):
-    assert VAL.read_threshold(tmp_path) is None
-    VAL.write_threshold(tmp_path, 0.35, criterion="x")
-    assert VAL.read_threshold(tmp_path) == {"threshold": 0.35, "criterion": "x"}
+    assert thresholds.read_threshold(tmp_path) is None
+    thresholds.write_threshold(tmp_path, 0.35, criterion="x")
+    assert thresholds.read_threshold(tmp_path) == {"threshold": 0.35, "criterion": "x"}
     (tmp_path / "threshold.json").write_text('{"t": 1}')
     with pytest.raises(ValueError, match="threshold.json: field .threshold.: missing"):
-        VAL.read_threshold(tmp_path)
+        thresholds.read_threshold(tmp_path)
     (tmp_path / "threshold.json").write_text('{"threshold": 1.5}')
     with pytest.raises(ValueError, match=r"must be a number in \(0, 1\], got .1.5."):
-        VAL.read_threshold(tmp_path)
+        thresholds.read_threshold(tmp_path)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import _fixtures as fx
-from amodal_lib import comparison, viz
+from amodal_lib import viz
+from amodal_lib.experiments import comparison
 from amodal_lib.data import load_annotations
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io import atomic_write_text
 from . import masks as M
 from .records import AnnotationSet, Instance, box_touches_border, set_amodal_occluders
 
@@ -202,7 +203,6 @@ def without_occluders(pasted: AnnotationSet, held: AnnotationSet) -> AnnotationS
 
 def write_kins2020(ann: AnnotationSet, path) -> Path:
     """Write an AnnotationSet with amodal labels as a KINS 2020 JSON file (masks as RLE)."""
-    from ..io import atomic_write_text
     if not ann.has_amodal:
         raise ValueError(f"{ann.path}: no amodal labels to write as KINS 2020")
     anns = []

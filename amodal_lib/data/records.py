@@ -11,6 +11,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from ..errors import PredictionError
 from . import masks as M
 
 # Visible-area-ratio bins used by every per-bin report (supplementary Fig 1's x axis).
@@ -257,7 +258,6 @@ def with_visible(ann: AnnotationSet, masks: dict, source: str = "the visible mas
     touching instances). Amodal labels are unchanged: evaluate against ``ann`` itself, whose
     visible masks define the invisible part. Every instance needs a mask (an error naming the
     first id without one, and ``source``)."""
-    from ..errors import PredictionError
     missing = [i.id for i in ann.instances if i.id not in masks]
     if missing:
         raise PredictionError(source, missing[0], "id", f"no mask for {len(missing)} of {len(ann)} annotations of "

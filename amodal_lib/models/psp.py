@@ -24,6 +24,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from ..errors import CheckpointError
+from .weights import load_checkpoint
+
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -132,8 +135,6 @@ def load_backbone_weights(model: ResNetPSP, path) -> int:
     with ``weights_only=True``. Returns how many tensors were loaded; raises
     :class:`~amodal_lib.errors.CheckpointError` naming the file when it holds no tensor of this
     backbone or one of the wrong shape."""
-    from ..errors import CheckpointError
-    from ..train.engine import load_checkpoint
     path = Path(path)
     ck = load_checkpoint(path)   # CheckpointError for a missing, damaged or unsafe file
     state = ck.get("state_dict", ck.get("model", ck))

@@ -26,7 +26,8 @@ given the mask of a new pose, the generator draws the object in it. Here (``docs
   last, on the image concatenated with the mask; each returns its intermediate features too.
 - Losses: hinge GAN (:func:`hinge_d_loss`, :func:`hinge_g_loss`), discriminator feature matching
   (:func:`feature_matching`), the KL of the appearance code (:func:`kl_normal`), and the VGG19
-  perceptual term (:class:`VGGLoss`) **only from a local weights file** (nothing is downloaded).
+  perceptual term (:class:`VGGLoss`) **only from a local weights file** (nothing is downloaded);
+  :func:`phase_losses` combines them for one training phase (weights :data:`LOSS_WEIGHTS`).
 
 Images are (N, 3, S, S) in [-1, 1]; masks (N, 1, S, S) or (N, S, S) in [0, 1].
 """
@@ -34,11 +35,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from ..errors import CheckpointError
+
+# The weights of the generator's loss terms (GauGAN's, and the two of ours: L1 and the alpha's
+# silhouette); a profile's "spade" section or the training call overrides them.
+LOSS_WEIGHTS = {"lambda_feat": 10.0, "lambda_vgg": 10.0, "lambda_kl": 0.05, "lambda_l1": 10.0, "lambda_alpha": 1.0}
 
 
 def _sn(layer: nn.Module, on: bool = True) -> nn.Module:
@@ -233,7 +241,6 @@ class VGGLoss(nn.Module):
     def __init__(self, weights_file):
         super().__init__()
         from torchvision.models.vgg import cfgs, make_layers   # vgg19().features, without its classifier
-        from ..errors import CheckpointError
         path = Path(weights_file)
         if not path.is_file():
             raise CheckpointError(path, "no such VGG19 weights file (the perceptual term needs local weights)")
@@ -314,5 +321,46 @@ class SpadeRenderer(nn.Module):
         return self.discriminator(torch.cat([as_mask(mask).to(image.dtype), image], dim=1))
 
     def forward(self, batch: dict, phase: str = "g", **kw):
-        from ..train.spade import phase_losses   # the losses live with the training
         return phase_losses(self, batch, phase, **kw)
+
+
+# --------------------------------------------------------------------------- a training phase's losses
+def phase_losses(model: SpadeRenderer, batch: dict, phase: str, fake: Optional[torch.Tensor] = None,
+                 weights: Optional[dict] = None, vgg: Optional[VGGLoss] = None) -> dict:
+    """One training phase's losses (:mod:`amodal_lib.train.spade` describes them). ``batch``:
+    :func:`amodal_lib.train.spade.prepare`'s. Phase "g" also returns the composited fake (``"fake"``, detached) for phase "d", which takes it as ``fake``."""
+    w = {**LOSS_WEIGHTS, **(weights or {})}
+    real_rgb, m = batch["rgb"], batch["mask"]
+    real = model.object_image(real_rgb, m)
+    if phase == "d":
+        if fake is None:
+            raise ValueError("the discriminator phase needs the generator phase's fake")
+        d_real, d_fake = model.discriminate(real, m), model.discriminate(fake.detach(), m)
+        return {"loss": hinge_d_loss(d_real, d_fake), "d_real": torch.stack([r[-1].mean() for r in d_real]).mean(),
+                "d_fake": torch.stack([f[-1].mean() for f in d_fake]).mean()}
+    if phase != "g":
+        raise ValueError(f"phase must be 'g' or 'd', got {phase!r}")
+    z, mu, logvar = model.appearance(real_rgb, m, sample=True)
+    rgb, alpha_logit = model.generator(m, z)
+    out = model.composite(rgb, torch.sigmoid(alpha_logit))
+    d_fake = model.discriminate(out, m)
+    with torch.no_grad():
+        d_real = model.discriminate(real, m)
+    losses = {"g_gan": hinge_g_loss(d_fake), "feat": feature_matching(d_real, d_fake), "kl": kl_normal(mu, logvar),
+              "l1": (out - real).abs().mean(),
+              "alpha_bce": F.binary_cross_entropy_with_logits(alpha_logit, m[:, 0])}
+    total = losses["g_gan"] + w["lambda_feat"] * losses["feat"] + w["lambda_kl"] * losses["kl"] \
+        + w["lambda_l1"] * losses["l1"] + w["lambda_alpha"] * losses["alpha_bce"]
+    if vgg is not None:
+        losses["vgg"] = vgg(out, real)
+        total = total + w["lambda_vgg"] * losses["vgg"]
+    with torch.no_grad():
+        losses["silhouette_iou"] = silhouette_iou(alpha_logit > 0, m[:, 0] > 0.5).mean()
+    return {"loss": total, **losses, "fake": out.detach()}
+
+
+def silhouette_iou(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample IoU of two (N, H, W) boolean masks (1 where both are empty)."""
+    inter = (pred & mask).flatten(1).sum(1).float()
+    union = (pred | mask).flatten(1).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))

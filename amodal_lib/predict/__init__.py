@@ -1,6 +1,9 @@
-"""Inference, one module per trained model family: instance records in, amodal masks (RLE) out.
+"""Inference, one module per model family: instance records (and images) in, masks (RLE) or
+images out.
 
 :mod:`.amodal_vae` completes with Amodal-VAE (the fitted frame, or the paper's transformer frame),
-:mod:`.pcnet` with PCNet-M. The rules that need no training (visible mask, convex hull) are in
-:mod:`amodal_lib.baselines`; :mod:`amodal_lib.registry` reaches every method by name.
+:mod:`.pcnet` with PCNet-M, :mod:`.rules` with the rules that need no training (the visible mask,
+its convex hull); :mod:`.psp` predicts visible masks from the images, :mod:`.inpaint` fills holes
+and :mod:`.spade` draws an instance in a new mask. :mod:`amodal_lib.registry` reaches every family
+by name. Nothing here imports training.
 """

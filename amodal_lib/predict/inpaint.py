@@ -2,7 +2,7 @@
 (:mod:`amodal_lib.train.inpaint`) and the classical baselines they are measured against.
 
 Images are HxWx3 uint8 arrays and holes HxW bool arrays (True = to fill); every function returns
-a new image equal to the input outside the hole.
+a new image equal to the input outside the hole (the filling ones).
 
 - :func:`inpaint_background`: the background inpainter over the whole image (fully convolutional;
   the image padded to a multiple of ``2**depth``). This is the call scene editing uses for the
@@ -14,10 +14,13 @@ a new image equal to the input outside the hole.
   made at the image's resolution (:func:`object_fill`); what the net adds to its fill is pasted
   back into the hole pixels only.
 - :func:`classical`: OpenCV's Telea (fast marching) and Navier-Stokes inpainting (radius 3).
+- :func:`background_inputs`, :func:`instance_inputs`, :func:`base_fill`, :func:`instance_forward`:
+  what each net takes (the holed image, its mask, the guides and base fill); training makes its
+  batches with them too.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +29,8 @@ from torchvision.ops import roi_align
 
 from ..data.crops import paste_region
 from ..errors import ArgumentError
-from ..models.partial_conv import PConvUNet
+from ..models.inpaint import PConvUNet, smooth_fill
+from .pcnet import square_from_xyxy
 
 CLASSICAL = {"telea": "OpenCV Telea", "ns": "OpenCV Navier-Stokes"}
 
@@ -68,13 +72,87 @@ def run_padded(model: PConvUNet, x: torch.Tensor, mask: torch.Tensor, base=None)
     return model(x, mask, base)[..., :H, :W]
 
 
+# --------------------------------------------------------------------------- what the nets take
+def instance_inputs(image: torch.Tensor, hole: torch.Tensor, label: torch.Tensor, unknown: Optional[torch.Tensor] = None,
+                    object_mask: Optional[torch.Tensor] = None, guides=()):
+    """The instance inpainter's input ``(x, mask)``: ``image`` (B, 3, S, S) with the ``unknown``
+    pixels (B, 1, S, S; default the hole) blanked, a channel holding ``label`` (B,) (category id /
+    the largest id) in the hole, one holding ``object_mask`` (the object's pixels, known and hidden;
+    default the hole), then each guide (B, 3, S, S). The mask is per channel: colour known outside
+    the unknown pixels, every other channel known everywhere."""
+    known = 1.0 - (hole if unknown is None else torch.maximum(unknown, hole))
+    obj = hole if object_mask is None else torch.maximum(object_mask, hole)
+    x = torch.cat([image * known, hole * label.view(-1, 1, 1, 1), obj, *guides], 1)
+    mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(x[:, 3:])], 1)
+    return x, mask
+
+
+def instance_channels(guides=()) -> int:
+    """The instance inpainter's input channels (:func:`instance_inputs`)."""
+    return 5 + 3 * len(guides)
+
+
+def base_fill(fill: str, image: torch.Tensor, known: torch.Tensor, object_known: Optional[torch.Tensor] = None):
+    """What a net with ``fill`` adds its output to, or a guide (None for "none"): "smooth", the
+    smooth fill (:func:`amodal_lib.models.inpaint.smooth_fill`), "telea" and "ns", OpenCV's
+    Telea and Navier-Stokes fills, of every pixel but the known ones (B, 1, S, S); for the instance
+    inpainter (``object_known``: the object's known pixels), of every pixel but the object's own
+    known ones, from those alone (where a crop has none, from all its known pixels)."""
+    if fill == "none":
+        return None
+    src = known
+    if object_known is not None:
+        has = object_known.flatten(1).sum(1) > 0
+        src = torch.where(has.view(-1, 1, 1, 1), object_known, known)
+    if fill in ("telea", "ns"):
+        return classical_batch(image, src, fill)
+    return smooth_fill(image * src, src)
+
+
+def _fills(image: torch.Tensor, known: torch.Tensor, object_known: Optional[torch.Tensor] = None):
+    """``get(name)``: :func:`base_fill` ``name`` of these pixels, each computed once."""
+    fills = {}
+
+    def get(name):
+        if name not in fills:
+            fills[name] = base_fill(name, image, known, object_known)
+        return fills[name]
+    return get
+
+
+def background_inputs(image: torch.Tensor, known: torch.Tensor, fill: str = "none", guides=()):
+    """The background inpainter's ``(x, mask, base)``: the image with the hole blanked (its mask the
+    known pixels), followed by one 3-channel *guide* per name in ``guides`` (a classical fill of the
+    hole, :func:`base_fill`, known everywhere; the mask then has a channel per input channel), and the
+    base fill the net's output is added to (None for ``fill`` "none"). Each fill is computed once."""
+    get = _fills(image, known)
+    x, mask = image * known, known
+    if guides:
+        x = torch.cat([x, *[get(g) for g in guides]], 1)
+        mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(x[:, 3:])], 1)
+    return x, mask, (get(fill) if fill != "none" else None)
+
+
+def instance_forward(model, image: torch.Tensor, obj: torch.Tensor, hole: torch.Tensor, unknown: torch.Tensor,
+                     label: torch.Tensor, fill: str = "none", guides=()) -> torch.Tensor:
+    """The instance inpainter's output on crops (B, 3, S, S): ``obj`` the object's mask (B, 1, S, S),
+    ``hole`` its part to fill, ``unknown`` every pixel it may not read (the hole included); the
+    ``guides`` and the ``fill`` its output is added to come from the object's own known pixels
+    (:func:`base_fill`), each computed once."""
+    unknown = torch.maximum(unknown, hole)
+    known = 1.0 - unknown
+    get = _fills(image, known, obj * known)
+    x, mask = instance_inputs(image, hole, label, unknown, obj, [get(g) for g in guides])
+    return model(x, mask, get(fill) if fill != "none" else None)
+
+
+# --------------------------------------------------------------------------- filling images
 @torch.no_grad()
 def inpaint_background(model: PConvUNet, image, hole) -> np.ndarray:
     """The image with ``hole`` filled by the background inpainter (pixels outside it unchanged)."""
     img, h = check_image_and_hole(image, hole)
     if not h.any():
         return img.copy()
-    from ..train.inpaint import background_inputs
     dev = next(model.parameters()).device
     x = to_tensor(img).to(dev)
     known = torch.from_numpy(~h)[None, None].float().to(dev)
@@ -87,7 +165,6 @@ def inpaint_background(model: PConvUNet, image, hole) -> np.ndarray:
 
 def instance_boxes(full_masks: Sequence[np.ndarray]) -> torch.Tensor:
     """(N, 4) xyxy: each mask's PCNet-M square (the instance inpainter's crop) about its box."""
-    from ..predict.pcnet import square_from_xyxy
     boxes = []
     for m in full_masks:
         ys, xs = np.nonzero(m)
@@ -101,7 +178,7 @@ def instance_boxes(full_masks: Sequence[np.ndarray]) -> torch.Tensor:
 def object_fill(image: np.ndarray, object_known: np.ndarray, box, method: str = "ns") -> np.ndarray:
     """``image`` with every pixel of ``box`` (xyxy, clipped to the image) but the object's own known
     pixels filled from those alone: OpenCV's "telea" or "ns" fill, or "smooth"
-    (:func:`amodal_lib.models.partial_conv.smooth_fill`). With no known pixel of the object in the
+    (:func:`amodal_lib.models.inpaint.smooth_fill`). With no known pixel of the object in the
     box, the image is returned as it is."""
     H, W = image.shape[:2]
     x1, y1, x2, y2 = [float(v) for v in box]
@@ -113,7 +190,6 @@ def object_fill(image: np.ndarray, object_known: np.ndarray, box, method: str = 
         return out
     sub = image[r0:r1, c0:c1]
     if method == "smooth":
-        from ..models.partial_conv import smooth_fill
         k = torch.from_numpy(known)[None, None].float()
         out[r0:r1, c0:c1] = to_image(smooth_fill(to_tensor(sub) * k, k)[0])
     else:
@@ -135,7 +211,6 @@ def inpaint_instances(model: PConvUNet, image, objects: Sequence, holes: Sequenc
     adds to are computed at the image's own resolution from the object's own known pixels
     (:func:`object_fill`) and cropped. The net's output (for a net with a base fill, what it adds to
     it) is pasted back bilinearly into the hole pixels only."""
-    from ..train.inpaint import instance_inputs
     img = np.asarray(image)
     out = []
     if not len(objects):

@@ -26,8 +26,9 @@ from ..data import crops
 from ..data import masks as M
 from ..data.records import AnnotationSet, Instance, group_by_image
 from ..models.pcnet import PCNetM
+from ..thresholds import PCNET_M
 
-DEFAULT_THRESHOLD = 0.2
+DEFAULT_THRESHOLD = PCNET_M   # Deocclusion's 0.2 (every threshold's home: amodal_lib.thresholds)
 
 
 def square_boxes(instances: Sequence[Instance], frame: str = "visible") -> torch.Tensor:

@@ -27,11 +27,13 @@ from ..data import crops as C
 from ..data import masks as M
 from ..data.images import crop_images
 from ..data.records import AnnotationSet, Instance
+from ..errors import ArgumentError
+from ..thresholds import FALLBACK
 
 BOXES = ("amodal", "visible")
 DEFAULT_BOX = "amodal"
 DEFAULT_CONTEXT = 1.2
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = FALLBACK   # 0.5 (every threshold's home: amodal_lib.thresholds)
 
 
 def gt_boxes(instances: Sequence[Instance], box: str = DEFAULT_BOX) -> torch.Tensor:
@@ -42,7 +44,6 @@ def gt_boxes(instances: Sequence[Instance], box: str = DEFAULT_BOX) -> torch.Ten
     if box == "amodal":
         missing = [i.id for i in instances if i.amodal_box is None]
         if missing:
-            from ..errors import ArgumentError
             raise ArgumentError(f"annotation {missing[0]} has no amodal box (modal-only data): crop by the visible "
                                 "box instead (box='visible', --crop-box visible)")
     return C.frame_boxes(instances, box)

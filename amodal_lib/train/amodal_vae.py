@@ -32,7 +32,6 @@ one run directory (``stage1.pt``, ``stage2.pt``, ``stage3.pt``; stage k starts f
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
@@ -42,9 +41,11 @@ import torch
 from ..errors import ArgumentError, CheckpointError, MissingCheckpointError
 from ..models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
 from ..predict.amodal_vae import complete_instances
+from ..thresholds import sweep_thresholds, write_threshold
 from . import engine as E
+from . import timing
 from .amodal_vae_stages import STAGES, Stage1, Stage2, Stage3, VAEConfig, _split, make_eval_fn, prepare
-from .validation import Validation, sweep_thresholds, validation_split, write_threshold
+from .validation import Validation, validation_split
 
 
 # --------------------------------------------------------------------------- running the stages
@@ -152,7 +153,7 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
     those already finished (an unfinished one resumes when ``resume``). ``steps`` overrides every
     stage's number of steps; ``overrides``: any :class:`VAEConfig` field, e.g. ``stage1_steps=200``.
     When the last stage is trained here, the threshold with the best validation full mIoU is
-    written to ``out_dir/threshold.json`` (:func:`amodal_lib.train.validation.sweep_thresholds`).
+    written to ``out_dir/threshold.json`` (:func:`amodal_lib.thresholds.sweep_thresholds`).
     Returns {"model", "history": {stage: [...]}, "seconds": {stage: s}, "config", "validation",
     "threshold", "log": [lines]}.
     """
@@ -187,11 +188,11 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
             say(f"stage {s}: {stage_path(out_dir, s)} is finished; skipped")
             result["history"][s] = E.load_checkpoint(stage_path(out_dir, s))["history"]
             continue
-        t0 = time.perf_counter()
+        clock = timing.Stopwatch()
         _, hist = train_stage(s, data, out_dir, cfg, seed=seed, device=device, resume=resume, validation=validation,
                               progress=progress, dist=dist, steps=steps)
         result["history"][s] = hist
-        result["seconds"][s] = time.perf_counter() - t0
+        result["seconds"][s] = clock.elapsed()["wall_s"]
         say(stage_summary(s, hist, validation) + f" [{result['seconds'][s]:.0f} s]")
     result["model"] = load_model(out_dir, dist.device)
     if todo and max(stages) >= 2 and max(todo) == max(stages) and dist.is_main:
@@ -204,17 +205,15 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
 def search_threshold(model: AmodalVAE, validation: Validation, cfg: VAEConfig, out_dir) -> dict:
     """Sweep ``cfg.thresholds`` on the validation sets, write ``threshold.json`` and
     ``threshold_sweep.csv`` into ``out_dir``; returns what threshold.json holds."""
-    from ..io import atomic_write_text
     t, sweep = sweep_thresholds(validation, lambda a: complete_instances(
         model, a.instances, frame=cfg.frame, context=a, return_details=True), cfg.thresholds)
-    atomic_write_text(Path(out_dir) / "threshold_sweep.csv", sweep.to_csv(index=False))
     at = sweep[sweep.threshold == t]
     info = {"threshold": t, "criterion": "largest protocol-A full mIoU on the validation sets (mean over sets)",
             "frame": cfg.frame, "stage": int(getattr(model, "trained_stage", 0)),
             "validation": validation.description,
             "scores": {row.set: {"A_full": row.A_full, "A_inv": row.A_invisible, "B_full": row.B_full,
                                  "B_inv": row.B_invisible} for row in at.itertuples()}}
-    write_threshold(out_dir, t, **{k: v for k, v in info.items() if k != "threshold"})
+    write_threshold(out_dir, t, sweep, **{k: v for k, v in info.items() if k != "threshold"})
     return info
 
 

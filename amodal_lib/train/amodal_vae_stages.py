@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import as_annotations
-from ..data import crops as C
+from ..data import as_annotations, crops as C
 from ..errors import ArgumentError, DataError
 from ..models.amodal_vae import S, AmodalVAE, box_to_params, warp_to_frame
 from ..predict.amodal_vae import complete_instances, log_aspect_of
+from ..profiles import get_profile
 from .occlusions import geometry_of, partial_inputs, sim_geometry, simulate_occlusions
 from .validation import Validation
 
@@ -84,7 +84,6 @@ class VAEConfig:
 
     @classmethod
     def from_profile(cls, profile: Optional[str] = None, **overrides) -> "VAEConfig":
-        from ..profiles import get_profile
         prof = get_profile(profile)
         vals = dict(prof.get("vae", {}))
         if "thresholds" in prof.get("eval", {}):

@@ -1,29 +1,18 @@
-"""A small, model-agnostic training engine: devices, seeding, DDP, atomic checkpoints, a fit loop.
+"""A small, model-agnostic training engine: the fit loop every trained model of the study runs on
+(Amodal-VAE's three stages, PCNet-M, ResNet-PSP, the inpainters, SPADE).
 
-Used by every trained model of the study (Amodal-VAE's three stages, the PCNet-M baseline).
+Its parts, each in its own module and all reachable here as ``engine.NAME``:
+
+- :mod:`amodal_lib.train.distributed`: ``resolve_device``, ``seed_everything``,
+  ``setup_distributed`` (torchrun's environment), ``wrap_ddp`` / ``unwrap``;
+- :mod:`amodal_lib.models.weights`: ``save_checkpoint`` (atomic) and ``load_checkpoint``
+  (``weights_only=True``: opening a checkpoint never runs code; a bad file is one
+  :class:`~amodal_lib.errors.CheckpointError` naming it);
+- :mod:`amodal_lib.train.checkpoints`: what a checkpoint holds besides the weights (``jsonable``
+  config, ``rng_state`` / ``set_rng_state``) and the history file (``load_history``).
 
 API
 ---
-``resolve_device(spec="auto") -> torch.device``
-    "auto" picks CUDA, else MPS, else CPU; "cpu", "cuda", "cuda:1", "mps" are taken as given
-    (a clear error when that device is not available).
-``seed_everything(seed)``
-    Seeds python ``random``, numpy and torch (all CUDA devices too).
-``setup_distributed(device="auto") -> Dist``
-    Reads torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; with more than one process it
-    initialises the process group (nccl on CUDA, one GPU per local rank; gloo on CPU).
-    A no-op for one process. ``Dist`` has ``rank, world_size, local_rank, device, is_main``.
-``wrap_ddp(model, dist)`` / ``unwrap(model)``
-    DistributedDataParallel around a module when ``dist.world_size > 1`` (otherwise the
-    module itself), and the plain module back.
-``load_history(run_dir, name)``
-    The history (list of dicts) a run wrote as ``run_dir/<name>.history.jsonl``.
-``save_checkpoint(path, state)`` / ``load_checkpoint(path, map_location="cpu")``
-    Atomic ``torch.save`` (temp file + rename); loading uses ``torch.load(weights_only=True)``
-    so that opening a checkpoint never runs code. Everything saved is tensors and plain
-    JSON-able types (``jsonable`` checks the config). A file that is missing, empty, truncated,
-    not a checkpoint, or refused (it holds Python objects) raises
-    :class:`~amodal_lib.errors.CheckpointError` naming the file, in one line.
 ``Trainer(...).fit() -> history``
     The generic loop. The model is any ``nn.Module``; one step is
     ``losses = step_fn(model, batch, step)``, a dict of scalar tensors whose ``"loss"`` entry
@@ -52,7 +41,9 @@ API
     set"). Only rank 0 evaluates: under DDP, load the final checkpoint to get the selection.
     A loss that becomes NaN/inf raises :class:`NonFiniteLossError` naming the step and the stage;
     the last good checkpoint is left as it was. Only rank 0 writes files and shows a progress bar
-    (``tqdm.auto``).
+    (``tqdm.auto``). What each call of ``fit`` cost (CPU and wall seconds, with the ``prepared``
+    seconds the family spent on its data) is added to ``run_dir/<name>.timing.json``
+    (:mod:`amodal_lib.train.timing`).
 
     **Several optimisers** (a GAN's generator and discriminator): ``optimizer`` may be a dict
     ``{phase: optimizer}``; each step then runs the phases in the dict's order on one batch:
@@ -79,214 +70,25 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import pickle
-import random
-import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-import numpy as np
 import torch
 import torch.distributed as tdist
 from torch import nn
 
-from ..errors import ArgumentError, CheckpointError, DataError, MissingCheckpointError
-from ..io import atomic_write, atomic_write_text
+from ..errors import CheckpointError, DataError
+from ..io import atomic_write_text
+from ..models.weights import load_checkpoint, save_checkpoint
+from . import timing
+# the engine's whole API in one namespace (``engine.X``), each part defined once in its module
+from .checkpoints import CHECKPOINT_FORMAT, history_file, jsonable, load_history, rng_state, set_rng_state
+from .distributed import Dist, _all_gather_objects, resolve_device, seed_everything, setup_distributed, unwrap, wrap_ddp
 
-CHECKPOINT_FORMAT = "amodal-engine/1"
-
-
-# --------------------------------------------------------------------------- devices, seeds
-def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None): CUDA if available, else Apple MPS, else CPU; otherwise the named device."""
-    if isinstance(spec, torch.device):
-        return spec
-    spec = (spec or "auto").strip().lower()
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError as e:
-        raise ArgumentError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps") from e
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ArgumentError(f"unsupported device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ArgumentError(f"device {spec!r} requested but CUDA is not available")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ArgumentError(f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ArgumentError(f"device {spec!r} requested but MPS is not available")
-    return dev
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and every CUDA device)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds all CUDA devices
-
-
-# --------------------------------------------------------------------------- distributed
-@dataclass
-class Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-
-def setup_distributed(device: str | torch.device | None = "auto") -> Dist:
-    """Process-group setup from torchrun's env vars; a no-op (rank 0 of 1) for one process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device)
-    if world <= 1:
-        return Dist(0, 1, 0, dev)
-    if dev.type == "cuda":
-        dev = torch.device("cuda", local % torch.cuda.device_count())
-        torch.cuda.set_device(dev)
-        backend = "nccl"
-    else:
-        backend = "gloo"
-    if not tdist.is_initialized():
-        tdist.init_process_group(backend=backend)
-    return Dist(tdist.get_rank(), tdist.get_world_size(), local, dev)
-
-
-def wrap_ddp(model: nn.Module, dist: Dist, **kwargs) -> nn.Module:
-    """DistributedDataParallel around ``model`` when several processes run, else ``model``."""
-    if not dist.enabled:
-        return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    ids = [dist.device.index] if dist.device.type == "cuda" else None
-    return DDP(model, device_ids=ids, **kwargs)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
-
-
-def _all_gather_objects(obj: Any, dist: Dist) -> list:
-    if not dist.enabled:
-        return [obj]
-    out = [None] * dist.world_size
-    tdist.all_gather_object(out, obj)
-    return out
-
-
-# --------------------------------------------------------------------------- checkpoints
-def jsonable(obj: Any) -> Any:
-    """``obj`` as plain JSON types (dict/list/str/int/float/bool/None); raises if impossible."""
-    return json.loads(json.dumps(obj, default=_json_default))
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, (Path, torch.device)):
-        return str(o)
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"config value of type {type(o).__name__} is not JSON-able")
-
-
-def rng_state() -> dict:
-    """The global RNG states as tensors and plain types (``weights_only``-loadable)."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": {"version": py_state[0], "state": list(py_state[1]),
-                   "gauss": None if py_state[2] is None else float(py_state[2])},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        cuda = state["cuda"]
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
-
-
-def save_checkpoint(path, state: dict) -> Path:
-    """Write ``state`` atomically with ``torch.save`` (a reader never sees half a file)."""
-    return atomic_write(path, lambda f: torch.save(state, f))
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``: loading never runs code.
-
-    Raises :class:`~amodal_lib.errors.CheckpointError` naming the file, in one line, for a file
-    that is missing (``MissingCheckpointError``, also a ``FileNotFoundError``), empty,
-    truncated or otherwise corrupt, refused (it holds Python objects that only an unsafe full
-    unpickle could load), or holds something other than a dict."""
-    path = Path(path)
-    if not path.exists():
-        raise MissingCheckpointError(path, "no such checkpoint")
-    if not path.is_file():
-        raise CheckpointError(path, "not a checkpoint file (a folder or a special file)")
-    if path.stat().st_size == 0:
-        raise CheckpointError(path, "empty file (0 bytes): not a checkpoint")
-    try:
-        ck = torch.load(path, map_location=map_location, weights_only=True)
-    except OSError:
-        raise  # the file system's refusal (permission...): reported as such
-    except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
-        if found:
-            raise CheckpointError(path, f"refused: it holds a Python object ({found.group(1)}) that only an unsafe "
-                                        "full unpickle could load; checkpoints of this project hold tensors and "
-                                        "plain types only") from None
-        raise CheckpointError(path, "not a PyTorch checkpoint (unreadable data)") from None
-    except Exception as e:  # torch raises several types for a damaged file
-        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]   # its first sentence
-        detail = f"{type(e).__name__}: {first}" if first else type(e).__name__
-        raise CheckpointError(path, f"truncated or corrupt checkpoint ({detail})") from None
-    if not isinstance(ck, dict):
-        raise CheckpointError(path, f"holds a {type(ck).__name__}, not a checkpoint (a dict)")
-    return ck
-
-
-def history_file(run_dir, name: str) -> Path:
-    """Where a run's history is written as JSON lines: ``run_dir/<name>.history.jsonl``."""
-    return Path(run_dir) / f"{name}.history.jsonl"
-
-
-def load_history(run_dir, name: str) -> list:
-    """The history a :class:`Trainer` named ``name`` wrote in ``run_dir`` ([] when none)."""
-    p = history_file(run_dir, name)
-    if not p.exists():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+__all__ = ["Trainer", "NonFiniteLossError", "resolve_device", "seed_everything", "Dist", "setup_distributed",
+           "wrap_ddp", "unwrap", "save_checkpoint", "load_checkpoint", "jsonable", "rng_state", "set_rng_state",
+           "history_file", "load_history", "CHECKPOINT_FORMAT"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -331,6 +133,8 @@ class Trainer:
     select: a metric of ``eval_fn`` (higher is better) whose best evaluation's weights the run
         ends with; None keeps the last step's. ``select_start``: the starting weights are
         evaluated and are a candidate too (off when they are untrained).
+    prepared: {"cpu_s", "wall_s"} the family spent preparing ``data`` before the loop
+        (:class:`amodal_lib.train.timing.Stopwatch`), recorded with each session's timing.
     """
 
     def __init__(self, model: nn.Module, optimizer, data: dict, batch_size: int, steps: int,
@@ -341,7 +145,7 @@ class Trainer:
                  extra: Optional[dict] = None, device="auto", dist: Optional[Dist] = None,
                  amp: Optional[str] = "auto", resume: bool = True, progress: bool = True,
                  ddp_kwargs: Optional[dict] = None, save_module: Optional[nn.Module] = None,
-                 select: Optional[str] = None, select_start: bool = True):
+                 select: Optional[str] = None, select_start: bool = True, prepared: Optional[dict] = None):
         self.dist = dist or setup_distributed(device)
         self.device = self.dist.device
         self.raw_model = model.to(self.device)
@@ -378,6 +182,8 @@ class Trainer:
         self.select, self.select_start = select, select_start
         self.best: Optional[dict] = None  # {"step", "value", "model"}: the best evaluation so far
         self.selected: Optional[dict] = None  # {"metric", "step", "value"} once the run is done
+        self.prepared = prepared
+        self._first_step: Optional[int] = None   # the step this call of fit started from (after resuming)
 
     def _build_optimizer(self, optimizer):
         return optimizer(self.raw_model) if callable(optimizer) and not isinstance(
@@ -466,12 +272,18 @@ class Trainer:
     def fit(self, until: Optional[int] = None, threads: Optional[int] = None) -> list:
         """Train to ``steps`` (or stop after step ``until``, without a checkpoint: a simulated kill).
         ``threads``: torch's thread count on the CPU while training (a profile's ``threads``; small
-        networks run faster on one), restored afterwards."""
+        networks run faster on one), restored afterwards. A call that takes a step adds a session to
+        ``run_dir/<name>.timing.json`` (:mod:`amodal_lib.train.timing`)."""
         before = torch.get_num_threads()
         if threads and self.device.type == "cpu":
             torch.set_num_threads(int(threads))
+        clock, self._first_step = timing.Stopwatch(), None
         try:
-            return self._fit(until)
+            history = self._fit(until)
+            if self.dist.is_main and self._first_step is not None and self.step > self._first_step:
+                timing.add_session(self.run_dir, self.name, self.step - self._first_step, clock.elapsed(),
+                                   self.prepared, torch.get_num_threads(), self.device)
+            return history
         finally:
             torch.set_num_threads(before)
 
@@ -484,6 +296,7 @@ class Trainer:
                 first = (str(e).strip().splitlines() or [""])[0][:120]
                 raise CheckpointError(self.checkpoint_path, f"cannot resume from it ({type(e).__name__}: {first}); "
                                                             "delete it to start this stage over") from e
+        self._first_step = self.step
         if self.done or self.step >= self.steps:
             self.done = True
             return self.history

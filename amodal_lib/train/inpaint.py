@@ -1,5 +1,5 @@
 """Training the two partial-convolution inpainters of scene editing (supplementary 3.3) on the
-shared engine. The network and its loss are :mod:`amodal_lib.models.partial_conv`; how the
+shared engine. The network and its loss are :mod:`amodal_lib.models.inpaint`; how the
 trained nets fill an image is :mod:`amodal_lib.predict.inpaint`; ``docs/design.md``, "Scene
 editing", gives the decisions.
 
@@ -17,11 +17,12 @@ editing", gives the decisions.
     the hole is the part of the object under it. With ``unknown="occluder"`` (every profile) the
     whole occluder is unknown, as the removed object is when an edit fills the object behind it,
     and the loss counts the object's pixels only; ``"hole"`` blanks the object's part alone. Input
-    (:func:`instance_inputs`): the crop with the unknown pixels blanked, the class label (category
-    id / the largest id) in the hole, the object's mask (its known pixels and the hole), and the
-    ``guides``, fills of the crop from the object's own known pixels (:func:`base_fill`); every
-    channel but the colour is known everywhere. At test time the hole is the invisible part of
-    the object's completed full mask that the edit reveals.
+    (:func:`amodal_lib.predict.inpaint.instance_inputs`): the crop with the unknown pixels blanked,
+    the class label (category id / the largest id) in the hole, the object's mask (its known pixels
+    and the hole), and the ``guides``, fills of the crop from the object's own known pixels
+    (:func:`amodal_lib.predict.inpaint.base_fill`); every channel but the colour is known
+    everywhere. At test time the hole is the invisible part of the object's completed full mask
+    that the edit reveals.
 
 No amodal label is read: holes and objects come from visible masks. Training selects, as the rest
 of the study does, the checkpoint of its best validation (hole PSNR on the validation images with
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -41,12 +41,15 @@ import torch.nn.functional as F
 
 from ..data import as_annotations
 from ..data.crops import crop_masks
-from ..data.images import read_image
+from ..data.images import crop_images, read_image
 from ..data.records import AnnotationSet
-from ..errors import ArgumentError, DataError
-from ..models.partial_conv import InpaintingLoss, PConvUNet, load_vgg16_features
+from ..errors import ArgumentError, CheckpointError, DataError
+from ..models.inpaint import InpaintingLoss, PConvUNet, load_vgg16_features
+from ..predict.inpaint import background_inputs, base_fill, instance_channels, instance_forward, instance_inputs
+from ..predict.pcnet import square_boxes
 from ..profiles import get_profile
-from . import engine, runs
+from . import engine, runs, timing
+from .pcnet import max_category_of, place_erasers
 
 KINDS = ("background", "instance")
 NAMES = {"inpaint-background": "background", "inpaint-instance": "instance"}   # registry name -> kind
@@ -142,7 +145,6 @@ def instance_holes(targets: torch.Tensor, pool: torch.Tensor, cover=(0.1, 0.7), 
     ``cover`` of the object (:func:`amodal_lib.train.pcnet.place_erasers`); where no placement fits,
     the object's left or right half (at random). ``with_occluder``: ``(hole, occluder)``, the
     occluder (B, 1, S, S) being the whole placed mask (the half crop where none fits)."""
-    from .pcnet import place_erasers
     eraser, _, ok = place_erasers(targets, pool, tuple(cover), tuple(scale), shift, tries, generator=generator)
     if not bool(ok.all()):
         S = targets.shape[-1]
@@ -152,68 +154,6 @@ def instance_holes(targets: torch.Tensor, pool: torch.Tensor, cover=(0.1, 0.7), 
         eraser = torch.where(ok[:, None, None], eraser, half)
     hole = (eraser * targets).unsqueeze(1)
     return (hole, eraser.unsqueeze(1)) if with_occluder else hole
-
-
-def instance_inputs(image: torch.Tensor, hole: torch.Tensor, label: torch.Tensor, unknown: Optional[torch.Tensor] = None,
-                    object_mask: Optional[torch.Tensor] = None, guides=()):
-    """The instance inpainter's input ``(x, mask)``: ``image`` (B, 3, S, S) with the ``unknown``
-    pixels (B, 1, S, S; default the hole) blanked, a channel holding ``label`` (B,) (category id /
-    the largest id) in the hole, one holding ``object_mask`` (the object's pixels, known and hidden;
-    default the hole), then each guide (B, 3, S, S). The mask is per channel: colour known outside
-    the unknown pixels, every other channel known everywhere."""
-    known = 1.0 - (hole if unknown is None else torch.maximum(unknown, hole))
-    obj = hole if object_mask is None else torch.maximum(object_mask, hole)
-    x = torch.cat([image * known, hole * label.view(-1, 1, 1, 1), obj, *guides], 1)
-    mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(x[:, 3:])], 1)
-    return x, mask
-
-
-def instance_channels(guides=()) -> int:
-    """The instance inpainter's input channels (:func:`instance_inputs`)."""
-    return 5 + 3 * len(guides)
-
-
-def base_fill(fill: str, image: torch.Tensor, known: torch.Tensor, object_known: Optional[torch.Tensor] = None):
-    """What a net with ``fill`` adds its output to, or a guide (None for "none"): "smooth", the
-    smooth fill (:func:`amodal_lib.models.partial_conv.smooth_fill`), "telea" and "ns", OpenCV's
-    Telea and Navier-Stokes fills, of every pixel but the known ones (B, 1, S, S); for the instance
-    inpainter (``object_known``: the object's known pixels), of every pixel but the object's own
-    known ones, from those alone (where a crop has none, from all its known pixels)."""
-    if fill == "none":
-        return None
-    src = known
-    if object_known is not None:
-        has = object_known.flatten(1).sum(1) > 0
-        src = torch.where(has.view(-1, 1, 1, 1), object_known, known)
-    if fill in ("telea", "ns"):
-        from ..predict.inpaint import classical_batch
-        return classical_batch(image, src, fill)
-    from ..models.partial_conv import smooth_fill
-    return smooth_fill(image * src, src)
-
-
-def _fills(image: torch.Tensor, known: torch.Tensor, object_known: Optional[torch.Tensor] = None):
-    """``get(name)``: :func:`base_fill` ``name`` of these pixels, each computed once."""
-    fills = {}
-
-    def get(name):
-        if name not in fills:
-            fills[name] = base_fill(name, image, known, object_known)
-        return fills[name]
-    return get
-
-
-def background_inputs(image: torch.Tensor, known: torch.Tensor, fill: str = "none", guides=()):
-    """The background inpainter's ``(x, mask, base)``: the image with the hole blanked (its mask the
-    known pixels), followed by one 3-channel *guide* per name in ``guides`` (a classical fill of the
-    hole, :func:`base_fill`, known everywhere; the mask then has a channel per input channel), and the
-    base fill the net's output is added to (None for ``fill`` "none"). Each fill is computed once."""
-    get = _fills(image, known)
-    x, mask = image * known, known
-    if guides:
-        x = torch.cat([x, *[get(g) for g in guides]], 1)
-        mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(x[:, 3:])], 1)
-    return x, mask, (get(fill) if fill != "none" else None)
 
 
 # --------------------------------------------------------------------------- training data
@@ -261,9 +201,6 @@ def instance_crops(ann: AnnotationSet, size: int, min_area: int = 64, max_instan
     """The instance inpainter's data: {"image": (N, 3, S, S) uint8, "mask": (N, S, S) uint8 (the
     object's visible mask), "label": (N,) category id / the largest id}, each instance in its
     PCNet-M square, from visible masks only."""
-    from ..data.images import crop_images
-    from ..predict.pcnet import square_boxes
-    from .pcnet import max_category_of
     insts = [i for i in ann.instances if i.visible_area >= min_area]
     if max_instances is not None and len(insts) > max_instances:
         keep = np.sort(np.random.default_rng(seed).choice(len(insts), int(max_instances), replace=False))
@@ -293,19 +230,6 @@ def _background_step(cfg: dict, holder: dict):
         out = model(*background_inputs(img, known, cfg["fill"], cfg["guides"]))
         return holder["loss"](out, img, known)
     return step
-
-
-def instance_forward(model, image: torch.Tensor, obj: torch.Tensor, hole: torch.Tensor, unknown: torch.Tensor,
-                     label: torch.Tensor, fill: str = "none", guides=()) -> torch.Tensor:
-    """The instance inpainter's output on crops (B, 3, S, S): ``obj`` the object's mask (B, 1, S, S),
-    ``hole`` its part to fill, ``unknown`` every pixel it may not read (the hole included); the
-    ``guides`` and the ``fill`` its output is added to come from the object's own known pixels
-    (:func:`base_fill`), each computed once."""
-    unknown = torch.maximum(unknown, hole)
-    known = 1.0 - unknown
-    get = _fills(image, known, obj * known)
-    x, mask = instance_inputs(image, hole, label, unknown, obj, [get(g) for g in guides])
-    return model(x, mask, get(fill) if fill != "none" else None)
 
 
 def _instance_step(cfg: dict, holder: dict):
@@ -387,8 +311,8 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
     Liu et al.'s perceptual and style terms (with Liu et al.'s loss weights, unless ``loss_weights``
     is passed here: a profile's weights are meant for the fixed features). Returns ``(model, history)``, the model in eval mode
     with ``kind``, ``crop``, ``max_category``, ``history`` and ``cpu_seconds`` (the process CPU
-    time training took, user + system)."""
-    import resource
+    time training took, user + system); the cost is added to ``out_dir/inpaint-<kind>.timing.json``
+    (:mod:`amodal_lib.train.timing`)."""
     cfg = settings(kind, profile, steps=steps, **overrides)
     ann = as_annotations(annotations).modal_view()      # no amodal label is read
     if ann.images_dir is None:
@@ -399,9 +323,7 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
     n_threads = torch.get_num_threads()
     if cfg.get("threads") and dist.device.type == "cpu":
         torch.set_num_threads(int(cfg["threads"]))
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
-    from .pcnet import max_category_of
+    clock = timing.Stopwatch()
     max_cat = max_category_of(ann)
     val = as_annotations(val_annotations).modal_view() if val_annotations is not None else ann
     if val.images_dir is None:
@@ -424,7 +346,7 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
     if S % net.multiple:
         raise ArgumentError(f"inpaint {kind}: crop {S} is not a multiple of 2**depth = {net.multiple}")
     vbatch = validation_batch(kind, val, {**cfg, "max_category": max_cat}, seed, pool)
-    prep_s = time.perf_counter() - t0
+    prep = clock.elapsed()
     features = load_vgg16_features(cfg["vgg_weights"]) if cfg.get("vgg_weights") else None
     # a profile's loss weights were chosen for the fixed features; with VGG-16, Liu et al.'s unless set here
     weights = overrides.get("loss_weights") if features is not None else cfg.get("loss_weights")
@@ -440,29 +362,19 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
         config={**cfg, "profile": profile, "seed": seed, "train_examples": int(len(next(iter(data.values())))),
                 "annotations": str(ann.path), "vgg": bool(cfg.get("vgg_weights"))},
         extra={"model": net.spec(), "method": checkpoint_name(kind), "kind": kind, "crop": S, "max_category": max_cat},
-        dist=dist, resume=resume, progress=progress)
+        dist=dist, resume=resume, progress=progress, prepared=prep)
     holder["pool"] = pool.to(trainer.device)
     if progress and dist.is_main:
-        print(f"inpaint-{kind}: {len(next(iter(data.values())))} training crops at {S}x{S} (prepared in {prep_s:.1f} s), "
+        print(f"inpaint-{kind}: {len(next(iter(data.values())))} training crops at {S}x{S} (prepared in {prep['wall_s']:.1f} s), "
               f"width {cfg['width']}, depth {cfg['depth']}, {cfg['steps']} steps, "
               f"{'VGG-16' if features is not None else 'fixed'} features, device {dist.device}", file=sys.stderr)
-    ck = trainer.checkpoint_path
-    start_step = int(engine.load_checkpoint(ck).get("step", 0)) if resume and ck.is_file() else 0
     try:
         history = trainer.fit(until=stop_after)
     finally:
         torch.set_num_threads(n_threads)
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-    if start_step == 0 and trainer.done and stop_after is None and dist.is_main:
-        from ..io import atomic_write_json
-        atomic_write_json(Path(out_dir) / f"{checkpoint_name(kind)}.timing.json", {
-            "cpu_seconds": round(cpu, 1), "wall_seconds": round(time.perf_counter() - t0, 1),
-            "steps": int(cfg["steps"]), "steps_per_cpu_second": round(int(cfg["steps"]) / max(cpu, 1e-9), 3),
-            "threads": torch.get_num_threads() if not cfg.get("threads") else int(cfg["threads"])})
     model = engine.unwrap(trainer.raw_model).eval()
     _attach(model, kind, S, max_cat, history, trainer.checkpoint_path)
-    model.cpu_seconds = cpu
+    model.cpu_seconds = clock.elapsed()["cpu_s"]
     return model, history
 
 
@@ -489,7 +401,6 @@ def load_model(run_dir_or_file, kind: str, device="cpu") -> PConvUNet:
     name = checkpoint_name(kind)
     ck, spec = runs.read(path, name, f"amodal train --model {name}", lambda extra: extra.get("kind") == kind)
     if kind == "instance" and spec.get("in_channels") != instance_channels(spec.get("guides", ())):
-        from ..errors import CheckpointError
         raise CheckpointError(path, "an instance inpainter of an earlier input layout (without the object's mask); "
                                     f"train it again with `amodal train --model {name}`")
     model = runs.load_weights(path, "inpainter", ck, lambda: PConvUNet(**spec))
@@ -503,15 +414,6 @@ def load_history(run_dir, kind: str) -> list:
     return engine.load_history(run_dir, checkpoint_name(kind))
 
 
-def timing(run_dir, kind: str) -> Optional[dict]:
-    """What training ``kind`` in ``run_dir`` cost, as :func:`train_inpainter` measured it: {"cpu_seconds"
-    (user + system, the whole process), "wall_seconds", "steps", "steps_per_cpu_second", "threads"}; None
-    when the run was not trained in one go by this code (e.g. resumed)."""
-    import json
-    p = Path(run_dir) / f"{checkpoint_name(kind)}.timing.json"
-    return json.loads(p.read_text()) if p.is_file() else None
-
-
 __all__ = ("KINDS", "NAMES", "settings", "background_holes", "instance_holes", "instance_inputs", "place_masks",
            "mask_pool", "background_crops", "instance_crops", "train_inpainter", "load_model", "is_trained",
-           "checkpoint_file", "load_history", "hole_scores", "timing", "base_fill", "background_inputs")
+           "checkpoint_file", "load_history", "hole_scores", "base_fill", "background_inputs")

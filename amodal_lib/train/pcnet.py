@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import metrics
 from ..data import as_annotations
 from ..data.crops import crop_masks
 from ..data.records import AnnotationSet, subsample
@@ -41,7 +41,7 @@ from ..errors import DataError
 from ..models.pcnet import PCNetM
 from ..predict.pcnet import DEFAULT_THRESHOLD, complete_instances, square_boxes
 from ..profiles import get_profile
-from . import engine, runs
+from . import engine, runs, timing
 
 CHECKPOINT_NAME = "pcnet"
 
@@ -193,9 +193,9 @@ def train_pcnet(annotations, out_dir, profile: Optional[str] = None, seed: int =
     dist = engine.setup_distributed(device)
     ann = as_annotations(annotations).modal_view()  # no amodal label can reach training
     max_cat = max_category_of(ann)
-    t0 = time.perf_counter()
+    clock = timing.Stopwatch()
     data = training_tensors(ann, int(cfg["crop"]), max_cat, int(cfg["min_pixels"]))
-    prep_s = time.perf_counter() - t0
+    prep = clock.elapsed()
     model = PCNetM(cfg["width"], cfg["crop"], max_cat)
     if dist.enabled and dist.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -213,11 +213,12 @@ def train_pcnet(annotations, out_dir, profile: Optional[str] = None, seed: int =
         checkpoint_every=cfg["checkpoint_every"], log_every=cfg["log_every"],
         config={**cfg, "profile": profile, "seed": seed, "train_instances": int(len(data["mask"])),
                 "annotations": str(ann.path)},
-        extra={"model": model.spec(), "method": "pcnet-m"}, dist=dist, resume=resume, progress=progress)
+        extra={"model": model.spec(), "method": "pcnet-m"}, dist=dist, resume=resume, progress=progress,
+        prepared=prep)
     holder["pool"] = trainer.data["mask"]
     if progress and dist.is_main:
         print(f"PCNet-M: {len(data['mask'])} training masks at {cfg['crop']}x{cfg['crop']} "
-              f"(cropped in {prep_s:.1f} s), width {cfg['width']}, {cfg['steps']} steps, device {dist.device}",
+              f"(cropped in {prep['wall_s']:.1f} s), width {cfg['width']}, {cfg['steps']} steps, device {dist.device}",
               file=sys.stderr)
     history = trainer.fit(until=stop_after, threads=cfg.get("threads"))
     model = engine.unwrap(trainer.raw_model)
@@ -226,7 +227,6 @@ def train_pcnet(annotations, out_dir, profile: Optional[str] = None, seed: int =
 
 
 def _eval_fn(val: AnnotationSet, cfg: dict, seed: int):
-    from .. import metrics
     if not val.has_amodal:
         raise DataError(f"{val.path}: validation needs amodal masks")
     sub = subsample(val, cfg.get("eval_instances"), seed)

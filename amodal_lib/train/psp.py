@@ -26,9 +26,7 @@ backbone (``weights``) starts it from those weights; nothing is ever downloaded.
 """
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -41,11 +39,10 @@ from ..data import as_annotations
 from ..data.images import crop_images
 from ..data.records import AnnotationSet, group_by_image, hold_out_images
 from ..errors import DataError
-from ..io import atomic_write_json
 from ..models.psp import ResNetPSP, build
 from ..predict.psp import DEFAULT_BOX, DEFAULT_CONTEXT, DEFAULT_THRESHOLD, crop_boxes, target_crops
 from ..profiles import get_profile
-from . import engine, runs
+from . import engine, runs, timing
 
 CHECKPOINT_NAME = "psp"
 MODEL_KEYS = ("backbone", "stages", "output_stride", "bins", "head_channels", "dropout", "crop", "box", "context")
@@ -145,8 +142,8 @@ def train_psp(annotations, out_dir, profile: Optional[str] = None, seed: int = 0
     ``val_annotations``: validation (selects the checkpoint kept); default 10% of the training
     images held out. ``stop_after`` stops after that step without saving (a simulated kill).
     Returns ``(model, history)``: the model unwrapped, on its device, in eval mode; the CPU and
-    wall time of this call's training loop (``cpu_s``, ``wall_s``: every thread, user + sys) and of
-    cutting the crops (``prepare_cpu_s``, ``prepare_s``) are written to ``out_dir/psp.timing.json``."""
+    wall time of the training loop and of cutting the crops are added to ``out_dir/psp.timing.json``
+    (:mod:`amodal_lib.train.timing`)."""
     cfg = settings(profile, steps=steps, **overrides)
     engine.seed_everything(seed)
     dist = engine.setup_distributed(device)
@@ -159,10 +156,10 @@ def train_psp(annotations, out_dir, profile: Optional[str] = None, seed: int = 0
     else:
         train_ann, val_ann = hold_out_images(ann, float(cfg["val_fraction"]), seed=0)
         held = f"{cfg['val_fraction']:.0%} of the training images, held out"
-    t0, p0 = time.perf_counter(), time.process_time()
+    clock = timing.Stopwatch()
     data = training_tensors(train_ann, cfg)
     val_data = training_tensors(val_ann, cfg, _validation_instances(val_ann, cfg["eval_instances"], seed))
-    prep_s, prep_cpu_s = time.perf_counter() - t0, time.process_time() - p0
+    prep = clock.elapsed()
     model = build({k: cfg[k] for k in MODEL_KEYS}, cfg.get("weights"))
     if dist.enabled and dist.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -179,24 +176,15 @@ def train_psp(annotations, out_dir, profile: Optional[str] = None, seed: int = 0
         log_every=cfg["log_every"], select="val_visible_iou", select_start=False,
         config={**cfg, "profile": profile, "seed": seed, "train_instances": int(len(data["image"])),
                 "val_instances": int(len(val_data["image"])), "validation": held, "annotations": str(ann.path)},
-        extra={"model": model.spec(), "method": "resnet-psp"}, dist=dist, resume=resume, progress=progress)
+        extra={"model": model.spec(), "method": "resnet-psp"}, dist=dist, resume=resume, progress=progress,
+        prepared=prep)
     trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(
         trainer.optimizer, lambda s: max(1.0 - s / n_steps, 0.0) ** float(cfg["poly_power"]))
     if progress and dist.is_main:
         print(f"ResNet-PSP: {len(data['image'])} training crops at {cfg['crop']}x{cfg['crop']} by the {cfg['box']} box "
-              f"x {cfg['context']:g} (cut in {prep_s:.1f} s), {cfg['backbone']} ({cfg['stages']} stages, output stride "
+              f"x {cfg['context']:g} (cut in {prep['wall_s']:.1f} s), {cfg['backbone']} ({cfg['stages']} stages, output stride "
               f"{cfg['output_stride']}), {n_steps} steps, validation on {held}, device {dist.device}", file=sys.stderr)
-    resumed = bool(resume and trainer.checkpoint_path.is_file())
-    already = resumed and is_trained(out_dir)
-    c0, w0 = time.process_time(), time.perf_counter()   # CPU time of the process: every thread, user + sys
     history = trainer.fit(until=stop_after, threads=cfg.get("threads"))
-    cpu_s = time.process_time() - c0
-    if dist.is_main and trainer.done and not already:
-        atomic_write_json(Path(out_dir) / f"{CHECKPOINT_NAME}.timing.json", {
-            "cpu_s": round(cpu_s, 1), "wall_s": round(time.perf_counter() - w0, 1),
-            "prepare_cpu_s": round(prep_cpu_s, 1), "prepare_s": round(prep_s, 1),
-            "threads": int(cfg["threads"]) if cfg.get("threads") else torch.get_num_threads(), "steps": n_steps,
-            "resumed": resumed, "device": str(dist.device)})
     model = engine.unwrap(trainer.raw_model)
     model.history, model.selected = history, trainer.selected      # as load_model gives them
     model.done, model.checkpoint = trainer.done, trainer.checkpoint_path
@@ -230,9 +218,3 @@ def load_model(run_dir_or_file, device="cpu") -> ResNetPSP:
 def load_history(run_dir) -> list:
     """The training history (one dict per logged step or evaluation) of a run folder."""
     return engine.load_history(run_dir, CHECKPOINT_NAME)
-
-
-def load_timing(run_dir) -> Optional[dict]:
-    """What the run's last training call cost (``psp.timing.json``), or None."""
-    p = Path(run_dir) / f"{CHECKPOINT_NAME}.timing.json"
-    return json.loads(p.read_text()) if p.is_file() else None

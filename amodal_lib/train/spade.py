@@ -7,7 +7,7 @@ Data
     the RGB crop and the full mask, cropped once into memory as uint8 (:func:`training_tensors`).
     Instances whose visible box's longer side is under ``min_side`` pixels are left out. Each
     step flips half the batch left-right (image and mask together).
-Losses (GauGAN's, :func:`phase_losses`)
+Losses (GauGAN's, :func:`amodal_lib.models.spade.phase_losses`)
     Generator phase: the appearance code is sampled from the encoder's posterior of the real
     object; the generator draws it in the real mask; the fake is the rendering composited over
     neutral grey through its alpha, the real the object over grey. Loss: hinge GAN
@@ -27,30 +27,25 @@ Validation
     file: the reconstruction from the real mask (L1 on the object's pixels in grey levels, PSNR)
     and the silhouette IoU of the alpha with the mask. The run keeps its last weights.
 
-``train_spade`` trains (and writes ``timing.json``: CPU and wall seconds); ``load_model`` loads.
+``train_spade`` trains (its cost in ``spade.timing.json``: :mod:`amodal_lib.train.timing`); ``load_model`` loads.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import resource
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..data import as_annotations
 from ..data.records import AnnotationSet
 from ..errors import DataError
-from ..io import atomic_write_json
-from ..models.spade import (SpadeRenderer, VGGLoss, feature_matching, hinge_d_loss, hinge_g_loss, kl_normal)
+from ..models.spade import LOSS_WEIGHTS, SpadeRenderer, VGGLoss, phase_losses, silhouette_iou  # noqa: F401 (public here too)
 from ..predict.spade import instance_crops, render_crops
 from ..profiles import get_profile
-from . import engine, runs
+from . import engine, runs, timing
 
 CHECKPOINT_NAME = "spade"
 NETWORK_KEYS = ("crop", "ngf", "ndf", "z_dim", "start", "max_mult", "spade_hidden", "norm", "enc_ndf", "d_layers",
@@ -62,7 +57,7 @@ DEFAULTS = {
     "spade_hidden": 128, "norm": "batch", "d_layers": 4, "num_d": 2,
     "batch_size": 16, "epochs": 200, "steps": None, "decay_from": 0.5,
     "lr_g": 1e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9,
-    "lambda_feat": 10.0, "lambda_vgg": 10.0, "lambda_kl": 0.05, "lambda_l1": 10.0, "lambda_alpha": 1.0,
+    **LOSS_WEIGHTS,
     "vgg_weights": None, "flip": True, "min_side": 8,
     "checkpoint_every": 1000, "log_every": 25, "eval_every": 1000, "eval_instances": 200,
     "threads": None,   # torch CPU threads while training (None: torch's choice)
@@ -118,49 +113,6 @@ def prepare(batch: dict, flip: bool = False) -> dict:
     return {"rgb": rgb, "mask": m}
 
 
-# --------------------------------------------------------------------------- losses
-def phase_losses(model: SpadeRenderer, batch: dict, phase: str, fake: Optional[torch.Tensor] = None,
-                 weights: Optional[dict] = None, vgg: Optional[VGGLoss] = None) -> dict:
-    """One training phase's losses (module docstring). ``batch``: :func:`prepare`'s. Phase "g"
-    also returns the composited fake (``"fake"``, detached) for phase "d", which takes it as ``fake``."""
-    w = {**{k: DEFAULTS[k] for k in ("lambda_feat", "lambda_vgg", "lambda_kl", "lambda_l1", "lambda_alpha")},
-         **(weights or {})}
-    real_rgb, m = batch["rgb"], batch["mask"]
-    real = model.object_image(real_rgb, m)
-    if phase == "d":
-        if fake is None:
-            raise ValueError("the discriminator phase needs the generator phase's fake")
-        d_real, d_fake = model.discriminate(real, m), model.discriminate(fake.detach(), m)
-        return {"loss": hinge_d_loss(d_real, d_fake), "d_real": torch.stack([r[-1].mean() for r in d_real]).mean(),
-                "d_fake": torch.stack([f[-1].mean() for f in d_fake]).mean()}
-    if phase != "g":
-        raise ValueError(f"phase must be 'g' or 'd', got {phase!r}")
-    z, mu, logvar = model.appearance(real_rgb, m, sample=True)
-    rgb, alpha_logit = model.generator(m, z)
-    out = model.composite(rgb, torch.sigmoid(alpha_logit))
-    d_fake = model.discriminate(out, m)
-    with torch.no_grad():
-        d_real = model.discriminate(real, m)
-    losses = {"g_gan": hinge_g_loss(d_fake), "feat": feature_matching(d_real, d_fake), "kl": kl_normal(mu, logvar),
-              "l1": (out - real).abs().mean(),
-              "alpha_bce": F.binary_cross_entropy_with_logits(alpha_logit, m[:, 0])}
-    total = losses["g_gan"] + w["lambda_feat"] * losses["feat"] + w["lambda_kl"] * losses["kl"] \
-        + w["lambda_l1"] * losses["l1"] + w["lambda_alpha"] * losses["alpha_bce"]
-    if vgg is not None:
-        losses["vgg"] = vgg(out, real)
-        total = total + w["lambda_vgg"] * losses["vgg"]
-    with torch.no_grad():
-        losses["silhouette_iou"] = silhouette_iou(alpha_logit > 0, m[:, 0] > 0.5).mean()
-    return {"loss": total, **losses, "fake": out.detach()}
-
-
-def silhouette_iou(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample IoU of two (N, H, W) boolean masks (1 where both are empty)."""
-    inter = (pred & mask).flatten(1).sum(1).float()
-    union = (pred | mask).flatten(1).sum(1).float()
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
-
-
 def _step_fn(cfg: dict, vgg: Optional[VGGLoss]):
     weights = {k: float(cfg[k]) for k in ("lambda_feat", "lambda_vgg", "lambda_kl", "lambda_l1", "lambda_alpha")}
     held: dict = {}
@@ -211,11 +163,6 @@ def build_model(cfg: dict) -> SpadeRenderer:
     return model
 
 
-def _cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def train_spade(annotations, out_dir, profile: Optional[str] = None, seed: int = 0, device="auto",
                 steps: Optional[int] = None, resume: bool = True, progress: bool = True,
                 stop_after: Optional[int] = None, val_annotations=None, **overrides) -> SpadeRenderer:
@@ -224,14 +171,14 @@ def train_spade(annotations, out_dir, profile: Optional[str] = None, seed: int =
     mode, with ``history``). ``val_annotations``: validation metrics in the history. ``steps``
     overrides the profile's run length, ``overrides`` any other setting of :data:`DEFAULTS`;
     ``stop_after`` stops after that step without saving (a simulated kill, for tests). The CPU and
-    wall seconds of cropping and training are added to ``out_dir/timing.json``."""
+    wall seconds of cropping and training are added to ``out_dir/spade.timing.json``."""
     cfg = settings(profile, steps=steps, **overrides)
     engine.seed_everything(seed)
     dist = engine.setup_distributed(device)
     ann = as_annotations(annotations)
-    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    clock = timing.Stopwatch()
     data = training_tensors(ann, int(cfg["crop"]), float(cfg["pad"]), float(cfg["min_side"]))
-    prep = {"cpu_s": _cpu_seconds() - cpu0, "wall_s": time.perf_counter() - t0}
+    prep = clock.elapsed()
     n = len(data["rgb"])
     total = int(cfg["steps"]) if cfg.get("steps") else max(1, math.ceil(float(cfg["epochs"]) * n / int(cfg["batch_size"])))
     cfg["steps"] = total
@@ -249,57 +196,18 @@ def train_spade(annotations, out_dir, profile: Optional[str] = None, seed: int =
         log_every=cfg["log_every"], dist=dist, resume=resume, progress=progress,
         ddp_kwargs={"find_unused_parameters": True},
         config={**cfg, "profile": profile, "seed": seed, "train_instances": n, "annotations": str(ann.path)},
-        extra={"model": model.config, "method": "spade"})
+        extra={"model": model.config, "method": "spade"}, prepared=prep)
     decay = lambda s: min(1.0, max(0.0, (total - s) / max(total * (1 - float(cfg["decay_from"])), 1)))  # noqa: E731
     trainer.scheduler = {k: torch.optim.lr_scheduler.LambdaLR(o, decay) for k, o in trainer.optimizers.items()}
     if progress and dist.is_main:
         print(f"SPADE: {n} unoccluded training instances at {cfg['crop']}x{cfg['crop']} (cropped in "
               f"{prep['wall_s']:.1f} s), {total} steps of batch {cfg['batch_size']}, VGG term "
               f"{'on' if vgg is not None else 'off (no local weights)'}, device {dist.device}", file=sys.stderr)
-    cpu1, t1, step0 = _cpu_seconds(), time.perf_counter(), trainer.step
     trainer.fit(until=stop_after, threads=cfg.get("threads"))
-    if dist.is_main and trainer.step > step0:
-        _add_timing(out_dir, prep, {"cpu_s": _cpu_seconds() - cpu1, "wall_s": time.perf_counter() - t1,
-                                    "steps": trainer.step - step0, "threads": torch.get_num_threads()
-                                    if not cfg.get("threads") else int(cfg["threads"])})
     model = engine.unwrap(trainer.raw_model).eval()
     model.history = trainer.history
     model.checkpoint = trainer.checkpoint_path
     return model
-
-
-def _add_timing(out_dir, prep: dict, fit: dict) -> None:
-    """Add one training session's seconds to ``timing.json`` (sessions add up across resumes)."""
-    path = Path(out_dir) / "timing.json"
-    t = json.loads(path.read_text()) if path.is_file() else {"sessions": []}
-    t["sessions"].append({"crop_cpu_s": round(prep["cpu_s"], 2), "crop_wall_s": round(prep["wall_s"], 2),
-                          **{k: round(v, 2) if isinstance(v, float) else v for k, v in fit.items()}})
-    s = t["sessions"]
-    t.update({"steps": sum(x["steps"] for x in s), "train_cpu_s": round(sum(x["cpu_s"] for x in s), 1),
-              "train_wall_s": round(sum(x["wall_s"] for x in s), 1),
-              "crop_cpu_s": round(sum(x["crop_cpu_s"] for x in s), 1)})
-    t["cpu_s_per_step"] = round(t["train_cpu_s"] / max(t["steps"], 1), 4)
-    t["steps_per_s"] = round(t["steps"] / max(t["train_wall_s"], 1e-9), 3)
-    atomic_write_json(path, t)
-
-
-def timing(run_dir) -> Optional[dict]:
-    """What ``timing.json`` of a run says (None when absent)."""
-    path = Path(run_dir) / "timing.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def describe_timing(run_dir) -> str:
-    """One line on what a run's training cost (``timing.json``): CPU seconds (user + system, all
-    threads), the wall seconds and steps per second, and the threads torch used."""
-    t = timing(run_dir)
-    if not t:
-        return f"{run_dir}: no timing.json (trained before timings were kept)"
-    threads = sorted({s.get("threads") for s in t["sessions"]})
-    return (f"{t['steps']} steps in {t['train_cpu_s']:.0f} CPU s ({t['cpu_s_per_step']:.3f} CPU s a step; "
-            f"{t['train_wall_s']:.0f} s wall, {t['steps_per_s']:.2f} steps/s, torch threads {threads}), "
-            f"plus {t['crop_cpu_s']:.0f} CPU s cropping the training instances; "
-            f"{len(t['sessions'])} session(s)")
 
 
 # --------------------------------------------------------------------------- trained runs

@@ -16,8 +16,8 @@ the decoder threshold on it. :func:`validation_split` finds that set for any inp
 :meth:`Validation.score` completes every set and returns its mIoU under both protocols; the
 selection score of a checkpoint is, decided, the mean over the sets of ``(A_full + A_inv) / 2``
 (pooled full and invisible mIoU weigh equally: full mIoU alone rewards a completion that adds
-nothing). :func:`sweep_thresholds` picks the binarisation threshold with the largest protocol-A
-full mIoU averaged over the sets (the criterion of notebook 04, ties to the smaller threshold).
+nothing). The binarisation threshold is then searched on the same sets
+(:func:`amodal_lib.thresholds.sweep_thresholds`).
 """
 from __future__ import annotations
 
@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-import pandas as pd
 
 from .. import metrics
 from ..data import as_annotations
 from ..data import holdout as H
-from ..data.records import AnnotationSet
-from ..errors import CheckpointError
+from ..data.records import AnnotationSet, subsample
+from ..io import atomic_write_json
 
 SCORE_KEYS = ("A_full", "A_inv", "B_full", "B_inv")
 
@@ -71,7 +70,6 @@ class Validation:
         folder = Path(folder)
         paths = {name: str(H.write_kins2020(ann, folder / f"validation_{name}.json"))
                  for name, ann in self.sets.items()}
-        from ..io import atomic_write_json
         atomic_write_json(folder / "validation.json", {"kind": self.kind, "description": self.description,
                                                        "files": {k: Path(v).name for k, v in paths.items()},
                                                        "held_out_images": self.held_images})
@@ -100,7 +98,6 @@ def validation_split(ann, val_annotations=None, fraction: float = 0.1, seed: int
         source = f"{len(val.images)} images{unit} of {Path(ann.path).name} held out of training, seed {seed}"
     if val.has_amodal:
         labelled = val.subset([i for i in val.instances if i.amodal is not None])
-        from ..data.records import subsample
         labelled = subsample(labelled, max_instances, seed)
         return train, Validation({"labelled": labelled}, "amodal labels",
                                  f"{source}: {len(labelled)} instances scored on their amodal labels", held_images)
@@ -111,53 +108,3 @@ def validation_split(ann, val_annotations=None, fraction: float = 0.1, seed: int
                              f"{source}: no amodal labels, so real masks of held-out instances were pasted in "
                              f"front of {n_t} isolated held-out instances (with the occluders in the file, and "
                              "left out of it)", held_images)
-
-
-def sweep_thresholds(validation: Validation, details: Callable[[AnnotationSet], object], thresholds,
-                     criterion: str = "A_full") -> tuple[float, pd.DataFrame]:
-    """(the chosen threshold, the sweep): ``details(set)`` gives an ``InstanceCompletions`` of a
-    set (probabilities, frames, ``allowed``); every threshold is scored on every set, and the one
-    with the largest ``criterion`` averaged over the sets is chosen (ties: the smaller)."""
-    from ..analysis import threshold_sweep
-    frames = []
-    for name, ann in validation.sets.items():
-        det = details(ann)
-        sw = threshold_sweep(det.instances, det.probs, det.boxes, thresholds, det.union_visible, det.allowed)
-        frames.append(sw.assign(set=name))
-    sweep = pd.concat(frames, ignore_index=True)
-    mean = sweep.groupby("threshold", as_index=False)[["A_full", "A_invisible", "B_full", "B_invisible"]].mean()
-    vals = mean[criterion].to_numpy(float)
-    t = float(mean.threshold.to_numpy()[int(np.nanargmax(vals))])
-    return t, sweep
-
-
-def write_threshold(run_dir, threshold: float, **info) -> Path:
-    """``run_dir/threshold.json``: the validation threshold ``amodal complete`` and the notebooks use."""
-    from ..io import atomic_write_json
-    path = Path(run_dir) / "threshold.json"
-    atomic_write_json(path, {"threshold": float(threshold), **info})
-    return path
-
-
-def read_threshold(run_dir) -> Optional[dict]:
-    """The content of ``run_dir/threshold.json`` (None when there is none); a
-    :class:`~amodal_lib.errors.CheckpointError` naming the file when it is unreadable or its
-    ``threshold`` is not a number in (0, 1]."""
-    from ..data.readers import read_json
-    from ..errors import AnnotationError
-    path = Path(run_dir) / "threshold.json"
-    if not path.is_file():
-        return None
-    try:
-        data = read_json(path)
-    except AnnotationError as e:
-        raise CheckpointError(path, e.reason) from None
-    if not isinstance(data, dict):
-        raise CheckpointError(path, "expected a JSON object with a 'threshold'")
-    if "threshold" not in data:
-        raise CheckpointError(path, "field 'threshold': missing (train the run to its last stage again, "
-                                    "or give --threshold)")
-    t = data["threshold"]
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < t <= 1.0:
-        raise CheckpointError(path, f"field 'threshold': must be a number in (0, 1], got {str(t)[:60]!r}")
-    return data

@@ -9,7 +9,7 @@ import pandas as pd
 
 
 def plot_pose_change(rows: Sequence[dict], title: str = "Changing an instance's pose (Fig 10)"):
-    """One row per example (:func:`amodal_lib.pose.pose_examples`): the scene around the instance,
+    """One row per example (:func:`amodal_lib.experiments.pose.pose_examples`): the scene around the instance,
     the new full mask, the rendering (over grey) and the composited scene."""
     cols = ("original", "new full mask", "rendering", "composited scene")
     fig, axes = plt.subplots(len(rows), 4, figsize=(9.5, 2.1 * len(rows) + 0.4), squeeze=False)

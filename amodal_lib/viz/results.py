@@ -9,9 +9,10 @@ import pandas as pd
 import seaborn as sns
 
 from ..data import masks as M
+from ..data.crops import crop_masks
 from ..data.records import AnnotationSet, Instance
-from .base import (ERASER_COLOR, HIDDEN_COLOR, METRIC_NAMES, METRIC_TITLES, PRED_COLOR, PROTOCOL_NAMES,
-                   VISIBLE_COLOR, draw_completion, hidden_layers, load_image, overlay)
+from .base import (ERASER_COLOR, HIDDEN_COLOR, METRIC_NAMES, METRIC_TITLES, PRED_COLOR, PROTOCOL_NAMES, VISIBLE_COLOR,
+                   draw_completion, hidden_layers, load_image, overlay)
 
 
 def plot_pcnet_completions(ann: AnnotationSet, instances: Sequence[Instance], inputs, probs, rows: dict,
@@ -51,7 +52,7 @@ def plot_pcnet_completions(ann: AnnotationSet, instances: Sequence[Instance], in
 def plot_threshold_sweep(sweep: pd.DataFrame, chosen: float, paper: float = 0.1, title: str = ""):
     """Full and invisible mIoU against the decoder threshold t, protocols A (solid) and B (dashed),
     with our chosen t and the paper's t marked. With a ``set`` column
-    (:func:`amodal_lib.comparison.recorded_sweep`) the curves are the rows of set "mean", the ones
+    (:func:`amodal_lib.experiments.comparison.recorded_sweep`) the curves are the rows of set "mean", the ones
     the choice is made on, and where there are several validation sets each one's protocol-A curve
     is drawn thin beside them."""
     pal = sns.color_palette("colorblind")
@@ -195,7 +196,6 @@ def plot_posterior_sample_groups(groups: Sequence[tuple], title: str = ""):
     Each row: the visible mask as the encoder sees it (its visible box), the k sampled
     probabilities in the instance's full-object frame (``details.boxes``) with the visible part
     outlined, and the GT amodal mask in that frame (:func:`plot_posterior_samples`)."""
-    from ..data.crops import crop_masks
     blocks = []
     for name, insts, det in groups:
         if not len(insts):

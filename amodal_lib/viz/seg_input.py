@@ -69,7 +69,7 @@ def plot_table1(table: pd.DataFrame, protocol: str = "A"):
 def plot_drop_per_bin(per_bin: pd.DataFrame, protocol: str = "B"):
     """mIoU against the visible-area ratio (bin centres) with GT input (solid) and predicted input
     (dashed), one colour per method; full (left) and invisible (right). ``per_bin`` is
-    :func:`amodal_lib.segmentation_input.drop_per_bin`'s."""
+    :func:`amodal_lib.experiments.segmentation_input.drop_per_bin`'s."""
     d = per_bin[per_bin.protocol == protocol]
     methods = list(dict.fromkeys(d.method))
     pal = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
@@ -91,7 +91,7 @@ def plot_drop_per_bin(per_bin: pd.DataFrame, protocol: str = "B"):
 def plot_robustness(rob: pd.DataFrame, protocol: str = "A"):
     """Full (top) and invisible (bottom) mIoU against the corruption's strength (pixels), one column
     per corruption, one curve per method; the input mask's IoU with the GT visible mask on top
-    axis labels. ``rob`` is :func:`amodal_lib.segmentation_input.robustness`'s."""
+    axis labels. ``rob`` is :func:`amodal_lib.experiments.segmentation_input.robustness`'s."""
     kinds = list(dict.fromkeys(rob.kind))
     methods = list(dict.fromkeys(rob.method))
     pal = dict(zip(methods, sns.color_palette("colorblind", len(methods))))

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..train.amodal_vae_stages import kl_weight
 from .base import METRIC_TITLES, PROTOCOL_NAMES
 
 
@@ -38,8 +39,8 @@ def plot_validation_through_training(val: pd.DataFrame, baselines: Optional[pd.D
     (middle) and invisible mIoU (right) against the step, one colour per validation set, each set's
     baselines as levels in its colour (protocol A too: never a protocol-B curve against a protocol-A
     level); the checkpoint the stage kept is starred and marked by a vertical line. ``val``:
-    :func:`amodal_lib.stages.validation_table`; ``baselines``: rows (``set``, ``method``,
-    ``A_full``, ``A_invisible``), e.g. :func:`amodal_lib.comparison.models_table_per_set`'s
+    :func:`amodal_lib.experiments.stages.validation_table`; ``baselines``: rows (``set``, ``method``,
+    ``A_full``, ``A_invisible``), e.g. :func:`amodal_lib.experiments.comparison.models_table_per_set`'s
     visible-mask and convex-hull rows (notebooks 02 and 03)."""
     pal = sns.color_palette("colorblind")
     sets = list(dict.fromkeys(val.set))
@@ -73,7 +74,6 @@ def plot_stage1_training(history: Sequence[dict], config: dict, paper_schedule: 
     (``config``: ``kl_final``, ``kl_start``, ``kl_alpha``, ``kl_t_begin``, ``stage1_steps``) and,
     on its own step axis (top), with the paper's (``paper_schedule``, over ``paper_steps``); then
     the KL term and the reconstruction term per training step and on held-out masks."""
-    from ..train.amodal_vae_stages import kl_weight
     keys = ("kl_final", "kl_start", "kl_alpha", "kl_t_begin")
     hist = pd.DataFrame(list(history))
     tr, va = hist[hist.split == "train"], hist[hist.split == "val"]

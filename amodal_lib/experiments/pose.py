@@ -28,11 +28,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .data.images import read_image
-from .data.records import AnnotationSet, Instance
-from .models.amodal_vae import warp_to_frame
-from .predict import spade as P
-from .train.spade import reconstruction_scores, silhouette_iou
+from ..data.images import read_image
+from ..data.records import AnnotationSet, Instance
+from ..models.amodal_vae import warp_to_frame
+from ..predict import spade as P
+from ..predict.amodal_vae import complete_instances
+from ..train.spade import pick, reconstruction_scores, silhouette_iou, whole_instances
 
 POSE_THRESHOLD = 0.5   # decoded Amodal-VAE masks are binarised here: the decoder's likelier shape
 
@@ -62,7 +63,6 @@ def shear(masks: torch.Tensor, k: float = 0.3) -> torch.Tensor:
 def posteriors(vae, ann: AnnotationSet, instances: Sequence[Instance]):
     """Amodal-VAE's posteriors of ``instances`` (an ``InstanceCompletions``: ``mu``, ``std``, and
     ``boxes``, the image frames their 28x28 decodings cover), in their scene ``ann``."""
-    from .predict.amodal_vae import complete_instances
     return complete_instances(vae, list(instances), context=ann, return_details=True)
 
 
@@ -238,7 +238,6 @@ def reconstruction_table(model, train: AnnotationSet, test: AnnotationSet, min_s
     instance's pixels, as the issue's baselines), and, seeing them as the renderer's encoder does,
     the instance's own mean colour and the nearest training object by appearance (L2 over grey).
     Returns (the table, {method: per-instance scores})."""
-    from .train.spade import pick, whole_instances
     S, pad = model.crop, float(model.config.get("pad", 1.25))
     held = pick(whole_instances(test, min_side), max_instances, seed)
     pool = whole_instances(train, min_side)
@@ -277,7 +276,6 @@ def silhouette_table(model, vae, train: AnnotationSet, test: AnnotationSet, min_
     instances in their own pose and in every new pose of :func:`new_poses` (class directions from
     the training instances' posteriors): mean IoU with the mask, and the share of the rendering's
     alpha that falls inside the mask."""
-    from .train.spade import pick, whole_instances
     S, pad = model.crop, float(model.config.get("pad", 1.25))
     held = pick(whole_instances(test, min_side), max_instances, seed)
     pool = whole_instances(train, min_side)
@@ -313,7 +311,6 @@ def pose_examples(model, vae, train: AnnotationSet, ann: AnnotationSet, instance
     "shear (0.3)"), {"title", "original": the scene around it, "mask": the new mask (S, S),
     "render": the rendering over grey (S, S, 3), "scene": the composited scene around it}.
     ``fill``: the background filler of :func:`amodal_lib.predict.spade.composite_into`."""
-    from .train.spade import whole_instances
     S, pad = model.crop, float(model.config.get("pad", 1.25))
     insts = list(instances)
     rgb, masks, boxes = P.instance_crops(ann, insts, S, pad)
@@ -335,7 +332,6 @@ def pose_examples(model, vae, train: AnnotationSet, ann: AnnotationSet, instance
 def pick_examples(ann: AnnotationSet, n: int = 6, min_side: float = 24, seed: int = 0) -> list:
     """``n`` unoccluded instances of ``ann`` large enough to see (visible box's longer side at least
     ``min_side`` pixels, else the largest ones), classes taken in turn, drawn with ``seed``."""
-    from .train.spade import whole_instances
     cands = whole_instances(ann, min_side) or sorted(whole_instances(ann, 1), key=lambda i: -max(i.visible_box[2:]))[:n]
     rng = np.random.default_rng(seed)
     by_cat: dict = {}

@@ -21,10 +21,13 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from . import metrics, paper, registry
-from .analysis import SCORE_COLUMNS, per_bin_long
+from .. import metrics, paper, registry
+from ..data.corruption import KINDS, corrupt_masks
+from ..data.records import AnnotationSet
+from ..metrics import SCORE_COLUMNS
+from ..predict.psp import visible_iou
+from .analysis import per_bin_long
 from .comparison import PCNET, VAE_FRAMES, VAE_TRANSFORMER, VISIBLE
-from .data.records import AnnotationSet
 
 GT_INPUT = "GT visible mask"
 PREDICTED_INPUT = "predicted (ResNet-PSP)"
@@ -43,7 +46,6 @@ PAPER_ROWS = {
 def segmentation_quality(ann: AnnotationSet, masks: dict) -> pd.DataFrame:
     """{name: {id: RLE}} visible masks -> one row each: n, IoU with the GT visible masks (%),
     A (pooled) and B (mean per instance)."""
-    from .predict.psp import visible_iou
     rows = []
     for name, m in masks.items():
         q = visible_iou(ann, m)
@@ -76,7 +78,7 @@ def run_inputs(ann: AnnotationSet, inputs: dict, vae=None, pcnet=None, threshold
     """{(input, method): metrics summary} of :func:`complete_methods` on each of ``inputs``
     ({input name: visible masks, or None for the GT}), scored against ``ann``'s ground truth.
     ``gt_tables``: the per-instance tables of the GT input already made by
-    :func:`amodal_lib.comparison.method_tables` (the same completions: notebook 05's), used for
+    :func:`amodal_lib.experiments.comparison.method_tables` (the same completions: notebook 05's), used for
     the input that is None instead of completing it again."""
     scored = ann.subset([i for i in ann.instances if i.amodal is not None])
     out = {}
@@ -158,8 +160,6 @@ def robustness(ann: AnnotationSet, vae=None, pcnet=None, threshold: float = 0.5,
     of ``kinds`` (default all of :data:`amodal_lib.data.corruption.KINDS`) at each of ``strengths``
     (pixels; strength 0, the GT masks, is added). One row per (kind, strength, method): the
     corrupted input's IoU with the GT visible masks (A, %), n and A / B full / invisible mIoU."""
-    from .data.corruption import KINDS, corrupt_masks
-    from .predict.psp import visible_iou
     kinds = list(kinds or KINDS)
     scored = ann.subset([i for i in ann.instances if i.amodal is not None])
     rows = []

@@ -15,7 +15,7 @@ of sigma 1.5, averaged over the colour channels and over the hole's pixels) (:fu
 - :func:`removal_benchmark`: an object removed from a scene where what it hid is known. An
   isolated test instance gets another test instance's pixels pasted in front of it (its own
   image's colours under its mask, scaled to the target's height times a log-uniform factor in
-  [0.8, 1.5], placed to hide 10-60 % of the target: :func:`pasted_scene`); :func:`amodal_lib.edit.remove`
+  [0.8, 1.5], placed to hide 10-60 % of the target: :func:`pasted_scene`); :func:`amodal_lib.experiments.edit.remove`
   then takes the pasted object out, and the result is compared with the untouched image, over the
   whole repainted region and over the target's revealed part. Rows: the edit with the hole of the
   instance inpainter from Amodal-VAE's completed mask, the same with the ground-truth full mask
@@ -32,10 +32,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .data import masks as M
-from .data.images import read_image
-from .data.records import AnnotationSet, Instance, box_touches_border, group_by_image, set_modal_neighbours
-from .predict.inpaint import CLASSICAL, classical, to_tensor
+from ..data import masks as M
+from ..data.holdout import isolated
+from ..data.images import read_image
+from ..data.records import AnnotationSet, Instance, box_touches_border, group_by_image, set_modal_neighbours
+from ..predict.inpaint import CLASSICAL, classical, inpaint_background, to_image, to_tensor
+from ..train.inpaint import background_holes, base_fill, instance_crops, instance_holes, predict_batch
+from .edit import remove
 
 METRICS = ("L1", "PSNR", "SSIM")
 
@@ -95,7 +98,6 @@ def background_benchmark(test: AnnotationSet, inpainters: dict, pool: torch.Tens
     """One row per (image, method): hole metrics of each of ``inpainters`` ({name: (image, hole) ->
     image}; Telea and Navier-Stokes are added) on ``n_images`` test images with holes made from
     ``pool`` (:func:`amodal_lib.train.inpaint.mask_pool`) as in training, tiled over the image."""
-    from .train.inpaint import background_holes
     methods = {**inpainters, **{CLASSICAL[k]: (lambda im, h, k=k: classical(im, h, k)) for k in CLASSICAL}}
     ids = sorted(test.images)
     rng = np.random.default_rng(seed)
@@ -130,8 +132,6 @@ def instance_benchmark(test: AnnotationSet, model, n: int = 300, seed: int = 0, 
     Navier-Stokes filling the same unknown pixels from everything around them, and Navier-Stokes
     from the object's own known pixels alone (:data:`OBJECT_NS`, what the net's fill starts from in
     the shorter profiles)."""
-    from .predict.inpaint import to_image
-    from .train.inpaint import base_fill, instance_crops, instance_holes
     cfg = cfg or {}
     data = instance_crops(test, int(model.crop), cfg.get("min_area", 64), n, seed, model.max_category)
     g = torch.Generator().manual_seed(seed)
@@ -140,7 +140,6 @@ def instance_benchmark(test: AnnotationSet, model, n: int = 300, seed: int = 0, 
     hole, occ = instance_holes(obj, data["mask"], cfg.get("cover", (0.1, 0.7)), cfg.get("scale", (0.7, 1.4)),
                                cfg.get("shift", 0.6), cfg.get("tries", 8), generator=g, with_occluder=True)
     unknown = occ if cfg.get("unknown", "occluder") == "occluder" else hole
-    from .train.inpaint import predict_batch
     with torch.no_grad():
         comp = predict_batch(model.eval(), "instance", {"image": img, "hole": hole, "label": data["label"],
                                                          "mask": obj, "unknown": unknown})
@@ -238,7 +237,6 @@ def pasted_scene(test: AnnotationSet, target: Instance, source: Instance, rng: n
 def _last_fill(net):
     """``(image, hole) -> image`` of the background inpainter ``net`` that keeps its last answer and
     gives it again for the same image and hole."""
-    from .predict.inpaint import inpaint_background
     last: list = []
 
     def fill(image, hole):
@@ -253,8 +251,6 @@ def removal_benchmark(test: AnnotationSet, vae, background, instance, n: int = 1
     """One row per (pasted scene, method, region): the pasted object removed (module doc), scored
     over the whole repainted region ("removed region") and over the target's revealed part
     ("revealed object")."""
-    from .data.holdout import isolated
-    from .edit import remove
     if isinstance(background, torch.nn.Module):   # the three edits of a scene fill the same hole: fill it once
         background = _last_fill(background)
     rng = np.random.default_rng(seed)
@@ -300,7 +296,6 @@ def background_examples(test: AnnotationSet, pool: torch.Tensor, inpainters: dic
     (twice the training crop, at the images' resolution) of test images with holes made as in
     training, filled by each of ``inpainters`` ({name: (image, hole) -> image}) and the classical
     baselines."""
-    from .train.inpaint import background_holes
     methods = {**inpainters, **{CLASSICAL[k]: (lambda im, h, k=k: classical(im, h, k)) for k in CLASSICAL}}
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)

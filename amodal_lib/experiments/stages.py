@@ -15,6 +15,12 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
+
+from ..data.crops import crop_masks
+from ..models.amodal_vae import S, warp_to_frame
+from ..train.amodal_vae_stages import VAEConfig, prepare
+from ..train.occlusions import partial_inputs, simulate_occlusions
 
 HISTORY_KEYS = {"A_full": "A_full", "A_inv": "A_invisible", "B_full": "B_full", "B_inv": "B_invisible"}
 VALIDATION_COLUMNS = ["step", "set", "A_full", "A_invisible", "B_full", "B_invisible", "score", "selected"]
@@ -86,7 +92,7 @@ def selection(history: Sequence[dict], stage: int) -> dict:
 
 def scores_at(history: Sequence[dict], step: int) -> dict:
     """{set: {"A_full", "A_invisible", "B_full", "B_invisible"}}: what the validation at ``step``
-    measured on each set (the numbers :func:`amodal_lib.comparison.models_table` would compute for
+    measured on each set (the numbers :func:`amodal_lib.experiments.comparison.models_table` would compute for
     those weights on that set, at the run's evaluation threshold, in the fitted frame)."""
     rec = [h for h in _val_records(history) if int(h["step"]) == int(step)]
     if not rec:
@@ -110,7 +116,6 @@ def before_after(history: Sequence[dict], before: str, after: str) -> dict:
 def reconstructions(model, ann, n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 1 on unoccluded masks of ``ann`` (judged from modal information): the first ``n``,
     each cropped in its own box (n, 28, 28), and their decoded posterior modes."""
-    from .data.crops import crop_masks
     unoccluded = ann.modal_view().unoccluded()[:n]
     x = crop_masks(unoccluded, "visible", "visible")
     return x, model.reconstruct(x.to(next(model.parameters()).device)).cpu()
@@ -122,13 +127,11 @@ def stage2_data(ann, config: dict) -> tuple[dict, object]:
     (``amodal_vae_stages.prepare``: the unoccluded instances' masks and the occluder pool, modal
     information only), and the run's settings as a ``VAEConfig`` (``config``: a run's
     ``res["config"]``)."""
-    from .train.amodal_vae_stages import VAEConfig, prepare
     cfg = VAEConfig(**config)
     return prepare(ann, stages=(2,), cfg=cfg), cfg
 
 
 def _simulate(data: dict, n: int, cfg, seed: int, unoccluded_prob: float, device="cpu") -> tuple[dict, torch.Tensor]:
-    from .train.occlusions import simulate_occlusions
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(len(data["full"]), (n,), generator=g)
     k = torch.randint(len(data["occ"]), (n,), generator=g)
@@ -147,9 +150,6 @@ def simulated_completions(model, ann, config: dict, n: int = 12, seed: int = 0) 
     (the full mask y, the occluded y_hat, the encoder's input in its visible box, the completion in
     its full-object frame, and that completion placed in the box the transformer predicts, seen in
     the true full frame), and the hidden fractions."""
-    import torch.nn.functional as F
-    from .models.amodal_vae import S, warp_to_frame
-    from .train.occlusions import partial_inputs
     data, cfg = stage2_data(ann, config)
     dev = next(model.parameters()).device
     sim, full = _simulate(data, n, cfg, seed, 0.0, dev)

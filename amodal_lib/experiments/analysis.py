@@ -3,16 +3,11 @@
 Every function takes crops, boxes and instance records (or the tables built from them) and
 returns numbers or pandas DataFrames; nothing here trains or plots.
 
-- :func:`threshold_tables` / :func:`threshold_sweep` / :func:`pick_threshold`: the validation
-  sweep of the decoder threshold ``t`` (supplementary 3.1: the paper found t = 0.1). The
-  probabilities of ONE ``complete_instances(..., return_details=True)`` call are pasted back once
-  per instance and binarised at every ``t``; the metrics are exactly :mod:`amodal_lib.metrics`'
-  (tested). Criterion, decided: the largest protocol-A full mIoU on the validation split (the
-  protocol of the paper's 94.68), ties going to the smaller ``t`` (``docs/design.md``,
-  "Threshold criterion").
-- :func:`probs_table`, :func:`best_of_k`: the per-instance table of metrics.instance_table for the
-  posterior mode, and for the best of ``k`` posterior samples (per instance, the sample with the
-  best full IoU against the GT amodal mask: an oracle selection, supplementary Fig 1).
+- :func:`best_of_k`: the per-instance table of metrics.instance_table for the best of ``k``
+  posterior samples (per instance, the sample with the best full IoU against the GT amodal mask:
+  an oracle selection, supplementary Fig 1); the posterior mode's is
+  :func:`amodal_lib.thresholds.probs_table`, and the threshold's sweep is
+  :mod:`amodal_lib.thresholds`'.
 - :func:`per_bin_long`, :func:`mode_vs_best_gap`, :func:`gap_trend`, :func:`bin_composition`: curves
   against the visible-area ratio, the mode / best-of-k gap per bin, and how many instances of each
   bin are fully visible.
@@ -24,8 +19,8 @@ returns numbers or pandas DataFrames; nothing here trains or plots.
 - :func:`pick_instances`, :func:`pick_by_occlusion`, :func:`busiest_images`: seeded picks of
   instances, and the images with the most occluded instances, for figures.
 
-Running every method on a split (``run_methods``) and the threshold of record
-(``chosen_threshold``) are :mod:`amodal_lib.comparison`'s; ``subsample`` (whole images up to a
+Running every method on a split (``run_methods``) is :mod:`amodal_lib.experiments.comparison`'s, the
+threshold of record :mod:`amodal_lib.thresholds`'; ``subsample`` (whole images up to a
 number of instances) is :func:`amodal_lib.data.records.subsample`.
 
 The GT amodal masks and occlusion rates are read here for evaluation only (never in training).
@@ -39,142 +34,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import metrics, paper
-from .data import masks as M
-from .data.crops import paste_region
-from .data.records import VISIBLE_RATIO_BINS, Instance
+from torchvision.ops import box_iou
 
-TABLE_COLUMNS = ["id", "image_id", "category", "visible_ratio", "occlusion_rate", "full_inter", "full_union",
-                 "inv_inter", "inv_union", "gt_hidden"]
-SCORE_COLUMNS = ["A_full", "A_invisible", "B_full", "B_invisible"]
-PAPER_THRESHOLD = paper.THRESHOLD
+from .. import metrics
+from ..data.crops import frame_boxes, paste_region
+from ..data.records import VISIBLE_RATIO_BINS, Instance
+from ..metrics import SCORE_COLUMNS
+from ..thresholds import check_thresholds, finish_table, instance_meta, region_stats
+
 OCCLUSION_GROUPS = ("0%", "1-50%", ">50%")
-
-
-# --------------------------------------------------------------------------- paste + metrics
-def _check_thresholds(thresholds) -> list:
-    ts = [float(t) for t in thresholds]
-    bad = [t for t in ts if not 0.0 < t <= 1.0]
-    if bad:
-        raise ValueError(f"thresholds must lie in (0, 1], got {bad[0]}")
-    return ts
-
-
-def _region_stats(inst: Instance, region, pred: np.ndarray, union_visible: bool = False, allowed=None) -> dict:
-    """Areas behind full and invisible IoU for ``m`` predictions (m, rh, rw) bool that are empty
-    outside ``region`` (the same quantities as metrics.instance_table, computed on pixels).
-    ``allowed`` (an RLE or None): the predictions are first kept inside it, as
-    ``complete_instances(frame="fit")`` keeps a completion inside what may hide it.
-    With ``union_visible`` each prediction is then joined with the visible mask V, as
-    ``complete_instances(union_visible=True)`` does: |P u V| = |P| + |V| - |P n V| and so on."""
-    g = M.decode(inst.amodal).astype(bool)
-    v = M.decode(inst.visible).astype(bool)
-    ag, gv, av = int(g.sum()), int((g & v).sum()), int(v.sum())
-    m = len(pred)
-    if region is None:
-        ap = pg = pv = pgv = np.zeros(m, np.int64)
-    else:
-        rows, cols, _ = region
-        gr, vr = g[rows, cols], v[rows, cols]
-        if allowed is not None:
-            pred = pred & M.decode(allowed).astype(bool)[rows, cols]
-        ap = pred.sum((1, 2))
-        pg = (pred & gr).sum((1, 2))
-        pv = (pred & vr).sum((1, 2))
-        pgv = (pred & (gr & vr)).sum((1, 2))
-    if union_visible:
-        ap, pg, pv, pgv = ap + av - pv, pg + gv - pgv, np.full(m, av), np.full(m, gv)
-    inv_i = pg - pgv
-    inv_p, inv_g = ap - pv, ag - gv
-    return {"full_inter": pg, "full_union": ap + ag - pg, "inv_inter": inv_i,
-            "inv_union": inv_p + inv_g - inv_i, "gt_hidden": np.full(m, inv_g)}
-
-
-def _finish_table(rows: list) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    for c in TABLE_COLUMNS[5:]:
-        df[c] = df[c].astype(np.int64)
-    df["full_iou"] = df.full_inter / df.full_union.clip(lower=1)
-    df["inv_iou"] = np.where(df.inv_union > 0, df.inv_inter / df.inv_union.clip(lower=1), np.nan)
-    df.attrs["missing"] = 0
-    return df
-
-
-def _meta(inst: Instance) -> dict:
-    return {"id": inst.id, "image_id": inst.image_id, "category": inst.category,
-            "visible_ratio": inst.visible_ratio, "occlusion_rate": inst.occlusion_rate}
-
-
-def threshold_tables(instances: Sequence[Instance], probs: torch.Tensor, boxes: torch.Tensor,
-                     thresholds: Sequence[float], union_visible: bool = True, allowed=None) -> dict:
-    """{t: per-instance table (metrics.instance_table's columns)} of the crops ``probs`` (N, S, S)
-    pasted at the image ``boxes`` (N, 4, xyxy) and binarised at each ``t`` (``>= t``, as
-    crops.paste_masks), joined with the visible mask when ``union_visible`` (as
-    ``complete_instances`` does by default), kept inside ``allowed[k]`` where given
-    (``InstanceCompletions.allowed``). One paste per instance, whatever the number of
-    thresholds."""
-    ts = _check_thresholds(thresholds)
-    instances = list(instances)
-    if len(probs) != len(instances) or len(boxes) != len(instances):
-        raise ValueError(f"{len(instances)} instances but {len(probs)} crops and {len(boxes)} boxes")
-    tarr = np.asarray(ts, np.float32)[:, None, None]
-    rows: dict = {t: [] for t in ts}
-    for k, inst in enumerate(instances):
-        if inst.amodal is None:
-            continue
-        region = paste_region(probs[k][None], boxes[k], inst.height, inst.width)
-        pred = (region[2] >= tarr) if region is not None else np.zeros((len(ts), 0, 0), bool)
-        st = _region_stats(inst, region, pred, union_visible, None if allowed is None else allowed[k])
-        meta = _meta(inst)
-        for j, t in enumerate(ts):
-            rows[t].append({**meta, **{c: int(st[c][j]) for c in st}})
-    return {t: _finish_table(r) for t, r in rows.items()}
-
-
-def probs_table(instances, probs, boxes, threshold: float, union_visible: bool = True, allowed=None
-                ) -> pd.DataFrame:
-    """The per-instance table of one set of crops at one threshold (e.g. the posterior mode)."""
-    return threshold_tables(instances, probs, boxes, [threshold], union_visible, allowed)[float(threshold)]
-
-
-def threshold_sweep(instances, probs, boxes, thresholds, union_visible: bool = True, allowed=None) -> pd.DataFrame:
-    """One row per threshold: n and full / invisible mIoU (%) under protocols A and B."""
-    tabs = threshold_tables(instances, probs, boxes, thresholds, union_visible, allowed)
-    rows = []
-    for t, tab in tabs.items():
-        r = metrics.scores_row(f"t={t:g}", metrics.summarize(tab))
-        rows.append({"threshold": t, "n": r["n"], **{c: r[c] for c in SCORE_COLUMNS}})
-    return pd.DataFrame(rows).sort_values("threshold").reset_index(drop=True)
-
-
-def pick_threshold(sweep: pd.DataFrame, criterion: str = "A_full") -> float:
-    """The threshold with the largest ``criterion`` (a column of :func:`threshold_sweep`; decided:
-    protocol-A full mIoU), the smallest such ``t`` on ties."""
-    if criterion not in sweep.columns:
-        raise ValueError(f"criterion must be one of {SCORE_COLUMNS}, got {criterion!r}")
-    s = sweep.sort_values("threshold")
-    vals = s[criterion].astype(float).to_numpy()
-    if np.all(np.isnan(vals)):
-        raise ValueError(f"no threshold has a {criterion} score")
-    return float(s.threshold.to_numpy()[int(np.nanargmax(vals))])
-
-
-def threshold_summary(sweep: pd.DataFrame, criterion: str = "A_full") -> dict:
-    """A sweep's threshold (the largest ``criterion``), the paper's beside it, the scores at both, and
-    the best threshold per score (notebook 04)."""
-    t = pick_threshold(sweep, criterion)
-
-    def at(tt):
-        hit = sweep[np.isclose(sweep.threshold, tt)]
-        return None if hit.empty else {c: _f(hit.iloc[0][c]) for c in SCORE_COLUMNS}
-    best_each = {c: pick_threshold(sweep, c) for c in SCORE_COLUMNS if sweep[c].notna().any()}
-    return {"threshold": t, "paper": PAPER_THRESHOLD, "criterion": f"max {criterion} on the validation split",
-            "scores_at_threshold": at(t), "scores_at_paper": at(PAPER_THRESHOLD), "best_per_metric": best_each,
-            "n": int(sweep.n.iloc[0]) if len(sweep) else 0}
-
-
-def _f(v):
-    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
 
 
 # --------------------------------------------------------------------------- best of k samples
@@ -197,7 +65,7 @@ def best_of_k(instances: Sequence[Instance], sample_probs: torch.Tensor, boxes: 
     """Per instance, the posterior sample (of ``sample_probs`` (N, k, S, S)) whose pasted mask at
     ``threshold`` has the best full IoU with the GT amodal mask (first on ties): an oracle
     selection, evaluation only (supplementary Fig 1, "best in samples")."""
-    (t,) = _check_thresholds([threshold])
+    (t,) = check_thresholds([threshold])
     instances = list(instances)
     if sample_probs is None or sample_probs.ndim != 4:
         raise ValueError("sample_probs must be (N, k, S, S): call complete_instances(..., samples=k)")
@@ -210,12 +78,12 @@ def best_of_k(instances: Sequence[Instance], sample_probs: torch.Tensor, boxes: 
             continue
         region = paste_region(sample_probs[n], boxes[n], inst.height, inst.width)
         pred = (region[2] >= t) if region is not None else np.zeros((k, 0, 0), bool)
-        st = _region_stats(inst, region, pred, union_visible, None if allowed is None else allowed[n])
+        st = region_stats(inst, region, pred, union_visible, None if allowed is None else allowed[n])
         iou = st["full_inter"] / np.maximum(st["full_union"], 1)
         j = int(np.argmax(iou))
         choice[n], ious[n] = j, iou
-        rows.append({**_meta(inst), **{c: int(st[c][j]) for c in st}})
-    return BestOfK(_finish_table(rows), choice, ious)
+        rows.append({**instance_meta(inst), **{c: int(st[c][j]) for c in st}})
+    return BestOfK(finish_table(rows), choice, ious)
 
 
 # --------------------------------------------------------------------------- tables of methods
@@ -416,8 +284,6 @@ def box_quality(instances: Sequence[Instance], pred_boxes) -> pd.DataFrame:
     image boxes (``InstanceCompletions.boxes``; columns ``*_predicted``), or {name: such boxes}
     (columns ``*_<name>``, e.g. the transformer's frame and the fitted frame side by side).
     Evaluation only."""
-    from torchvision.ops import box_iou
-    from .data.crops import frame_boxes
     named = dict(pred_boxes) if isinstance(pred_boxes, dict) else {"predicted": pred_boxes}
     keep = [k for k, i in enumerate(instances) if i.amodal is not None and i.occlusion_rate is not None]
     insts = [instances[k] for k in keep]

@@ -7,7 +7,7 @@ mask, its convex hull, PCNet-M, Amodal-VAE (posterior mode in the fitted frame, 
 transformer frame and in the GT amodal box; best of k posterior samples) and the oracle-28
 bound, and keeps each method's
 per-instance table (:func:`amodal_lib.metrics.instance_table`'s columns), its masks, and the
-Amodal-VAE details (posteriors, boxes, samples) the analyses of :mod:`amodal_lib.analysis` use.
+Amodal-VAE details (posteriors, boxes, samples) the analyses of :mod:`amodal_lib.experiments.analysis` use.
 The row names are the constants below.
 
 The per-instance tables are what the analyses of several notebooks read: ``run_methods(...,
@@ -24,11 +24,16 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
-from . import metrics, registry
-from .analysis import BestOfK, best_of_k, probs_table
-from .data.crops import oracle_masks
-from .data.records import AnnotationSet, subsample
+from .. import metrics, paper, registry, thresholds
+from ..io import atomic_write
+from ..metrics import SCORE_COLUMNS
+from ..predict.amodal_vae import complete_instances
+from ..thresholds import probs_table
+from .analysis import BestOfK, best_of_k, completion_table, oracle_share
+from ..data.crops import oracle_masks
+from ..data.records import AnnotationSet, subsample
 
 VISIBLE = "visible mask"
 HULL = "convex hull"
@@ -70,8 +75,6 @@ def complete_details(vae, instances, box: str = "predicted", threshold: float = 
     """``complete_instances(..., return_details=True)`` of ``instances``: masks, posteriors, frames
     and (with ``samples`` = k) k posterior samples per instance (drawn from ``seed``); ``context``:
     the split they come from (what surrounds them, for the fitted frame)."""
-    import torch
-    from .predict.amodal_vae import complete_instances
     return complete_instances(vae, list(instances), box=box, threshold=threshold, samples=samples, frame=frame,
                               context=context, return_details=True, generator=torch.Generator().manual_seed(seed))
 
@@ -120,7 +123,6 @@ def run_methods(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: i
         masks[ORACLE] = dict(zip(ids, oracle_masks(inst)))
         tables[ORACLE] = metrics.instance_table(ann, masks[ORACLE])
     if save_tables:
-        from .io import atomic_write
         atomic_write(save_tables, lambda f: pd.to_pickle({"key": key, "tables": tables}, f))
     return MethodResults(ann, tables, masks, details, best, threshold)
 
@@ -179,31 +181,15 @@ def _expected_names(vae, pcnet, samples: int, baselines: bool = True, gt_box: bo
 
 def chosen_threshold(ctx, vae=None) -> dict:
     """The threshold of record of this notebook run's Amodal-VAE: the one ``amodal train`` searched
-    on validation and stored beside the checkpoints (``threshold.json``; its sweep is
-    ``threshold_sweep.csv`` there), with ``source`` saying where it was read."""
-    from .errors import MissingCheckpointError
-    from .train.validation import read_threshold
-    run = ctx.run_dir("amodal-vae")
-    saved = read_threshold(run)
-    if saved is None:
-        raise MissingCheckpointError(run / "threshold.json", "missing: train the run to its last stage "
-                                                             "(notebook 03, or ctx.amodal_vae())")
-    return {**saved, "source": str(run / "threshold.json")}
+    on validation and stored beside the checkpoints (:func:`amodal_lib.thresholds.stored_threshold`),
+    with ``source`` saying where it was read."""
+    return thresholds.stored_threshold(ctx.run_dir("amodal-vae"))
 
 
 def recorded_sweep(ctx) -> pd.DataFrame:
-    """The threshold sweep ``amodal train`` made on validation (``threshold_sweep.csv`` in the run
-    folder of this notebook run's Amodal-VAE): one row per threshold and validation set, then one
-    per threshold with ``set`` "mean", the mean over the sets (``n`` summed) on which the choice is
-    made (``docs/design.md``, "Threshold criterion")."""
-    from .analysis import SCORE_COLUMNS
-    from .errors import MissingCheckpointError
-    path = ctx.run_dir("amodal-vae") / "threshold_sweep.csv"
-    if not path.is_file():
-        raise MissingCheckpointError(path, "missing: train the run to its last stage (notebook 03, or ctx.amodal_vae())")
-    sweep = pd.read_csv(path)
-    mean = sweep.groupby("threshold", as_index=False).agg({"n": "sum", **{c: "mean" for c in SCORE_COLUMNS}})
-    return pd.concat([sweep, mean.assign(set="mean")], ignore_index=True)[["set", "threshold", "n"] + SCORE_COLUMNS]
+    """The threshold sweep ``amodal train`` made on validation for this notebook run's Amodal-VAE
+    (:func:`amodal_lib.thresholds.recorded_sweep`: per set, then the mean the choice is made on)."""
+    return thresholds.recorded_sweep(ctx.run_dir("amodal-vae"))
 
 
 def models_table(ann: AnnotationSet, models: dict, threshold: float = 0.5, max_instances: Optional[int] = None,
@@ -214,9 +200,8 @@ def models_table(ann: AnnotationSet, models: dict, threshold: float = 0.5, max_i
     ``threshold``) and oracle-28, each with its share of oracle-28 (e.g. a stage before and after
     fine-tuning, notebook 03). ``known``: {row name: {"A_full", "A_invisible", "B_full",
     "B_invisible"}} of models already scored on these instances (e.g. by the validation that
-    selected their checkpoint, :func:`amodal_lib.stages.before_after`), used instead of completing
+    selected their checkpoint, :func:`amodal_lib.experiments.stages.before_after`), used instead of completing
     when every instance is scored (``max_instances`` None: a subsample was not what they scored)."""
-    from .analysis import completion_table, oracle_share
     sub = subsample(ann, max_instances, seed)
     res = run_methods(sub)
     summ = {VISIBLE: metrics.summarize(res.tables[VISIBLE]), HULL: metrics.summarize(res.tables[HULL])}
@@ -237,7 +222,6 @@ def threshold_choice(sweep: pd.DataFrame, chosen: float, paper_threshold: float)
     """Our threshold and the paper's side by side (notebook 04): the scores at each, from the rows of
     ``sweep`` (:func:`recorded_sweep`) with set "mean" (the mean over the validation sets, what
     the choice is made on); a threshold the sweep did not try has no row."""
-    from .analysis import SCORE_COLUMNS
     mean = sweep[sweep.set == "mean"] if "set" in sweep else sweep
     rows = []
     for label, t in (("ours (threshold.json)", chosen), ("paper", paper_threshold)):
@@ -293,7 +277,6 @@ def reading(table: pd.DataFrame) -> list:
     ``results/README.md``): the fitted frame against the paper's transformer frame, each against
     PCNet-M, the fitted frame against the rules, and what the GT amodal box gives. Rows the table
     lacks are skipped."""
-    from . import paper
     t = table.set_index("method")
     out = []
     if VAE_MODE in t.index and VAE_TRANSFORMER in t.index:

@@ -40,15 +40,21 @@ is nearer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
+import pandas as pd
 import torch.nn.functional as F
 import torch
+from scipy import ndimage
 
-from .data import masks as M
-from .data.records import AnnotationSet, Instance, group_by_image, set_modal_neighbours
-from .errors import ArgumentError, DataError
+from .. import registry
+from ..data import masks as M
+from ..data.records import AnnotationSet, Instance, group_by_image, set_modal_neighbours
+from ..errors import ArgumentError, DataError
+from ..predict.amodal_vae import complete_instances
+from ..predict.inpaint import inpaint_background, inpaint_instances
 
 DEFAULT_DILATE = 2
 
@@ -102,7 +108,6 @@ def cast_shadow(image: np.ndarray, mask: np.ndarray, keep: np.ndarray, reach: fl
     ``keep`` (what must not be repainted: the other instances' pixels), darker than ``darker`` times
     the ground further below (the median brightness of the next band of that height), and connected
     to the object through such pixels. HxW bool; empty where nothing is that dark."""
-    from scipy import ndimage
     if not mask.any():
         return np.zeros_like(mask)
     ys, xs = np.nonzero(mask)
@@ -155,7 +160,6 @@ def _call_background(background, image, hole):
         raise ArgumentError("remove() needs a background inpainter (a trained net or a callable (image, hole) -> image)")
     if callable(background) and not isinstance(background, torch.nn.Module):
         return np.asarray(background(image, hole), dtype=np.uint8)
-    from .predict.inpaint import inpaint_background
     return inpaint_background(background, image, hole)
 
 
@@ -164,7 +168,6 @@ def _call_instances(instance, image, objects, holes, cats, unknown) -> list:
         blank = image.copy()
         blank[unknown] = 0
         return [np.asarray(instance(blank, o, h, c), dtype=np.uint8) for o, h, c in zip(objects, holes, cats)]
-    from .predict.inpaint import inpaint_instances
     return inpaint_instances(instance, image, objects, holes, cats, unknown=unknown)
 
 
@@ -258,23 +261,19 @@ def edit_threshold(checkpoint=None) -> tuple:
     the validation sweep ``amodal train`` recorded beside the checkpoint (``threshold_sweep.csv``,
     mean over the validation sets; ties: the smaller), not the completion's own (largest full
     mIoU, ``threshold.json``); without a sweep, that one (:func:`amodal_lib.registry.default_threshold`)."""
-    from pathlib import Path
     if checkpoint is not None:
         ck = Path(checkpoint)
         path = (ck if ck.is_dir() else ck.parent) / "threshold_sweep.csv"
         if path.is_file():
-            import pandas as pd
             mean = pd.read_csv(path).groupby("threshold", as_index=False)["A_invisible"].mean()
             if len(mean) and mean.A_invisible.notna().any():
                 best = mean.threshold.to_numpy()[int(np.nanargmax(mean.A_invisible.to_numpy(float)))]
                 return float(best), f"largest validation invisible mIoU (protocol A) of {path.name}"
-    from . import registry
     return registry.default_threshold("amodal-vae", checkpoint)
 
 
 def _complete(vae, ann: AnnotationSet, insts: list, cands: list, threshold: Optional[float]) -> dict:
     """{id: RLE} Amodal-VAE's full masks of ``cands``, the whole image (``insts``) as context."""
-    from .predict.amodal_vae import complete_instances
     t = threshold if threshold is not None else edit_threshold(getattr(vae, "checkpoint", None))[0]
     context = ann.subset(insts)
     return complete_instances(vae, cands, threshold=t, frame="fit", context=context)

@@ -1,0 +1,94 @@
+"""``amodal complete`` (amodal masks by any method of :mod:`amodal_lib.registry`, of the file's
+visible masks or of predicted ones) and ``amodal evaluate`` (full and invisible mIoU, protocols A
+and B). Masks in, masks out: the rules and the evaluation run without torch (a test reads
+malformed files with them under a memory limit torch's import would exceed)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .. import registry
+from ..data import masks as M
+from ..errors import ArgumentError
+from ..io import atomic_write_json
+from ..metrics import format_table, instance_table, load_predictions, summarize, write_predictions
+from .checks import at_least, check_output_file, check_threshold, checkpoint_inputs, load
+from .parser import MAX_SAMPLES
+
+
+def _takers(option: str) -> str:
+    return ", ".join(n for n in registry.METHODS if option in registry.declared(n, registry.RULE,
+                                                                                 registry.COMPLETION).complete_options)
+
+
+def complete(ns) -> int:
+    at_least(ns, "seed", 0)
+    check_threshold(ns.threshold)
+    if not 0 <= ns.samples <= MAX_SAMPLES:
+        raise ArgumentError(f"--samples must lie in 0..{MAX_SAMPLES}, got {ns.samples}")
+    learned = ns.method in registry.MODELS
+    if learned and not ns.checkpoint:
+        raise ArgumentError(f"--method {ns.method} needs --checkpoint RUN_DIR_OR_FILE")
+    if not learned:
+        given = [flag for flag, on in (("--checkpoint", ns.checkpoint is not None), ("--threshold", ns.threshold is not None),
+                                       ("--samples", ns.samples != 0), ("--box amodal-gt", ns.box != "predicted"))
+                 if on]
+        if given:
+            raise ArgumentError(f"{', '.join(given)}: does not apply to --method {ns.method}")
+    options = registry.declared(ns.method, registry.RULE, registry.COMPLETION).complete_options
+    if ns.samples and "samples" not in options:
+        raise ArgumentError(f"--samples applies to --method {_takers('samples')} only ({ns.method} is deterministic)")
+    if ns.frame != "fit" and "frame" not in options:
+        raise ArgumentError(f"--frame applies to --method {_takers('frame')} only")
+    check_output_file(ns.out, {"visible masks file": ns.visible})
+    check_output_file(ns.out, {"annotation file": ns.annotations, **checkpoint_inputs(ns.checkpoint)})
+    ann = load(ns.annotations)   # read once
+    visible = _load_visible(ns.visible, ann)
+    if ns.box == "amodal-gt" and not ann.has_amodal:
+        raise ArgumentError(f"--box amodal-gt reads the ground-truth amodal boxes, and {ns.annotations} has none")
+    model = registry.load_model(ns.method, ns.checkpoint, ns.device) if learned else None
+    threshold = ns.threshold
+    if learned and threshold is None:
+        threshold, source = registry.default_threshold(ns.method, ns.checkpoint)
+        print(f"threshold {threshold:g} ({source})", file=sys.stderr)
+    if visible is not None:
+        return _complete_visible(ns, ann, model, threshold, visible)
+    preds = registry.complete(ns.method, ann, model, threshold=threshold, box=ns.box, samples=ns.samples,
+                              frame=ns.frame, seed=ns.seed)
+    write_predictions(ns.out, ann, preds)
+    print(f"wrote {len(preds)} predictions to {ns.out}")
+    return 0
+
+
+def _load_visible(path, ann):
+    """The visible masks of ``complete --visible`` ({id: RLE}, one per annotation of ``ann``), or None."""
+    if path is None:
+        return None
+    visible = load_predictions(path, ann)
+    missing = [i.id for i in ann.instances if i.id not in visible]
+    if missing:
+        raise ArgumentError(f"--visible {path}: no mask for {len(missing)} of {len(ann)} annotations of "
+                            f"{Path(ann.path).name} (annotation {missing[0]} first)")
+    return visible
+
+
+def _complete_visible(ns, ann, model, threshold, visible) -> int:
+    preds = registry.complete_from_visible(ns.method, ann, visible, model, source=str(ns.visible), threshold=threshold,
+                                           box=ns.box, samples=ns.samples, frame=ns.frame, seed=ns.seed)
+    write_predictions(ns.out, ann, preds)
+    empty = sum(1 for k, r in visible.items() if k in preds and not int(M.area(r)))
+    print(f"wrote {len(preds)} predictions to {ns.out}, completing the visible masks of {ns.visible}"
+          + (f" ({empty} empty: left empty)" if empty else ""))
+    return 0
+
+
+def evaluate(ns) -> int:
+    if ns.out:
+        check_output_file(ns.out, {"annotation file": ns.annotations, "predictions file": ns.predictions})
+    ann = load(ns.annotations)
+    preds = load_predictions(ns.predictions, ann)
+    result = summarize(instance_table(ann, preds, allow_missing=ns.allow_missing))
+    print(format_table(result, f"{Path(ns.predictions).name} on {Path(ns.annotations).name} (mIoU, %)"))
+    if ns.out:
+        atomic_write_json(ns.out, result)
+    return 0
