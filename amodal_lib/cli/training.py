@@ -86,6 +86,7 @@ def train(ns) -> int:
     keep = [f"stage{j}{ext}" for j in family.stages if ns.stage and j < ns.stage
             for ext in (".pt", ".history.jsonl", ".timing.json")]
     t0 = time.time()
+    registry.family(ns.model)   # its modules (torch: seconds) load first: the folder is held for the training only
     with folder.hold(ns.out, asked, resume=ns.resume, keep=keep, command=f"amodal train --model {ns.model}"):
         model = registry.train(ns.model, ann, ns.out, profile=ns.profile, seed=ns.seed, device=ns.device,
                                steps=ns.steps, resume=ns.resume, val_annotations=val, stage=ns.stage, **options)
