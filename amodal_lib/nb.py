@@ -30,6 +30,7 @@ from .data import datasheet, layouts, load_annotations
 from .data.synth import ensure_dataset
 from .io import atomic_write, atomic_write_json, atomic_write_text
 from .profiles import DATA, REPO, RESULTS, get_profile, resolve_profile
+from .train import folder
 from .train.amodal_vae import load_model, train_amodal_vae
 from .train.engine import seed_everything
 
@@ -138,11 +139,20 @@ class Context:
             return registry.load_model(name, run, device)
         print(f"training {name} ({self.profile}, seed {self.seed}) in {run} ...")
         t0 = time.time()
-        model = registry.train(name, self.annotations("train"), run, profile=self.profile, seed=self.seed,
-                               device=device, steps=steps, val_annotations=self.annotations("val"),
-                               progress=progress)
+        with self._hold(run, name, steps=steps):
+            model = registry.train(name, self.annotations("train"), run, profile=self.profile, seed=self.seed,
+                                   device=device, steps=steps, val_annotations=self.annotations("val"),
+                                   progress=progress)
         print(f"trained in {time.time() - t0:.0f} s")
         return model.eval()
+
+    def _hold(self, run: Path, name: str, steps: Optional[int] = None, overrides: Optional[dict] = None):
+        """Hold a run folder for training (:func:`amodal_lib.train.folder.hold`): locked, and refused
+        when its record says it was made with other settings; a run made before runs recorded their
+        settings is adopted (the folder's name says its profile, data and seed)."""
+        asked = folder.settings(name, self.annotations("train"), profile=self.profile, seed=self.seed, steps=steps,
+                                val_annotations=self.annotations("val"), overrides=overrides)
+        return folder.hold(run, asked, adopt=True, command=f"notebook {self.notebook}")
 
     def finished_model(self, name: str, device: str = "auto"):
         """The model ``name`` if its run of this profile, seed and data has finished, else None
@@ -160,8 +170,10 @@ class Context:
         ``validation_info`` (the run folder's ``validation.json``) added."""
         run = self.run_dir("amodal-vae")
         print(f"Amodal-VAE ({self.profile}, seed {self.seed}), stages 1-{upto}, in {run}")
-        res = train_amodal_vae(self.annotations("train"), run, profile=self.profile, seed=self.seed, device=device,
-                               upto=upto, val_annotations=self.annotations("val"), progress=False, **overrides)
+        with self._hold(run, "amodal-vae", overrides=overrides):
+            res = train_amodal_vae(self.annotations("train"), run, profile=self.profile, seed=self.seed,
+                                   device=device, upto=upto, val_annotations=self.annotations("val"), progress=False,
+                                   **overrides)
         res["model"] = load_model(run, device, stage=upto)
         res["run_dir"], res["validation_info"] = run, self.validation_info()
         if res["validation"] is None and res["validation_info"]:

@@ -38,6 +38,10 @@ What it guarantees on bad input:
 - An output is never one of the inputs (compared as resolved paths, through symbolic and hard
   links), is checked to be writable before any work, and is written atomically: an
   interrupted or failed command leaves the earlier file (or ``amodal synth`` data set) whole.
+- A run folder holds one run: ``train`` records the settings that made it (``run.json``) and
+  refuses to resume a folder made with others, naming the difference
+  (:mod:`amodal_lib.train.folder`); ``train`` and ``synth`` lock their folder while they write it,
+  so that a second process into it is refused, naming the holder.
 """
 from __future__ import annotations
 

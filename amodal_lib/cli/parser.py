@@ -47,7 +47,9 @@ def _data_and_training(sub, common) -> None:
     t.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps")
     t.add_argument("--steps", type=int, help="override the profile's number of steps (per stage for amodal-vae)")
     t.add_argument("--no-resume", dest="resume", action="store_false",
-                   help="start over even if a checkpoint exists")
+                   help="start over: the folder's earlier run (its checkpoints, histories, threshold, run.json) is "
+                        "removed first, also when it was made with other settings; with --stage K the earlier "
+                        "stages are kept")
     # a family's own options (registry.Family.options)
     t.add_argument("--crop-box", choices=("amodal", "visible"),
                    help="resnet-psp: the ground-truth box its crops are cut by (default: the profile's, amodal: "
