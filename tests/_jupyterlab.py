@@ -5,6 +5,7 @@ by Playwright; no browser is downloaded) opening a notebook in it and running ev
 The tests that use it are skipped where no Chromium or no Playwright is installed (``.ci/run``
 installs Debian's chromium)."""
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -41,8 +42,13 @@ def jupyterlab(tmp_path_factory, env: dict):
     """A JupyterLab server on the repository with ``env``; yields (base URL, token)."""
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
     port, token = _free_port(), "amodal-browser-test"
+    settings = tmp_path_factory.mktemp("jupyterlab-settings")
+    # no autosave: the notebook run in the browser must not be written back, outputs and all, into notebooks/
+    (settings / "@jupyterlab" / "docmanager-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "docmanager-extension" / "plugin.jupyterlab-settings").write_text('{"autosave": false}')
     env = dict(env, JUPYTER_CONFIG_DIR=str(tmp_path_factory.mktemp("jupyter-config")),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path_factory.mktemp("jupyter-workspaces")))
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path_factory.mktemp("jupyter-workspaces")),
+               JUPYTERLAB_SETTINGS_DIR=str(settings))
     env.setdefault("OMP_NUM_THREADS", "1")
     log = open(tmp_path_factory.mktemp("jupyter-log") / "jupyterlab.log", "w")
     proc = subprocess.Popen(
@@ -64,6 +70,9 @@ def jupyterlab(tmp_path_factory, env: dict):
                     log.flush()
                     pytest.fail("JupyterLab did not start: " + Path(log.name).read_text()[-2000:])
                 time.sleep(0.5)
+        plugin = json.loads(urllib.request.urlopen(f"{base}/lab/api/settings/@jupyterlab/docmanager-extension:plugin"
+                                                   f"?token={token}", timeout=30).read())
+        assert plugin["settings"]["autosave"] is False, "JupyterLab would save the notebook under test"
         yield base, token
     finally:
         for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):   # the server and the kernels it started

@@ -2,6 +2,7 @@
 executed notebook (papermill's output, as ``run_all.sh`` runs it), the manifest and the tables.
 Notebook 10, which prints its run folder, runs at the smoke profile with its results in a scratch
 folder outside the repository."""
+import json
 import os
 import subprocess
 import sys
@@ -21,8 +22,10 @@ def test_relative_names_the_repository_and_the_scratch_folders(monkeypatch, tmp_
 
 
 def test_an_executed_notebook_and_its_outputs_hold_no_absolute_path(tmp_path):
-    results = tmp_path / "results"
-    out = results / "notebooks" / "10_pcnet_baseline.ipynb"
+    """Notebook 10 into ``$AMODAL_RESULTS`` when set (``run_all.sh --test``'s scratch folder, outside
+    the repository: the models trained there are shared), else a temporary folder."""
+    results = Path(os.environ.get("AMODAL_RESULTS") or tmp_path / "results")
+    out = tmp_path / "notebooks" / "10_pcnet_baseline.ipynb"
     out.parent.mkdir(parents=True)
     env = dict(os.environ, AMODAL_PROFILE="smoke", AMODAL_RESULTS=str(results), PYTHONPATH=str(REPO),
                MPLBACKEND="Agg", OMP_NUM_THREADS="1")
@@ -30,20 +33,20 @@ def test_an_executed_notebook_and_its_outputs_hold_no_absolute_path(tmp_path):
                           os.path.relpath(out, REPO), "--cwd", "notebooks", "--log-level", "WARNING"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    executed = nbformat.read(out, as_version=4)
+    book = nbformat.read(out, as_version=4)
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
-               for c in executed.cells for o in c.get("outputs", [])), "no figure shown in the notebook"
-    machine = [str(REPO), str(tmp_path), str(Path.home()) + "/"]
-    written = [p for p in results.rglob("*") if p.suffix in (".ipynb", ".json", ".md", ".csv")]
-    assert out in written and results / "manifest.json" in written
-    for p in written:
-        text = p.read_text()
-        # an embedded PNG is base64: no path can hide in it, and its letters could spell anything
-        if p.suffix == ".ipynb":
-            book = nbformat.reads(text, 4)
-            given = {k: book.metadata.papermill.pop(k) for k in ("input_path", "output_path")}
-            assert not any(os.path.isabs(v) for v in given.values()), given   # as given: relative in run_all.sh
-            text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                             for c in book.cells for o in c.get("outputs", [])) + str(book.metadata)
-        found = [m for m in machine if m in text]
-        assert not found, f"{p.relative_to(results)} holds {found}"
+               for c in book.cells for o in c.get("outputs", [])), "no figure shown in the notebook"
+    given = {k: book.metadata.papermill.pop(k) for k in ("input_path", "output_path")}
+    assert not any(os.path.isabs(v) for v in given.values()), given   # as given: relative in run_all.sh
+    # what it shows (an embedded PNG is base64: no path hides in it, and its letters could spell anything)
+    written = {"the executed notebook": "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                                                  for c in book.cells for o in c.get("outputs", []))
+               + str(book.metadata)}
+    manifest = (results / "manifest.json").read_text()
+    written["manifest.json"] = manifest
+    entry = next(r for r in json.loads(manifest) if r["notebook"] == "10_pcnet_baseline" and r["profile"] == "smoke")
+    assert any(o.endswith(".md") for o in entry["outputs"]) and any(o.endswith(".png") for o in entry["outputs"])
+    written.update({o: (results / o).read_text() for o in entry["outputs"] if o.endswith((".md", ".csv", ".json"))})
+    machine = [str(REPO), str(results), str(tmp_path), str(Path.home()) + "/"]
+    found = {name: [m for m in machine if m in text] for name, text in written.items()}
+    assert not any(found.values()), found

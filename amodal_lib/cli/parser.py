@@ -90,7 +90,7 @@ def _data_and_training(sub, common) -> None:
     add(t, "--steps", type=int, metavar="N", help="training steps, overriding the profile's (per stage for amodal-vae)")
     add(t, "--no-resume", dest="resume", action="store_false", help="start over even if a checkpoint exists")
     # a family's own options (registry.Family.options)
-    add(t, "--crop-box", choices=("amodal", "visible"), help=HELP["crop_box"] + " (default: the profile's, amodal)")
+    add(t, "--crop-box", choices=("amodal", "visible"), help=HELP["crop_box"] + "; default: the profile's, amodal")
     add(t, "--backbone-weights", dest="weights", metavar="FILE",
         help="resnet-psp: a local weights file of its torchvision ResNet backbone (default: random initialisation; "
              "nothing is downloaded)")
@@ -139,8 +139,8 @@ def _completion(sub, common) -> None:
     add(s, "--images", metavar="DIR", help=HELP["images"])
     add(s, "--out", required=True, help="visible masks, COCO results JSON with id = annotation id (never one of "
                                         "the inputs)")
-    add(s, "--crop-box", choices=("amodal", "visible"), help=HELP["crop_box"] + " (default: the box the network was "
-                                                                                "trained with)")
+    add(s, "--crop-box", choices=("amodal", "visible"), help=HELP["crop_box"] + "; default: the box the network was "
+                                                                                "trained with")
     add(s, "--threshold", type=float, metavar="T", help=HELP["threshold"] + " (default 0.5)")
     add(s, "--device", default="auto", metavar="DEVICE", help=HELP["device"])
 
