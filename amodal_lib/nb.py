@@ -5,7 +5,7 @@ Every notebook starts with::
     ctx = nb.setup("05_mask_completion", profile=profile, seed=seed, params=dict(...))
     ann = ctx.annotations("test")        # the embedded data set, or data_root's files
     ...
-    ctx.save_figure(fig, "fig5_pred_vs_gt")   # results/figures/NAME.png and .pdf
+    ctx.save_figure(fig, "fig5_pred_vs_gt")   # results/figures/NAME.png and .pdf, shown in the notebook
     ctx.save_table(df, "table_completion")    # results/tables/NAME.csv and .md
                                               # (results/<profile>/... for smoke and paper)
     ctx.finish()                              # one line in results/manifest.json
@@ -13,17 +13,29 @@ Every notebook starts with::
 ``results/manifest.json`` records, for each (notebook, profile), its parameters, the data
 it read (a hash), the git commit, the seconds it took and the files it wrote; ``run_all.sh``
 turns it into ``results/README.md``.
+
+What a notebook shows and writes names folders relative to the repository, never this machine's
+absolute paths: in a notebook's kernel, :func:`setup` writes every path printed (by the notebook
+or the library) as :func:`relative` gives it, and the manifest records relative paths too.
 """
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
+from IPython import get_ipython
+from IPython.display import Image, display
 
 from . import registry
 from .data import datasheet, layouts, load_annotations
@@ -215,8 +227,10 @@ class Context:
         if rel not in self.outputs:
             self.outputs.append(rel)
 
-    def save_figure(self, fig, name: str, dpi: int = 150) -> Path:
-        """Save a matplotlib figure as results/figures/NAME.png and NAME.pdf. The PDF carries no
+    def save_figure(self, fig, name: str, dpi: int = 150) -> None:
+        """Save a matplotlib figure as results/figures/NAME.png and NAME.pdf, and in a notebook
+        show it there (the PNG written, so what the notebook shows is the file; the figure is then
+        closed, so that the notebook's own backend does not show it twice). The PDF carries no
         creation or modification date (:data:`PDF_METADATA`), so two runs write the same bytes."""
         out = self.out / "figures"
         for ext in ("png", "pdf"):
@@ -225,7 +239,9 @@ class Context:
             atomic_write(path, lambda f, ext=ext, meta=meta: fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight",
                                                                          metadata=meta))
             self._record(path)
-        return out / f"{name}.png"
+        if in_notebook():
+            display(Image(data=(out / f"{name}.png").read_bytes(), format="png"))
+            plt.close(fig)
 
     def save_table(self, df, name: str, floatfmt: str = ".2f") -> Path:
         """Save a pandas DataFrame as results/tables/NAME.csv and NAME.md."""
@@ -256,7 +272,8 @@ class Context:
         """Append this run to results/manifest.json (one entry per notebook and profile)."""
         entry = {
             "notebook": self.notebook, "profile": self.profile, "parameters": self.params,
-            "seed": self.seed, "data": {"dataset": self.dataset, "root": str(self.data_root or "embedded"),
+            "seed": self.seed, "data": {"dataset": self.dataset,
+                                         "root": relative(str(self.data_root)) if self.data_root else "embedded",
                                          "hash": (self._paths or {}).get("hash")},
             "commit": git_commit(), "seconds": round(time.time() - self.t0, 1),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "outputs": self.outputs,
@@ -273,12 +290,59 @@ class Context:
 
 def setup(notebook: str, profile: Optional[str] = None, seed: int = 0, params: Optional[dict] = None,
           data_root: Optional[str] = None, dataset: str = "synth") -> Context:
-    """Start a notebook run: resolve the profile, seed everything, and plot in a print-ready style."""
-    import matplotlib
-    import seaborn as sns
+    """Start a notebook run: resolve the profile, seed everything, plot in a print-ready style,
+    and in a notebook print paths relative to the repository (:class:`RelativePaths`)."""
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "image.cmap": "gray"})
+    if in_notebook():
+        for name in ("stdout", "stderr"):
+            if not isinstance(getattr(sys, name), RelativePaths):
+                setattr(sys, name, RelativePaths(getattr(sys, name)))
     return Context(notebook, profile, seed, params or {}, data_root, dataset)
+
+
+def in_notebook() -> bool:
+    """Is this code running in a notebook's kernel (JupyterLab, papermill, nbval)?"""
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+@lru_cache(maxsize=8)
+def _places(results: str, data: str, repo: str, home: str) -> list:
+    """(compiled pattern, what it becomes) for the folders :func:`relative` rewrites, longest first."""
+    places = {}
+    for folder, name in ((results, "$AMODAL_RESULTS"), (data, "$AMODAL_DATA"), (repo, "."), (home, "~")):
+        for form in {str(folder), str(Path(folder).resolve())}:
+            inside = name != "." and Path(form).resolve().is_relative_to(repo)   # then the repository's rule does
+            if len(form) > 1 and not inside:
+                places.setdefault(form, name)
+    return [(re.compile(re.escape(form) + r"(/|(?![\w.-]))"), name) for form, name in
+            sorted(places.items(), key=lambda kv: -len(kv[0]))]
+
+
+def relative(text: str) -> str:
+    """``text`` with this machine's folders written so that they hold on any machine: a path in the
+    repository relative to it (``results/runs/...``; the repository itself ``.``), one in
+    ``$AMODAL_RESULTS`` or ``$AMODAL_DATA`` outside it under that name, one in the home folder
+    under ``~``."""
+    for pattern, name in _places(str(RESULTS), str(DATA), str(REPO), str(Path.home())):
+        text = pattern.sub(lambda m, name=name: ("" if name == "." else name + "/") if m.group(1) else name, text)
+    return text
+
+
+class RelativePaths:
+    """A notebook's output stream that writes what it is given through :func:`relative` (every
+    other attribute is the wrapped stream's, so the kernel still routes each output to its cell)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(relative(text))
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def to_markdown(df, floatfmt: str = ".2f") -> str:

@@ -726,18 +726,18 @@ def test_flags_that_would_be_ignored_are_refused(tmp_path, capsys):
         (["complete", "--method", "convex-hull", "--annotations", ann, "--out", tmp_path / "p.json",
           "--threshold", "0.3"], "--threshold: does not apply"),
         (["complete", "--method", "pcnet-m", "--annotations", ann, "--out", tmp_path / "p.json",
-          "--checkpoint", tmp_path, "--samples", "2"], "--samples applies to --method amodal-vae only"),
+          "--checkpoint", tmp_path, "--samples", "2"], "--samples applies to --model amodal-vae only"),
         (["complete", "--method", "pcnet-m", "--annotations", coco, "--out", tmp_path / "p.json",
           "--checkpoint", tmp_path, "--box", "amodal-gt"], "has none"),
         (["complete", "--method", "pcnet-m", "--annotations", ann, "--out", tmp_path / "p.json",
-          "--checkpoint", tmp_path, "--frame", "transformer"], "--frame applies to --method amodal-vae only"),
+          "--checkpoint", tmp_path, "--frame", "transformer"], "--frame applies to --model amodal-vae only"),
         (["train", "--model", "amodal-vae", "--annotations", coco, "--out", tmp_path / "r", "--steps", "0"],
          "--steps must be >= 1"),
         (["train", "--model", "pcnet-m", "--annotations", coco, "--out", tmp_path / "r", "--val-annotations", coco],
          "has no amodal masks"),
         (["train", "--model", "pcnet-m", "--annotations", coco, "--out", tmp_path / "r", "--steps", "0"],
          "--steps must be >= 1"),
-        (["synth", "--out", tmp_path / "s", "--images", "0"], "--images must be >= 1"),
+        (["synth", "--out", tmp_path / "s", "--images", "0"], "--num-images must be >= 1"),
     ]
     for argv, text in cases:
         rc, err = run(capsys, *argv)

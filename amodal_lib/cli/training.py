@@ -16,16 +16,16 @@ from ..train import folder
 from .checks import at_least, check_run_folder, load
 
 # the command line's flag of each family option (registry.Family.options)
-FLAGS = {"weights": "--weights", "crop_box": "--crop-box", "vgg_weights": "--vgg-weights"}
-FILE_FLAGS = ("--weights", "--vgg-weights")
+FLAGS = {"weights": "--backbone-weights", "crop_box": "--crop-box", "vgg_weights": "--vgg-weights"}
+FILE_FLAGS = ("--backbone-weights", "--vgg-weights")
 
 
 def synth(ns) -> int:
-    at_least(ns, "images", 1)
+    at_least(ns, "num_images", 1)
     at_least(ns, "seed", 0)
     cfg = get_profile(ns.profile)["synth"]
-    if ns.images is not None:
-        cfg["images"] = ns.images
+    if ns.num_images is not None:
+        cfg["images"] = ns.num_images
     if ns.seed is not None:
         cfg["seed"] = ns.seed
     out = Path(ns.out)
@@ -50,7 +50,7 @@ def _options(ns, family) -> dict:
         takers = [n for n in registry.TRAINABLE if any(d in registry.declared(n).options for d in wrong)]
         raise ArgumentError(f"{', '.join(FLAGS[d] for d in wrong)}: applies to --model {' or '.join(takers)} only")
     if ns.weights is not None and not Path(ns.weights).is_file():
-        raise ArgumentError(f"--weights {ns.weights}: no such file")
+        raise ArgumentError(f"--backbone-weights {ns.weights}: no such file")
     return {family.options[dest]: v for dest, v in given.items()}
 
 
