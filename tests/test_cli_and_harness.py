@@ -57,6 +57,17 @@ def test_profiles_resolve(monkeypatch):
     assert get_profile("smoke")["vae"]["width"] != -1
 
 
+def test_every_departure_of_the_paper_profile_is_named_in_readme():
+    from amodal_lib.profiles import PAPER_DEPARTURES
+    from amodal_lib.train.spade import settings
+    readme = (nb.REPO / "README.md").read_text()
+    section = readme.split("### Departures from the paper", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert rows == [f"| `{k}` | {a} | {b} | {c} |" for k, (a, b, c) in PAPER_DEPARTURES.items()]
+    spade = settings("paper")   # GauGAN's losses: the terms of ours are off
+    assert spade["lambda_l1"] == 0 and spade["lambda_alpha"] == 0 and spade["lambda_feat"] == 10
+
+
 def test_context_saves_outputs_and_manifest(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
     monkeypatch.setattr(nb, "RESULTS", tmp_path)
