@@ -128,6 +128,14 @@ class Context:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
+    def with_seed(self, seed: int) -> "Context":
+        """This run with another seed: the same notebook, profile and data (the annotations already
+        read are shared), its models trained with ``seed`` in their own run folders (:meth:`run_dir`);
+        for studies over seeds (notebook 14). It saves nothing itself: ``self`` does."""
+        other = Context(self.notebook, self.profile, seed, self.params, self.data_root, self.dataset)
+        other._paths, other._ann, other._files = self.data(), self._ann, self._files
+        return other
+
     # ---- trained models (built on demand, so that any notebook runs alone) --------------
     def model(self, name: str, device: str = "auto", progress: bool = False, steps: Optional[int] = None):
         """The trained model ``name`` (a :mod:`amodal_lib.registry` name) of this profile, seed and

@@ -109,6 +109,10 @@ _PROFILES["paper"]["psp"] = {}
 _PROFILES["smoke"]["seg_input"] = {"robust_instances": 40, "strengths": [2]}
 _PROFILES["default"]["seg_input"] = {"robust_instances": 200, "strengths": [1, 2, 3]}
 _PROFILES["paper"]["seg_input"] = {"robust_instances": None, "strengths": [1, 2, 3, 4]}
+# notebook 14's seed spread: the seeds its learned rows are trained with (run_all.sh --seeds overrides them)
+_PROFILES["smoke"]["spread"] = {"seeds": [0, 1]}
+_PROFILES["default"]["spread"] = {"seeds": [0, 1, 2]}
+_PROFILES["paper"]["spread"] = {"seeds": [0, 1, 2]}
 # --------------------------------------------------------------------------- SPADE renderer
 # Changing an instance's pose (notebook 13, amodal_lib/train/spade.py). The paper profile keeps
 # GauGAN's published scale (256 px crops, 200 epochs, its widths; train/spade.py's DEFAULTS); the

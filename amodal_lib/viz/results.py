@@ -284,3 +284,32 @@ def plot_box_pairs(ann: AnnotationSet, instances: Sequence[Instance], rows: Sequ
                  "orange dashed: GT amodal", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_seed_spread(runs: pd.DataFrame, experiment: str = "main table", rules: Sequence[str] = (),
+                     lines: Optional[Sequence[str]] = None):
+    """The rows of one experiment of notebook 14's ``runs`` table trained with each seed: one panel
+    per score, one point per seed and row (the learned rows), the mean as a bar; the rows no seed
+    changes (``rules``) are not points, and those of ``lines`` (default: all of them) dashed lines."""
+    lines = rules if lines is None else lines
+    r = runs[runs.experiment == experiment]
+    learned = r[~r.method.isin(rules)]
+    order = list(dict.fromkeys(learned.method))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 0.55 * len(order) + 2.2), sharey=True)
+    for ax, col in zip(axes, ("A_full", "A_invisible", "B_full", "B_invisible")):
+        sns.pointplot(data=learned, y="method", x=col, order=order, ax=ax, linestyle="none", errorbar=None,
+                      markers="|", color="0.2", markersize=18)
+        sns.stripplot(data=learned, y="method", x=col, order=order, hue="seed", ax=ax, size=6, jitter=False,
+                      palette="colorblind", legend=ax is axes[-1])
+        for k, rule in enumerate(r[r.method.isin(lines)].drop_duplicates("method").itertuples()):
+            ax.axvline(getattr(rule, col), ls="--", lw=1, color=f"C{k + 3}", label=rule.method)
+        ax.set(xlabel=f"{col.replace('_', ' ')} mIoU (%)", ylabel="")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    if axes[-1].get_legend() is not None:
+        axes[-1].get_legend().remove()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="seed / rule")
+    seeds = sorted(learned.seed.unique())
+    fig.suptitle(f"{experiment}: the learned rows trained with seeds {', '.join(map(str, seeds))} "
+                 "(points; mean: bar)", fontsize=11)
+    fig.tight_layout()
+    return fig
