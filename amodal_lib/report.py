@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import paper
 from .experiments.comparison import reading as table_reading
+from .experiments.spread import seeds_for
 from .io import atomic_write_text
 from .profiles import RESULTS
 
@@ -47,14 +48,17 @@ PAPER["pose_reconstruction"] = PAPER["fig10_pose_change"]
 
 def reading(stem: str, root: Path) -> list:
     """Sentences computed from a table's numbers (so they stay true when the numbers change): for
-    the main table, :func:`amodal_lib.experiments.comparison.reading`'s."""
+    the main table, :func:`amodal_lib.experiments.comparison.reading`'s, each verdict with whether every
+    seed of notebook 14 agrees when its spread was made from the same weights."""
     if stem != "table_completion":
         return []
     import pandas as pd
     p = root / "tables" / f"{stem}.csv"
     if not p.exists():
         return []
-    sentences = table_reading(pd.read_csv(p))
+    table, runs = pd.read_csv(p), root / "tables" / "seed_spread_runs.csv"
+    seeds = seeds_for(table, pd.read_csv(runs)) if runs.exists() else None   # notebook 14's, of the same weights
+    sentences = table_reading(table, seeds=seeds)
     return ["Reading: " + " ".join(sentences), ""] if sentences else []
 
 

@@ -79,3 +79,11 @@ def test_with_seed_shares_the_data_and_moves_the_run_folders(tmp_path, monkeypat
     other = ctx.with_seed(2)
     assert other.seed == 2 and other._ann is ctx._ann and other.data() is ctx.data()
     assert other.run_dir("pcnet-m").name == "pcnet-m-abc-s2" and ctx.run_dir("pcnet-m").name == "pcnet-m-abc-s0"
+
+
+def test_the_spread_qualifies_only_the_table_of_its_own_weights():
+    runs = runs_of({C.VISIBLE: [86.0] * 3, C.PCNET: [89.0, 90.0, 92.0], C.VAE_MODE: [93.0, 93.2, 92.9]})
+    table = spread.main_table(runs, 1)
+    assert spread.seeds_for(table, runs) is not None
+    table.loc[table.method == C.PCNET, "A_full"] = 89.5        # a table of other weights
+    assert spread.seeds_for(table, runs) is None

@@ -124,3 +124,19 @@ def rerun_check(spread: pd.DataFrame, rerun: Optional[dict] = None) -> list:
                        f"{again:.2f}); the range over {int(s.loc[method, 'seeds'])} seeds is {rng:.2f}: "
                        f"{'within' if abs(diff) <= rng else 'OUTSIDE'} it")
     return out
+
+
+def seeds_for(table: pd.DataFrame, runs: pd.DataFrame) -> Optional[pd.DataFrame]:
+    """The main-table rows of ``runs`` when one of its seeds scored exactly the learned rows of
+    ``table`` (a main table, e.g. results/tables/table_completion.csv: the spread was made from the
+    same weights), else None (a spread of other weights says nothing about this table)."""
+    main = runs[runs.experiment == MAIN]
+    t = table.set_index("method")
+    learned = [m for m in t.index if m not in RULES]
+    for _, g in main.groupby("seed"):
+        g = g.set_index("method")
+        if learned and set(learned) <= set(g.index) and np.allclose(
+                g.loc[learned, SCORE_COLUMNS].to_numpy(float), t.loc[learned, SCORE_COLUMNS].to_numpy(float),
+                atol=1e-6, equal_nan=True):
+            return main
+    return None
