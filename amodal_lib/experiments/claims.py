@@ -11,7 +11,8 @@ the numbers it rests on. A notebook prints :meth:`Claim.lines` and saves :meth:`
 - :func:`threshold_claim` (notebook 04, supplementary 3.1): t = 0.1 is the best threshold on
   validation, for each score of the sweep.
 - :func:`posterior_width_claim` (notebook 07, Fig 4): a wider posterior with more occlusion, over
-  the dims shown and dim by dim (and :func:`amodal_lib.experiments.analysis.width_checks`' tests).
+  the dims shown and dim by dim, and on the curves of the investigation (:func:`group_verdict`,
+  :func:`strata_verdict`: other inputs, occlusion assigned at random, within a category or size).
 - :func:`failure_claim` (notebook 09, Figs 7-8): the GT amodal box repairs most failures, and
   raises the mIoU of each frame.
 - :func:`seg_input_claims` (notebook 11, Table 1): with predicted masks Amodal-VAE ahead of
@@ -28,7 +29,7 @@ import pandas as pd
 from .. import paper
 from ..metrics import SCORE_COLUMNS
 from ..thresholds import pick_threshold
-from .analysis import gap_trend
+from .analysis import gap_trend, widens
 
 WORD = {True: "HOLDS", False: "does NOT hold", None: "cannot be tested"}
 METRIC_NAMES = {"A_full": "A full", "A_invisible": "A invisible", "B_full": "B full", "B_invisible": "B invisible"}
@@ -131,7 +132,7 @@ def posterior_width_claim(pw, extra: Optional[list] = None) -> Claim:
     """Fig 4 as the paper draws it (:class:`amodal_lib.experiments.analysis.PosteriorWidth`): the mean
     std of the dims shown, by occlusion group, and the dims one by one (it holds when most of them
     widen monotonically); ``extra``: more :class:`Verdict`s on the same claim (other inputs, other
-    groupings: :func:`amodal_lib.experiments.analysis.width_checks`)."""
+    groupings: :func:`group_verdict`, :func:`strata_verdict`)."""
     groups = [g for g in pw.group_n if pw.group_n[g]]
     line = (f"mean std of the {len(pw.dims)} narrowest dims by occlusion: "
             + ", ".join(f"{g} {pw.group_mean[g]:.3f} (n={pw.group_n[g]})" for g in groups))
@@ -142,6 +143,42 @@ def posterior_width_claim(pw, extra: Optional[list] = None) -> Claim:
                        f"{pw.monotone_dims} of {n} dims widen (or stay) from each occlusion group to the next",
                        {"monotone_dims": pw.monotone_dims, "dims": n}))
     return Claim("posterior_width", out + list(extra or []))
+
+
+def group_verdict(curve: str, table: pd.DataFrame, value: str = "mean_width") -> Verdict:
+    """Fig 4's claim on one curve: ``table`` has one row per occlusion group (``group``, ``n`` and
+    ``value``); it holds when ``value`` grows from each group with instances to the next."""
+    t = table[table.n > 0]
+    means = [float(v) for v in t[value]]
+    holds = widens(means)
+    line = ", ".join(f"{r.group} {getattr(r, value):.3f} (n={r.n})" for r in t.itertuples())
+    if "paired_change" in t and len(t) > 1:
+        line += "; the same instances occluded against whole: " + ", ".join(
+            f"{r.group} {r.paired_change:+.3f}" for r in t.iloc[1:].itertuples())
+    return Verdict(curve, holds, line, {"means": dict(zip(t.group, means)), "n": dict(zip(t.group, t.n.astype(int)))})
+
+
+def trend_line(curve: str, table: pd.DataFrame, value: str = "mean_width") -> str:
+    """One curve of the explanation of Fig 4 (not a test of the claim: another model, or a quantity
+    that is not the encoder's width): its value per occlusion group and which way it goes."""
+    t = table[table.n > 0]
+    v = [float(x) for x in t[value]]
+    way = ("wider with more occlusion" if widens(v) else "narrower with more occlusion" if widens(v[::-1])
+           else "neither wider nor narrower throughout")
+    return f"{curve}: " + ", ".join(f"{g} {x:.3f}" for g, x in zip(t.group, v)) + f": {way}"
+
+
+def strata_verdict(curve: str, grouped: pd.DataFrame, min_n: int = 20) -> Verdict:
+    """Fig 4's claim within each stratum of :func:`amodal_lib.experiments.analysis.grouped_width` that has
+    at least ``min_n`` instances in every occlusion group: it holds when it holds in each of them."""
+    ok = grouped.groupby("stratum", sort=False).filter(lambda g: (g.n >= min_n).all())
+    verdicts = {st: widens(g.mean_width.to_numpy(float)) for st, g in ok.groupby("stratum", sort=False)}
+    if not verdicts:
+        return Verdict(curve, None, f"no stratum has {min_n}+ instances in every occlusion group")
+    parts = [f"{st} " + " / ".join(f"{v:.3f}" for v in ok[ok.stratum == st].mean_width) for st in verdicts]
+    line = (f"wider with more occlusion in {sum(bool(v) for v in verdicts.values())} of {len(verdicts)} strata with "
+            f"{min_n}+ instances per group (0% / 1-50% / >50%: " + "; ".join(parts) + ")")
+    return Verdict(curve, all(verdicts.values()), line, {"strata": verdicts})
 
 
 # --------------------------------------------------------------------------- supplementary Figs 7-8

@@ -313,3 +313,15 @@ def plot_seed_spread(runs: pd.DataFrame, experiment: str = "main table", rules: 
                  "(points; mean: bar)", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def plot_width_checks(panels: dict, value: str = "mean_width"):
+    """Notebook 07's investigation of Fig 4: one bar panel per entry of ``panels`` ({title: a table with
+    ``group`` (the occlusion groups), ``curve`` (the bars' hue) and ``value``})."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 3.6), squeeze=False)
+    for ax, (title, t) in zip(axes[0], panels.items()):
+        sns.barplot(data=t, x="group", y=value, hue="curve", ax=ax, palette="colorblind")
+        ax.set(title=title, xlabel="occlusion (share of the object hidden)", ylabel="mean posterior std")
+        ax.legend(fontsize=7, title=None)
+    fig.tight_layout()
+    return fig

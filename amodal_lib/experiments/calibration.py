@@ -1,0 +1,155 @@
+"""Why the searched threshold lies where it does (notebook 04): the decoder's calibration and the
+output's resolution, read from the completions of the validation sets and their sweep.
+
+The choice of ``t`` maximises pooled full IoU (``docs/design.md``, "Threshold criterion"). For a
+pixel the threshold decides (outside the visible mask, which every completion keeps, and inside
+what the fitted frame allows), adding it raises a pooled IoU J exactly when the chance that it
+belongs to the object exceeds J / (1 + J). So were the decoder calibrated (of the pixels it gives
+probability p, a share p in the object), the best threshold would be J* / (1 + J*), just under 0.5
+for J* near 0.93; a threshold far from that says the probabilities are not calibrated, and in which
+direction. :func:`pixel_calibration` measures the share per probability bin, :func:`calibrated_threshold`
+reads off where it crosses J* / (1 + J*); :func:`crop_sweep` scores the completions at the decoder's
+own 28x28 resolution and :func:`size_sweep` at image resolution per object size (how many image
+pixels one output pixel covers), to see whether pasting the 28x28 output into the image moves the best
+threshold. Evaluation only: the GT amodal masks are read.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import metrics
+from ..data import masks as M
+from ..data.crops import crop_masks, paste_region
+from ..metrics import SCORE_COLUMNS
+from ..thresholds import check_thresholds, pick_threshold, threshold_tables
+
+
+def pixel_calibration(instances, probs: torch.Tensor, boxes: torch.Tensor, allowed=None, bins: int = 20) -> pd.DataFrame:
+    """The completions' probabilities pasted at image resolution (``probs`` (N, S, S) in the image
+    ``boxes``, kept inside ``allowed[k]`` where given, as the completions are), over the pixels
+    outside each instance's visible mask (the only ones a threshold decides): per probability bin,
+    the pixels and the share of them inside the GT amodal mask."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    total, inside = np.zeros(bins), np.zeros(bins)
+    for k, inst in enumerate(instances):
+        if inst.amodal is None:
+            continue
+        region = paste_region(probs[k][None], boxes[k], inst.height, inst.width)
+        if region is None:
+            continue
+        rows, cols, vals = region
+        keep = ~M.decode(inst.visible).astype(bool)[rows, cols]
+        if allowed is not None and allowed[k] is not None:
+            keep &= M.decode(allowed[k]).astype(bool)[rows, cols]
+        p, g = vals[0][keep], M.decode(inst.amodal).astype(bool)[rows, cols][keep]
+        idx = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+        total += np.bincount(idx, minlength=bins)
+        inside += np.bincount(idx, weights=g, minlength=bins)
+    return pd.DataFrame({"p_low": edges[:-1], "p_high": edges[1:], "p_mid": (edges[:-1] + edges[1:]) / 2,
+                         "pixels": total.astype(np.int64),
+                         "object_share": np.where(total > 0, inside / np.maximum(total, 1), np.nan)})
+
+
+def calibrated_threshold(calibration: pd.DataFrame, best_iou: float) -> dict:
+    """Where the best threshold would be if the probabilities were calibrated (J* / (1 + J*), for the
+    best pooled IoU ``best_iou`` in %), and where the measured share of object pixels crosses that
+    value (linear between bin centres; None when it never does): the threshold the calibration
+    itself implies."""
+    j = best_iou / 100.0
+    target = j / (1 + j)
+    c = calibration.dropna(subset=["object_share"])
+    x, y = c.p_mid.to_numpy(float), c.object_share.to_numpy(float)
+    cross = None
+    for a in range(len(x) - 1):
+        if (y[a] - target) * (y[a + 1] - target) <= 0 and y[a + 1] != y[a]:
+            cross = float(x[a] + (target - y[a]) * (x[a + 1] - x[a]) / (y[a + 1] - y[a]))
+            break
+    return {"if_calibrated": float(target), "implied_by_calibration": cross}
+
+
+def crop_sweep(instances, probs: torch.Tensor, boxes: torch.Tensor, thresholds: Sequence[float]) -> pd.DataFrame:
+    """Pooled full IoU (%) of the completions at the decoder's own 28x28 resolution, per threshold:
+    each crop binarised at ``t`` and joined with the visible mask cropped in the same frame, against
+    the GT amodal mask cropped there (both binarised at 0.5: their pixel's majority). Nothing is
+    pasted into the image, so the threshold this picks is the decoder's alone."""
+    ts = check_thresholds(thresholds)
+    insts = [i for i in instances if i.amodal is not None]
+    keep = [k for k, i in enumerate(instances) if i.amodal is not None]
+    b = torch.as_tensor(boxes, dtype=torch.float32)[keep]
+    p = torch.as_tensor(probs).float()[keep]
+    gt = crop_masks(insts, "amodal", b, size=p.shape[-1]) >= 0.5
+    vis = crop_masks(insts, "visible", b, size=p.shape[-1]) >= 0.5
+    rows = []
+    for t in ts:
+        pred = (p >= t) | vis
+        rows.append({"threshold": t, "n": len(insts), "crop_full_iou":
+                     100.0 * float((pred & gt).sum()) / max(float((pred | gt).sum()), 1.0)})
+    return pd.DataFrame(rows)
+
+
+SIZE_CLASSES = ((0.0, 28.0, "under 28 px"), (28.0, 56.0, "28-56 px"), (56.0, float("inf"), "over 56 px"))
+
+
+def size_sweep(instances, probs: torch.Tensor, boxes: torch.Tensor, thresholds: Sequence[float],
+               union_visible: bool = True, allowed=None, classes=SIZE_CLASSES) -> pd.DataFrame:
+    """The threshold sweep at image resolution per object size: the longer side, in image pixels, of
+    the frame each completion is pasted into (under 28 px the 28x28 output is shrunk, over 56 px one
+    output pixel covers more than 2x2 image pixels). One row per (size, threshold): n and the four
+    scores (%), as :func:`amodal_lib.thresholds.threshold_sweep` gives them."""
+    tabs = threshold_tables(instances, probs, boxes, thresholds, union_visible, allowed)
+    b = torch.as_tensor(boxes, dtype=torch.float32)
+    side = torch.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).numpy()
+    by_id = {i.id: side[k] for k, i in enumerate(instances)}
+    rows = []
+    for lo, hi, name in classes:
+        for t, tab in tabs.items():
+            sel = tab[[lo <= by_id[i] < hi for i in tab.id]]
+            if not len(sel):
+                continue
+            r = metrics.scores_row(name, metrics.summarize(sel))
+            rows.append({"size": name, "threshold": t, "n": r["n"], **{c: r[c] for c in SCORE_COLUMNS}})
+    return pd.DataFrame(rows, columns=["size", "threshold", "n", *SCORE_COLUMNS])
+
+
+def best_by(sweep: pd.DataFrame, key: str, criterion: str = "A_full") -> pd.DataFrame:
+    """Per value of ``key`` in a sweep (e.g. :func:`size_sweep`'s ``size``): n, the best threshold on
+    ``criterion`` and its score."""
+    rows = []
+    for v, g in sweep.groupby(key, sort=False):
+        t = pick_threshold(g, criterion)
+        rows.append({key: v, "n": int(g.n.iloc[0]), "best_threshold": t,
+                     criterion: float(g.loc[np.isclose(g.threshold, t), criterion].iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def reasons(calibration: pd.DataFrame, sweep_mean: pd.DataFrame, crop: pd.DataFrame, sizes: pd.DataFrame,
+            paper_threshold: float, chosen: float, criterion: str = "A_full") -> list:
+    """Sentences from the numbers: where the threshold would be if the decoder were calibrated, where
+    its calibration puts it, the best threshold at 28x28 and per object size, beside ours and the
+    paper's."""
+    best = float(sweep_mean[criterion].max())
+    cal = calibrated_threshold(calibration, best)
+    low = calibration[calibration.p_high <= paper_threshold + 1e-9]
+    share_low = float((low.object_share * low.pixels).sum() / max(low.pixels.sum(), 1)) if len(low) else float("nan")
+    crop_t = pick_threshold(crop, "crop_full_iou")
+    per_size = best_by(sizes, "size", criterion)
+    implied = "never crosses it" if cal["implied_by_calibration"] is None else \
+        f"crosses it at p = {cal['implied_by_calibration']:.2f}"
+    return [
+        f"A calibrated decoder would be best thresholded at J*/(1+J*) = {cal['if_calibrated']:.2f} (J* = {best:.2f}% "
+        f"pooled full IoU); the share of object pixels among the decoder's probabilities {implied}, and the sweep "
+        f"picks t = {chosen:g}: {'over' if chosen > cal['if_calibrated'] else 'under'}-confident in the object "
+        f"by that much.",
+        f"Of the pixels outside the visible mask with p < {paper_threshold:g} (which the paper's t would keep out), "
+        f"{100 * share_low:.1f}% are object: the paper's t = {paper_threshold:g} would pay off only where that share "
+        f"reaches {100 * paper_threshold / (1 + paper_threshold):.0f}% or more... for a pooled IoU near "
+        f"{100 * paper_threshold / (1 - paper_threshold):.0f}%: a decoder whose probabilities run far below the "
+        "share of object pixels they cover, i.e. an under-confident one.",
+        f"At the decoder's own 28x28 resolution the best threshold is {crop_t:g}; at image resolution, by the size "
+        "of the frame the output is pasted into: " + ", ".join(
+            f"{r.size} {r.best_threshold:g} (n={r.n})" for r in per_size.itertuples()) + ".",
+    ]
