@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import metrics
+from .. import metrics, paper
 from ..data import masks as M
 from ..data.crops import crop_masks, paste_region
 from ..metrics import SCORE_COLUMNS
@@ -126,30 +126,58 @@ def best_by(sweep: pd.DataFrame, key: str, criterion: str = "A_full") -> pd.Data
     return pd.DataFrame(rows)
 
 
+def threshold_reasons(sets: dict, details, thresholds: Sequence[float]) -> dict:
+    """Notebook 04's tables on a run's validation sets ({name: AnnotationSet}; ``details(ann)``: their
+    completions, an ``InstanceCompletions``, as the threshold search makes them): ``calibration``
+    (:func:`pixel_calibration`, pixels pooled over the sets), ``crop`` (:func:`crop_sweep`) and
+    ``sizes`` (:func:`size_sweep`), each sweep averaged over the sets as the threshold's choice is."""
+    cals, crops, sizes = [], [], []
+    for name, ann in sets.items():
+        det = details(ann)
+        cals.append(pixel_calibration(det.instances, det.probs, det.boxes, det.allowed))
+        crops.append(crop_sweep(det.instances, det.probs, det.boxes, thresholds))
+        sizes.append(size_sweep(det.instances, det.probs, det.boxes, thresholds, det.union_visible, det.allowed))
+    cal = cals[0][["p_low", "p_high", "p_mid"]].copy()
+    pixels = sum(c.pixels for c in cals)
+    cal["pixels"] = pixels
+    cal["object_share"] = sum(c.object_share.fillna(0) * c.pixels for c in cals) / pixels.where(pixels > 0)
+    mean = lambda frames, keys: pd.concat(frames).groupby(keys, as_index=False, sort=False).agg(   # noqa: E731
+        {"n": "sum", **{c: "mean" for c in frames[0].columns if c not in keys + ["n"]}})
+    return {"calibration": cal, "crop": mean(crops, ["threshold"]), "sizes": mean(sizes, ["size", "threshold"])}
+
+
 def reasons(calibration: pd.DataFrame, sweep_mean: pd.DataFrame, crop: pd.DataFrame, sizes: pd.DataFrame,
-            paper_threshold: float, chosen: float, criterion: str = "A_full") -> list:
-    """Sentences from the numbers: where the threshold would be if the decoder were calibrated, where
-    its calibration puts it, the best threshold at 28x28 and per object size, beside ours and the
-    paper's."""
+            paper_threshold: float, chosen: float, paper_iou: float = paper.GT_VISIBLE_INPUT["Amodal-VAE"]["full"],
+            criterion: str = "A_full") -> list:
+    """Sentences from the numbers (notebook 04): where the threshold would be if the decoder were
+    calibrated and where its calibration puts it, against the one the sweep chose (``chosen``); what
+    the paper's t would need of a decoder (``paper_iou``: its full mIoU); and the best threshold at
+    the decoder's 28x28 and per object size, against ``chosen``."""
     best = float(sweep_mean[criterion].max())
     cal = calibrated_threshold(calibration, best)
-    low = calibration[calibration.p_high <= paper_threshold + 1e-9]
-    share_low = float((low.object_share * low.pixels).sum() / max(low.pixels.sum(), 1)) if len(low) else float("nan")
+    tc, cross = cal["if_calibrated"], cal["implied_by_calibration"]
+    way = "above" if chosen > tc else "below"
+    out = [f"Calibrated, the best threshold would be J*/(1+J*) = {tc:.2f} (J* = {best:.2f}%, the best pooled full "
+           f"mIoU on validation); the decoder's share of object pixels reaches it at p = "
+           + ("(never)" if cross is None else f"{cross:.2f}") + f", and the sweep picks t = {chosen:g}: {way} the "
+           f"calibrated value, so near the decision the decoder's probabilities run {way} the shares of object "
+           "pixels they stand for."]
+    at = calibration[(calibration.p_low <= paper_threshold + 1e-9) & (paper_threshold < calibration.p_high - 1e-9)]
+    need = paper_iou / 100 / (1 + paper_iou / 100)
+    if len(at) and at.pixels.iloc[0] > 0:
+        r = at.iloc[0]
+        out.append(f"For the paper's t = {paper_threshold:g} to be best at its {paper_iou:.2f} full mIoU, pixels given "
+                   f"p = {paper_threshold:g} would have to be object {100 * need:.0f}% of the time; ours given p in "
+                   f"[{r.p_low:.2f}, {r.p_high:.2f}) are object {100 * r.object_share:.0f}% of the time. The paper's "
+                   "decoder must be that much less confident in the pixels it adds than ours.")
     crop_t = pick_threshold(crop, "crop_full_iou")
     per_size = best_by(sizes, "size", criterion)
-    implied = "never crosses it" if cal["implied_by_calibration"] is None else \
-        f"crosses it at p = {cal['implied_by_calibration']:.2f}"
-    return [
-        f"A calibrated decoder would be best thresholded at J*/(1+J*) = {cal['if_calibrated']:.2f} (J* = {best:.2f}% "
-        f"pooled full IoU); the share of object pixels among the decoder's probabilities {implied}, and the sweep "
-        f"picks t = {chosen:g}: {'over' if chosen > cal['if_calibrated'] else 'under'}-confident in the object "
-        f"by that much.",
-        f"Of the pixels outside the visible mask with p < {paper_threshold:g} (which the paper's t would keep out), "
-        f"{100 * share_low:.1f}% are object: the paper's t = {paper_threshold:g} would pay off only where that share "
-        f"reaches {100 * paper_threshold / (1 + paper_threshold):.0f}% or more... for a pooled IoU near "
-        f"{100 * paper_threshold / (1 - paper_threshold):.0f}%: a decoder whose probabilities run far below the "
-        "share of object pixels they cover, i.e. an under-confident one.",
-        f"At the decoder's own 28x28 resolution the best threshold is {crop_t:g}; at image resolution, by the size "
-        "of the frame the output is pasted into: " + ", ".join(
-            f"{r.size} {r.best_threshold:g} (n={r.n})" for r in per_size.itertuples()) + ".",
-    ]
+    ts = [crop_t] + per_size.best_threshold.tolist()
+    moved = max(abs(t - chosen) for t in ts)
+    out.append(f"At the decoder's own 28x28 resolution the best threshold is {crop_t:g}; at image resolution by the "
+               "size of the frame the 28x28 output is pasted into: " + ", ".join(
+                   f"{r.size} {r.best_threshold:g} (n={r.n})" for r in per_size.itertuples())
+               + (f": all within {moved:.2f} of ours, so pasting at another resolution does not bring it near "
+                  f"{paper_threshold:g}" if abs(min(ts) - paper_threshold) > abs(chosen - paper_threshold) / 2
+                  else f": the best threshold moves with the resolution, down to {min(ts):g}") + ".")
+    return out

@@ -78,6 +78,43 @@ def plot_threshold_sweep(sweep: pd.DataFrame, chosen: float, paper: float = 0.1,
     return fig
 
 
+def plot_threshold_reasons(calibration: pd.DataFrame, crop: pd.DataFrame, sizes: pd.DataFrame,
+                           image_sweep: pd.DataFrame, chosen: float, paper: float = 0.1, if_calibrated=None):
+    """Why the threshold lies where it does (notebook 04, :mod:`amodal_lib.experiments.calibration`).
+    Left: of the pixels outside the visible mask given probability p, the share inside the object,
+    beside the diagonal (a calibrated decoder) and the share at which adding a pixel pays
+    (``if_calibrated``). Middle: pooled full IoU against t at image resolution (``image_sweep``: the
+    validation sweep) and at the decoder's 28x28 (``crop``). Right: full mIoU (A) against t at image
+    resolution per object size (``sizes``), each curve's best t marked."""
+    pal = sns.color_palette("colorblind")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.9))
+    c = calibration[calibration.pixels > 0]
+    ax = axes[0]
+    ax.plot(c.p_mid, c.object_share, "o-", color=pal[0], ms=4, label="share of object pixels (validation)")
+    ax.plot([0, 1], [0, 1], ":", color="0.5", label="calibrated")
+    if if_calibrated is not None:
+        ax.axhline(if_calibrated, color=pal[2], lw=1, ls="--", label=f"J*/(1+J*) = {if_calibrated:.2f}: pays above")
+    ax.set(xlabel="decoder probability p (outside the visible mask)", ylabel="share inside the object",
+           title="calibration at image resolution", xlim=(0, 1), ylim=(0, 1))
+    ax = axes[1]
+    ax.plot(image_sweep.threshold, image_sweep.A_full, "o-", ms=4, color=pal[0], label="image resolution (A full)")
+    ax.plot(crop.threshold, crop.crop_full_iou, "s--", ms=4, color=pal[2], label="28x28 crops (pooled full IoU)")
+    ax.set(xlabel="threshold t", ylabel="full IoU (%)", title="the sweep at two resolutions", xlim=(0, 1))
+    ax = axes[2]
+    for k, (name, g) in enumerate(sizes.groupby("size", sort=False)):
+        best = g.loc[g.A_full.idxmax()]
+        ax.plot(g.threshold, g.A_full, "-", color=pal[k + 3], label=f"{name} (n={int(g.n.iloc[0])}): best t = {best.threshold:g}")
+        ax.plot(best.threshold, best.A_full, "*", ms=10, color=pal[k + 3])
+    ax.set(xlabel="threshold t", ylabel="full mIoU, A (%)", title="by the size the 28x28 output is pasted at",
+           xlim=(0, 1))
+    for ax in axes:
+        ax.axvline(chosen, color=pal[1], lw=1.3, label=f"ours: t = {chosen:g}")
+        ax.axvline(paper, color=pal[7], lw=1.1, ls=":", label=f"paper: t = {paper:g}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def plot_miou_vs_visible(long: pd.DataFrame, order: Optional[Sequence[str]] = None, title: str = ""):
     """Supplementary Fig 1: mIoU against the visible-area ratio (bin centres), one curve per method;
     columns full / invisible mIoU, rows protocols A and B. ``long`` is analysis.per_bin_long."""
