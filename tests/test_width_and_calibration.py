@@ -37,7 +37,7 @@ def test_grouped_width_per_stratum_and_group():
     v = claims.strata_verdict("in a", g, min_n=1)
     assert v.holds is True and "1 of 1 strata" in v.line
     assert claims.group_verdict("all", analysis.grouped_width(w, occ)).holds is False
-    assert claims.trend_line("b", g[g.stratum == "b"]).endswith("narrower with more occlusion")
+    assert claims.trend_line("b", g[g.stratum == "b"]).endswith("shrinks with occlusion")
 
 
 def test_posteriors_crops_and_random_occlusion(ann, model):

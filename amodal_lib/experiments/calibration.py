@@ -172,12 +172,17 @@ def reasons(calibration: pd.DataFrame, sweep_mean: pd.DataFrame, crop: pd.DataFr
                    "decoder must be that much less confident in the pixels it adds than ours.")
     crop_t = pick_threshold(crop, "crop_full_iou")
     per_size = best_by(sizes, "size", criterion)
-    ts = [crop_t] + per_size.best_threshold.tolist()
-    moved = max(abs(t - chosen) for t in ts)
-    out.append(f"At the decoder's own 28x28 resolution the best threshold is {crop_t:g}; at image resolution by the "
-               "size of the frame the 28x28 output is pasted into: " + ", ".join(
-                   f"{r.size} {r.best_threshold:g} (n={r.n})" for r in per_size.itertuples())
-               + (f": all within {moved:.2f} of ours, so pasting at another resolution does not bring it near "
-                  f"{paper_threshold:g}" if abs(min(ts) - paper_threshold) > abs(chosen - paper_threshold) / 2
-                  else f": the best threshold moves with the resolution, down to {min(ts):g}") + ".")
+    order = [name for _, _, name in SIZE_CLASSES if name in set(per_size["size"])]
+    by_size = per_size.set_index("size").loc[order, "best_threshold"].tolist()
+    trend = ("grows with" if all(a <= b for a, b in zip(by_size, by_size[1:])) and by_size[0] < by_size[-1] else
+             "falls with" if all(a >= b for a, b in zip(by_size, by_size[1:])) and by_size[0] > by_size[-1] else
+             "does not follow")
+    ts = [crop_t] + by_size
+    near = min(ts) - paper_threshold <= (chosen - paper_threshold) / 2
+    out.append(f"At the decoder's own 28x28 resolution the best threshold is {crop_t:g}; at image resolution it "
+               f"{trend} the size of the frame the 28x28 output is pasted into (" + ", ".join(
+                   f"{r.size} {r.best_threshold:g}, n={r.n}" for r in per_size.set_index("size").loc[order]
+                   .reset_index().itertuples()) + "): "
+               + (f"the resolution moves it, down to {min(ts):g}." if near else
+                  f"none comes near the paper's {paper_threshold:g}, so the output's resolution does not explain it."))
     return out

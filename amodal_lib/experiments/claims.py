@@ -163,8 +163,8 @@ def trend_line(curve: str, table: pd.DataFrame, value: str = "mean_width") -> st
     that is not the encoder's width): its value per occlusion group and which way it goes."""
     t = table[table.n > 0]
     v = [float(x) for x in t[value]]
-    way = ("wider with more occlusion" if widens(v) else "narrower with more occlusion" if widens(v[::-1])
-           else "neither wider nor narrower throughout")
+    way = ("grows with occlusion" if widens(v) else "shrinks with occlusion" if widens(v[::-1])
+           else "neither grows nor shrinks throughout")
     return f"{curve}: " + ", ".join(f"{g} {x:.3f}" for g, x in zip(t.group, v)) + f": {way}"
 
 
