@@ -355,10 +355,10 @@ def plot_seed_spread(runs: pd.DataFrame, experiment: str = "main table", rules: 
 def plot_width_checks(panels: dict, value: str = "mean_width"):
     """Notebook 07's investigation of Fig 4: one bar panel per entry of ``panels`` ({title: a table with
     ``group`` (the occlusion groups), ``curve`` (the bars' hue) and ``value``})."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.8), squeeze=False)
     for ax, (title, t) in zip(axes[0], panels.items()):
         sns.barplot(data=t, x="group", y=value, hue="curve", ax=ax, palette="colorblind")
         ax.set(title=title, xlabel="occlusion (share of the object hidden)", ylabel="mean posterior std")
-        ax.legend(fontsize=7, title=None)
+        ax.legend(fontsize=7, title=None, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     fig.tight_layout()
     return fig
