@@ -176,6 +176,9 @@ def test_run_all_refuses_a_dirty_tree_but_tests_run_on_one(tmp_path):
     assert dirty.returncode == 2 and "uncommitted" in dirty.stderr and "tracked.txt" in dirty.stderr
     assert run("--allow-dirty").returncode == 0
     assert run("--test").returncode == 0              # the tests run on a dirty tree
+    bad = run("--allow-dirty", "--seeds", "7")        # a spread needs two seeds or more
+    assert bad.returncode == 2 and "--seeds" in bad.stderr
+    assert run("--allow-dirty", "--seeds", "0,1,2").returncode == 0
 
 
 def test_report_shows_json_whole_reads_the_main_table_and_keeps_experiments_apart(tmp_path):
