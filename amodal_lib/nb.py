@@ -12,7 +12,8 @@ Every notebook starts with::
 
 ``results/manifest.json`` records, for each (notebook, profile), its parameters, the data
 it read (a hash), the git commit, the seconds it took and the files it wrote; ``run_all.sh``
-turns it into ``results/README.md``.
+turns it into ``results/README.md``, after :func:`prune_results` has removed every table, figure
+and executed notebook that no notebook of the manifest wrote (:func:`stale_results` says which).
 
 What a notebook shows and writes names folders relative to the repository, never this machine's
 absolute paths: in a notebook's kernel, :func:`setup` writes every path printed (by the notebook
@@ -41,7 +42,7 @@ from . import registry
 from .data import datasheet, layouts, load_annotations
 from .data.synth import ensure_dataset
 from .io import atomic_write, atomic_write_json, atomic_write_text
-from .profiles import DATA, REPO, RESULTS, get_profile, resolve_profile
+from .profiles import DATA, PROFILE_NAMES, REPO, RESULTS, get_profile, resolve_profile
 from .train import folder
 from .train.amodal_vae import load_model, train_amodal_vae
 from .train.engine import seed_everything
@@ -139,6 +140,14 @@ class Context:
         d = RESULTS / "runs" / self.profile / f"{model}-{self.data()['hash']}-s{self.seed}"
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+    def with_seed(self, seed: int) -> "Context":
+        """This run with another seed: the same notebook, profile and data (the annotations already
+        read are shared), its models trained with ``seed`` in their own run folders (:meth:`run_dir`);
+        for studies over seeds (notebook 14). It saves nothing itself: ``self`` does."""
+        other = Context(self.notebook, self.profile, seed, self.params, self.data_root, self.dataset)
+        other._paths, other._ann, other._files = self.data(), self._ann, self._files
+        return other
 
     # ---- trained models (built on demand, so that any notebook runs alone) --------------
     def model(self, name: str, device: str = "auto", progress: bool = False, steps: Optional[int] = None):
@@ -359,3 +368,57 @@ def to_markdown(df, floatfmt: str = ".2f") -> str:
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(cell(v) for v in row) + " |")
     return "\n".join(lines)
+
+
+# ---- what results/ holds beyond the manifest ------------------------------------------
+OUTPUT_FOLDERS = ("tables", "figures")
+
+
+def _read_manifest(root: Path) -> list:
+    path = root / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def stale_results(root: Optional[Path] = None, notebooks: Path = REPO / "notebooks") -> dict:
+    """What a results folder holds that its manifest does not account for: ``entries``, the
+    manifest's runs of notebooks that no longer exist in ``notebooks``; ``files``, the files under
+    each profile's ``tables/`` and ``figures/`` that no remaining run lists among its outputs, and
+    the executed notebooks (``notebooks/*.ipynb``) of no remaining run; ``missing``, the outputs a
+    run lists that are not there. Paths are relative to ``root`` (default :data:`RESULTS`)."""
+    root = Path(root or RESULTS)
+    runs = _read_manifest(root)
+    live = [r for r in runs if (Path(notebooks) / f"{r.get('notebook')}.ipynb").is_file()]
+    listed = {o for r in live for o in r.get("outputs", [])}
+    ran = {(r.get("profile"), r.get("notebook")) for r in live}
+    files = []
+    for profile in PROFILE_NAMES:
+        base = root if profile == "default" else root / profile
+        for sub in OUTPUT_FOLDERS:
+            for f in sorted((base / sub).glob("*")) if (base / sub).is_dir() else []:
+                rel = f.relative_to(root).as_posix()
+                if f.is_file() and rel not in listed:
+                    files.append(rel)
+        for f in sorted((base / "notebooks").glob("*.ipynb")) if (base / "notebooks").is_dir() else []:
+            if (profile, f.stem) not in ran:
+                files.append(f.relative_to(root).as_posix())
+    return {"entries": [f"{r.get('notebook')} ({r.get('profile')})" for r in runs if r not in live],
+            "files": files, "missing": sorted(o for o in listed if not (root / o).is_file())}
+
+
+def prune_results(root: Optional[Path] = None, notebooks: Path = REPO / "notebooks") -> dict:
+    """Make a results folder hold only what the notebooks of its manifest made (``run_all.sh`` calls
+    this after the notebooks): the runs of notebooks that no longer exist leave the manifest, and the
+    files of :func:`stale_results` are deleted. Returns what :func:`stale_results` found."""
+    root = Path(root or RESULTS)
+    stale = stale_results(root, notebooks)
+    if stale["entries"]:
+        runs = [r for r in _read_manifest(root) if (Path(notebooks) / f"{r.get('notebook')}.ipynb").is_file()]
+        atomic_write_json(root / "manifest.json", runs)
+    for rel in stale["files"]:
+        (root / rel).unlink()
+    for what in ("entries", "files"):
+        for item in stale[what]:
+            print(f"removed from {root}: {item} (made by no notebook of the manifest)")
+    for rel in stale["missing"]:
+        print(f"missing from {root}: {rel} (listed in the manifest)")
+    return stale

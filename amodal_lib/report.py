@@ -21,6 +21,8 @@ import pandas as pd
 
 from . import paper
 from .experiments.comparison import PCNET, VAE_MODE, VAE_TRANSFORMER
+from .experiments.comparison import reading as table_reading
+from .experiments.spread import seeds_for
 from .io import atomic_write_text
 from .profiles import RESULTS, get_profile
 
@@ -143,15 +145,17 @@ def _completion(o: Outputs) -> str:
     here = [f"{label} {_f(rows.loc[m, 'A_full'])} / {_f(rows.loc[m, 'A_invisible'])}" for m, label in
             ((VAE_MODE, "Amodal-VAE in the fitted frame (the default)"),
              (VAE_TRANSFORMER, "in the paper's transformer frame"), (PCNET, "PCNet-M")) if m in rows.index]
+    runs = o.root / "tables" / "seed_spread_runs.csv"   # notebook 14's, used when made from the same weights
+    seeds = pd.read_csv(runs) if runs.is_file() else None
+    said = table_reading(t, seeds=seeds_for(t, seeds) if seeds is not None else None) if t is not None else []
     return (f"Paper (the same experiment, on KINS): Amodal-VAE {ref['full']:.2f} / {ref['invisible']:.2f} full / "
-            f"invisible mIoU (A)." + (f" Here: {', '.join(here)}." if here else ""))
+            f"invisible mIoU (A)." + (f" Here: {', '.join(here)}." if here else "") + "".join(" " + x for x in said))
 
 
 def _gap(o: Outputs) -> str:
     g = o.json("gap_trend") or {}
-    here = "; ".join(f"the {c.split('_gap')[0].replace('_', ' ')} gap {'narrows' if v.get('narrows') else 'does NOT narrow'}"
-                     for c, v in g.items())
-    return f"Paper: {paper.CLAIMS['gap_trend']}." + (f" Here, as the visible-area ratio grows, {here}." if here else "")
+    here = "; ".join(g.get("verdicts", []))
+    return f"Paper: {paper.CLAIMS['gap_trend']}." + (f" Here: {here}." if here else "")
 
 
 def _statement(stem: str, claim: str) -> Callable:

@@ -57,6 +57,17 @@ def test_profiles_resolve(monkeypatch):
     assert get_profile("smoke")["vae"]["width"] != -1
 
 
+def test_every_departure_of_the_paper_profile_is_named_in_readme():
+    from amodal_lib.profiles import PAPER_DEPARTURES
+    from amodal_lib.train.spade import settings
+    readme = (nb.REPO / "README.md").read_text()
+    section = readme.split("### Departures from the paper", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert rows == [f"| `{k}` | {a} | {b} | {c} |" for k, (a, b, c) in PAPER_DEPARTURES.items()]
+    spade = settings("paper")   # GauGAN's losses: the terms of ours are off
+    assert spade["lambda_l1"] == 0 and spade["lambda_alpha"] == 0 and spade["lambda_feat"] == 10
+
+
 def test_context_saves_outputs_and_manifest(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
     monkeypatch.setattr(nb, "RESULTS", tmp_path)
@@ -166,6 +177,9 @@ def test_run_all_refuses_a_dirty_tree_but_tests_run_on_one(tmp_path):
     assert dirty.returncode == 2 and "uncommitted" in dirty.stderr and "tracked.txt" in dirty.stderr
     assert run("--allow-dirty").returncode == 0
     assert run("--test").returncode == 0              # the tests run on a dirty tree
+    bad = run("--allow-dirty", "--seeds", "7")        # a spread needs two seeds or more
+    assert bad.returncode == 2 and "--seeds" in bad.stderr
+    assert run("--allow-dirty", "--seeds", "0,1,2").returncode == 0
 
 
 def test_the_registry_has_one_row_per_family_and_each_row_what_its_role_needs():

@@ -78,6 +78,43 @@ def plot_threshold_sweep(sweep: pd.DataFrame, chosen: float, paper: float = 0.1,
     return fig
 
 
+def plot_threshold_reasons(calibration: pd.DataFrame, crop: pd.DataFrame, sizes: pd.DataFrame,
+                           image_sweep: pd.DataFrame, chosen: float, paper: float = 0.1, if_calibrated=None):
+    """Why the threshold lies where it does (notebook 04, :mod:`amodal_lib.experiments.calibration`).
+    Left: of the pixels outside the visible mask given probability p, the share inside the object,
+    beside the diagonal (a calibrated decoder) and the share at which adding a pixel pays
+    (``if_calibrated``). Middle: pooled full IoU against t at image resolution (``image_sweep``: the
+    validation sweep) and at the decoder's 28x28 (``crop``). Right: full mIoU (A) against t at image
+    resolution per object size (``sizes``), each curve's best t marked."""
+    pal = sns.color_palette("colorblind")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.9))
+    c = calibration[calibration.pixels > 0]
+    ax = axes[0]
+    ax.plot(c.p_mid, c.object_share, "o-", color=pal[0], ms=4, label="share of object pixels (validation)")
+    ax.plot([0, 1], [0, 1], ":", color="0.5", label="calibrated")
+    if if_calibrated is not None:
+        ax.axhline(if_calibrated, color=pal[2], lw=1, ls="--", label=f"J*/(1+J*) = {if_calibrated:.2f}: pays above")
+    ax.set(xlabel="decoder probability p (outside the visible mask)", ylabel="share inside the object",
+           title="calibration at image resolution", xlim=(0, 1), ylim=(0, 1))
+    ax = axes[1]
+    ax.plot(image_sweep.threshold, image_sweep.A_full, "o-", ms=4, color=pal[0], label="image resolution (A full)")
+    ax.plot(crop.threshold, crop.crop_full_iou, "s--", ms=4, color=pal[2], label="28x28 crops (pooled full IoU)")
+    ax.set(xlabel="threshold t", ylabel="full IoU (%)", title="the sweep at two resolutions", xlim=(0, 1))
+    ax = axes[2]
+    for k, (name, g) in enumerate(sizes.groupby("size", sort=False)):
+        best = g.loc[g.A_full.idxmax()]
+        ax.plot(g.threshold, g.A_full, "-", color=pal[k + 3], label=f"{name} (n={int(g.n.iloc[0])}): best t = {best.threshold:g}")
+        ax.plot(best.threshold, best.A_full, "*", ms=10, color=pal[k + 3])
+    ax.set(xlabel="threshold t", ylabel="full mIoU, A (%)", title="by the size the 28x28 output is pasted at",
+           xlim=(0, 1))
+    for ax in axes:
+        ax.axvline(chosen, color=pal[1], lw=1.3, label=f"ours: t = {chosen:g}")
+        ax.axvline(paper, color=pal[7], lw=1.1, ls=":", label=f"paper: t = {paper:g}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def plot_miou_vs_visible(long: pd.DataFrame, order: Optional[Sequence[str]] = None, title: str = ""):
     """Supplementary Fig 1: mIoU against the visible-area ratio (bin centres), one curve per method;
     columns full / invisible mIoU, rows protocols A and B. ``long`` is analysis.per_bin_long."""
@@ -286,5 +323,46 @@ def plot_box_pairs(ann: AnnotationSet, instances: Sequence[Instance], rows: Sequ
                 ax.set_ylabel(label, fontsize=9)
     fig.suptitle((title + "\n" if title else "") + "blue: visible; green: completion (dotted: its box); "
                  "orange dashed: GT amodal", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_spread(runs: pd.DataFrame, experiment: str = "main table", rules: Sequence[str] = (),
+                     lines: Optional[Sequence[str]] = None):
+    """The rows of one experiment of notebook 14's ``runs`` table trained with each seed: one panel
+    per score, one point per seed and row (the learned rows), the mean as a bar; the rows no seed
+    changes (``rules``) are not points, and those of ``lines`` (default: all of them) dashed lines."""
+    lines = rules if lines is None else lines
+    r = runs[runs.experiment == experiment]
+    learned = r[~r.method.isin(rules)]
+    order = list(dict.fromkeys(learned.method))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 0.55 * len(order) + 2.2), sharey=True)
+    for ax, col in zip(axes, ("A_full", "A_invisible", "B_full", "B_invisible")):
+        sns.pointplot(data=learned, y="method", x=col, order=order, ax=ax, linestyle="none", errorbar=None,
+                      markers="|", color="0.2", markersize=18)
+        sns.stripplot(data=learned, y="method", x=col, order=order, hue="seed", ax=ax, size=6, jitter=False,
+                      palette="colorblind", legend=ax is axes[-1])
+        for k, rule in enumerate(r[r.method.isin(lines)].drop_duplicates("method").itertuples()):
+            ax.axvline(getattr(rule, col), ls="--", lw=1, color=f"C{k + 3}", label=rule.method)
+        ax.set(xlabel=f"{col.replace('_', ' ')} mIoU (%)", ylabel="")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    if axes[-1].get_legend() is not None:
+        axes[-1].get_legend().remove()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="seed / rule")
+    seeds = sorted(learned.seed.unique())
+    fig.suptitle(f"{experiment}: the learned rows trained with seeds {', '.join(map(str, seeds))} "
+                 "(points; mean: bar)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_width_checks(panels: dict, value: str = "mean_width"):
+    """Notebook 07's investigation of Fig 4: one bar panel per entry of ``panels`` ({title: a table with
+    ``group`` (the occlusion groups), ``curve`` (the bars' hue) and ``value``})."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.8), squeeze=False)
+    for ax, (title, t) in zip(axes[0], panels.items()):
+        sns.barplot(data=t, x="group", y=value, hue="curve", ax=ax, palette="colorblind")
+        ax.set(title=title, xlabel="occlusion (share of the object hidden)", ylabel="mean posterior std")
+        ax.legend(fontsize=7, title=None, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     fig.tight_layout()
     return fig

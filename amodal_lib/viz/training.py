@@ -124,3 +124,36 @@ def plot_occlusion_spread(simulated, real=None):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_architecture(parts: Sequence[dict], latent_dim: int, title: str = "Amodal-VAE"):
+    """Supplementary Fig 2 drawn from :func:`amodal_lib.models.amodal_vae.architecture` (the live
+    model's blocks, output shapes and parameter counts, so the drawing cannot drift from the code):
+    one column per sub-network, its input on top, one box per block, and how they connect below."""
+    order = sorted(parts, key=lambda p: ["encoder", "partial", "decoder", "spatial"].index(
+        p["blocks"][0]["name"].split(".")[0]) if p["blocks"] else 9)
+    rows = max(len(p["blocks"]) for p in order) + 1
+    fig, ax = plt.subplots(figsize=(4.2 * len(order), 0.95 * rows + 1.4))
+    ax.set(xlim=(0, len(order)), ylim=(-0.8, rows + 0.9))
+    ax.axis("off")
+    colours = {"conv": "#cfe2f3", "deconv": "#d9ead3", "residual": "#fce5cd", "linear": "#ead1dc", "max": "#eeeeee"}
+    for col, part in enumerate(order):
+        x = col + 0.5
+        ax.text(x, rows + 0.55, f"{part['title']}\n{part['params']:,} parameters", ha="center", va="center",
+                fontsize=10, weight="bold")
+        ax.text(x, rows - 0.1, f"in: {part['input']}", ha="center", va="center", fontsize=8, style="italic",
+                bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.4"))
+        for k, b in enumerate(part["blocks"]):
+            y = rows - 1 - k
+            fc = next((c for key, c in colours.items() if b["kind"].startswith(key)), "#ffffff")
+            ax.text(x, y - 0.1, f"{b['kind']}\n-> {b['shape']}   ({b['params']:,})", ha="center", va="center",
+                    fontsize=7.5, bbox=dict(boxstyle="round,pad=0.35", fc=fc, ec="0.3"))
+            ax.annotate("", xy=(x, y + 0.22), xytext=(x, y + 0.58), arrowprops=dict(arrowstyle="->", color="0.3"))
+    ax.text(len(order) / 2, -0.3,
+            f"stage 1: full mask -> encoder -> (mu, log var) of a {latent_dim}-d factorial Normal -> z -> decoder -> "
+            "28x28 Bernoulli probabilities of the full mask (the heads' 128 outputs: mu and log var)\n"
+            "stages 2-3 and completion: partial mask -> partial encoder -> z -> the same decoder (frozen); "
+            "the spatial transformer's (log sx, log sy, tx, ty) places that full-object crop relative to the visible box",
+            ha="center", va="center", fontsize=8.5)
+    ax.set_title(f"{title}: the architecture (supplementary Fig 2), read from the model", fontsize=11, pad=14)
+    return fig
