@@ -22,6 +22,7 @@ import pandas as pd
 from . import paper
 from .experiments.comparison import PCNET, VAE_MODE, VAE_TRANSFORMER
 from .experiments.comparison import reading as table_reading
+from .experiments.per_instance import gap_reading
 from .experiments.spread import seeds_for
 from .io import atomic_write_text
 from .profiles import RESULTS, get_profile
@@ -149,7 +150,19 @@ def _completion(o: Outputs) -> str:
     seeds = pd.read_csv(runs) if runs.is_file() else None
     said = table_reading(t, seeds=seeds_for(t, seeds) if seeds is not None else None) if t is not None else []
     return (f"Paper (the same experiment, on KINS): Amodal-VAE {ref['full']:.2f} / {ref['invisible']:.2f} full / "
-            f"invisible mIoU (A)." + (f" Here: {', '.join(here)}." if here else "") + "".join(" " + x for x in said))
+            f"invisible mIoU (A)." + (f" Here: {', '.join(here)}." if here else "") + "".join(" " + x for x in said)
+            + _per_instance(o))
+
+
+def _per_instance(o: Outputs) -> str:
+    """Notebook 05's per-instance analysis in words: the overall B-invisible gap and the groups where
+    PCNet-M leads (the groupings where it leads in none are left out)."""
+    g = o.csv("per_instance_gap")
+    if g is None:
+        return ""
+    lines = gap_reading(g.astype({"group": str}))
+    kept = [ln for ln in lines[1:] if "leads in no group" not in ln and "no group has" not in ln]
+    return " Per instance: " + " ".join(lines[:1] + (kept or ["PCNet-M leads in no group read."]))
 
 
 def _gap(o: Outputs) -> str:

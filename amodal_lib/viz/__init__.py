@@ -21,7 +21,7 @@ from .base import (ERASER_COLOR, HIDDEN_COLOR, METRIC_NAMES, METRIC_TITLES, PRED
 from .data import instance_table, plot_completions, plot_counts, plot_crops, plot_examples
 from .results import (plot_box_pairs, plot_miou_vs_visible, plot_pcnet_completions, plot_posterior_sample_groups,
                       plot_posterior_samples, plot_posterior_width, plot_pred_vs_gt, plot_prior_samples,
-                      plot_seed_spread, plot_threshold_reasons, plot_threshold_sweep,
+                      plot_per_instance_gap, plot_seed_spread, plot_threshold_reasons, plot_threshold_sweep,
                       plot_width_checks)
 from .training import (plot_architecture, plot_occlusion_spread, plot_stage1_training, plot_stage2_training,
                        plot_training_history,

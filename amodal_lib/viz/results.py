@@ -366,3 +366,33 @@ def plot_width_checks(panels: dict, value: str = "mean_width"):
         ax.legend(fontsize=7, title=None, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     fig.tight_layout()
     return fig
+
+
+def plot_per_instance_gap(table: pd.DataFrame, methods: dict, metric: str = "B_invisible", ncols: int = 2):
+    """Notebook 05's per-instance analysis (:func:`amodal_lib.experiments.per_instance.gap_table`): one
+    panel per grouping, a horizontal bar per group and method of ``methods`` ({column key: label})
+    giving its ``metric`` (protocol B invisible mIoU by default), each group labelled with the
+    instances it averages over (those with a hidden part for the invisible score, else all; groups
+    with none are left out)."""
+    count = "n_hidden" if metric.endswith("invisible") else "n"
+    table = table[(table.grouping != "all") & (table[count] > 0)]
+    groupings = list(dict.fromkeys(table.grouping))
+    nrows = -(-len(groupings) // ncols)
+    heights = [max(len(table[table.grouping == g]) for g in groupings[r * ncols:(r + 1) * ncols]) for r in range(nrows)]
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 0.55 * sum(heights) + 1.0 * nrows), squeeze=False,
+                             sharex=True, gridspec_kw={"height_ratios": heights})
+    for ax, grouping in zip(axes.ravel(), groupings):
+        t = table[table.grouping == grouping]
+        t = t.assign(label=[f"{g} (n={int(c)})" for g, c in zip(t.group, t[count])])
+        long = t.melt(id_vars=["label"], value_vars=[f"{k}_{metric}" for k in methods], var_name="method",
+                      value_name="miou")
+        long["method"] = long.method.map({f"{k}_{metric}": label for k, label in methods.items()})
+        sns.barplot(data=long, y="label", x="miou", hue="method", hue_order=list(methods.values()), ax=ax,
+                    palette="colorblind", orient="h", errorbar=None)
+        ax.set(xlabel=f"{metric.replace('_', ' ')} mIoU (%)", ylabel="")
+        ax.set_title(grouping, fontsize=10)
+        ax.tick_params(labelsize=9)
+    for ax in axes.ravel()[len(groupings):]:
+        ax.set_visible(False)
+    legend_below(fig, list(axes.ravel()), ncol=len(methods))
+    return fig
