@@ -5,6 +5,9 @@
 #   ./run_all.sh --profile smoke      # smoke | default | paper
 #   ./run_all.sh --only 05            # only the notebooks whose name starts with 05 (upstream artifacts are
 #                                     # built on demand by the notebooks themselves)
+#   ./run_all.sh --seeds 0,1,2        # also the seed spread (notebook 14, left out otherwise): the learned
+#                                     # rows of notebooks 05 and 11 retrained and rescored with each seed
+#   ./run_all.sh --only 14 --seeds 0,1,2   # the seed spread alone (seed 0's models are the run's own)
 #   ./run_all.sh --test               # set up .venv if needed, then pytest tests/ + nbval over notebooks/ (smoke)
 #   ./run_all.sh --allow-dirty        # run even though tracked files have uncommitted changes
 #
@@ -13,8 +16,9 @@
 # anyway (the manifest then records the commit as "<hash>+dirty").
 #
 # Executed notebooks go to results/notebooks/, figures to results/figures/, tables to results/tables/
-# (for the smoke and paper profiles: under results/<profile>/), and results/README.md is written from
-# results/manifest.json at the end.
+# (for the smoke and paper profiles: under results/<profile>/); then every table, figure and executed
+# notebook that no notebook of results/manifest.json wrote is removed, and results/README.md is written
+# from the manifest.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,6 +26,8 @@ PROFILE="${AMODAL_PROFILE:-default}"
 MODE=run
 ONLY=""
 ALLOW_DIRTY=0
+SEEDS=""
+OPTIONAL="14_seed_spread.ipynb"   # run only when asked: --seeds, or --only naming it
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE="$2"; shift 2 ;;
@@ -29,11 +35,16 @@ while [ $# -gt 0 ]; do
     --only) ONLY="$2"; shift 2 ;;
     --test) MODE=test; shift ;;
     --allow-dirty) ALLOW_DIRTY=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --seeds) SEEDS="$2"; shift 2 ;;
+    --seeds=*) SEEDS="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$PROFILE" in smoke|default|paper) ;; *) echo "run_all.sh: unknown profile '$PROFILE' (smoke, default, paper)" >&2; exit 2 ;; esac
+if [ -n "$SEEDS" ] && ! [[ "$SEEDS" =~ ^[0-9]+(,[0-9]+)+$ ]]; then
+  echo "run_all.sh: --seeds takes two or more comma-separated seeds, e.g. 0,1,2 (got '$SEEDS')" >&2; exit 2
+fi
 
 if [ "$MODE" = run ] && [ "$ALLOW_DIRTY" = 0 ]; then
   if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
@@ -94,9 +105,14 @@ echo "== generating the embedded data set for profile $PROFILE (cached under dat
 for nb in notebooks/[0-9][0-9]_*.ipynb; do
   name=$(basename "$nb")
   [ -n "$ONLY" ] && [[ "$name" != "$ONLY"* ]] && continue
+  extra=()
+  if [ "$name" = "$OPTIONAL" ]; then
+    [ -z "$SEEDS" ] && [[ "$ONLY" != 14* ]] && continue
+    [ -n "$SEEDS" ] && extra=(-p seeds "$SEEDS")
+  fi
   echo "== $name (profile $PROFILE) =="
   start=$(date +%s)
-  if ! "$PY" -m papermill "$nb" "$OUTDIR/$name" -p profile "$PROFILE" --cwd notebooks \
+  if ! "$PY" -m papermill "$nb" "$OUTDIR/$name" -p profile "$PROFILE" ${extra[@]+"${extra[@]}"} --cwd notebooks \
        --progress-bar --log-level WARNING; then
     echo "run_all.sh: $name failed; the failing cell is marked in $OUTDIR/$name" >&2
     echo "run_all.sh: results of the notebooks before it are kept in $RESULTS/" >&2
@@ -104,5 +120,6 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
   fi
   echo "   $name: $(( $(date +%s) - start )) s"
 done
+"$PY" -c "from amodal_lib.nb import prune_results; prune_results()"
 "$PY" -m amodal_lib.report
 echo "== done: see $RESULTS/README.md =="

@@ -1,5 +1,5 @@
 """An interactive scene editor for JupyterLab (notebook 12): pick an instance from a list or by
-clicking on it, remove it, see the completed shapes and the inpainted scene, undo.
+clicking on it, remove it, see the edited scene and the shapes that were completed, undo.
 
     editor = SceneEditor(image, annotations, vae=vae, background=bg, instance=inst)
     editor.widget          # display it (ipywidgets; clicks through ipyevents)
@@ -10,10 +10,15 @@ Each removal is :func:`amodal_lib.experiments.edit.remove` on the scene as it is
 history is a stack, so "Undo" steps back one removal. Without a front end (papermill, nbval) the
 widget is built and never drawn; everything also works from Python.
 
+Two images, each showing what the other does not: the scene as it is now (the inpainted result
+of the latest removal; click an object to pick it) and, once something was removed, the shapes
+that removal completed drawn over it (visible part blue, revealed part orange: which pixels the
+instance inpainter filled, the rest of the hole being background).
+
 The front end is found by its CSS classes: the whole editor ``amodal-editor``, the list
 ``amodal-editor-pick``, the buttons ``amodal-editor-remove`` and ``amodal-editor-undo``, the
-images ``amodal-editor-scene`` (click to pick), ``amodal-editor-shapes`` and
-``amodal-editor-result``, the status line ``amodal-editor-status``.
+scene image ``amodal-editor-scene`` (also ``amodal-editor-result``: it is the inpainted result),
+the shapes image ``amodal-editor-shapes``, the status line ``amodal-editor-status``.
 """
 from __future__ import annotations
 
@@ -120,12 +125,12 @@ class SceneEditor:
         layers = [(M.decode(i.visible).astype(bool), REMOVED_COLOR) for i in self.instances if i.id == self.selected]
         return overlay(self.image, layers, H, W, 0.55)
 
-    def shapes_panel(self) -> np.ndarray:
-        """The completed shapes of the latest removal (or the scene, before any)."""
+    def shapes_panel(self) -> Optional[np.ndarray]:
+        """The shapes the latest removal completed, over the scene it made (None before any removal)."""
         if self.last is None:
-            return self.image
+            return None
         prev_image, prev_insts, _ = self.history[-2]
-        return edit_panels(prev_image, prev_insts, self.last)[2][1]
+        return edit_panels(prev_image, prev_insts, self.last)[1][1]
 
     @property
     def widget(self):
@@ -144,8 +149,8 @@ class SceneEditor:
         self.w_undo.add_class("amodal-editor-undo")
         self.w_status = W.HTML()
         self.w_status.add_class("amodal-editor-status")
-        self.w_scene, self.w_shapes, self.w_result = (W.Image(format="png") for _ in range(3))
-        for w, cls in ((self.w_scene, "scene"), (self.w_shapes, "shapes"), (self.w_result, "result")):
+        self.w_scene, self.w_shapes = W.Image(format="png"), W.Image(format="png")
+        for w, cls in ((self.w_scene, "scene"), (self.w_scene, "result"), (self.w_shapes, "shapes")):
             w.add_class(f"amodal-editor-{cls}")
         self.w_pick.observe(lambda ch: self.select(ch["new"]) if not self._quiet else None, names="value")
         self.w_remove.on_click(lambda _: self.remove(self.w_pick.value) if self.w_pick.value is not None else None)
@@ -157,10 +162,12 @@ class SceneEditor:
         except ImportError:   # no clicks without ipyevents; the list still works
             self._events = None
         self._quiet = False
+        self.w_shapes_box = W.VBox([W.HTML("<b>what the latest removal completed</b> (visible part blue, revealed "
+                                           "part orange: filled by the instance inpainter; the rest of the hole is "
+                                           "background)"), self.w_shapes])
         box = W.VBox([W.HBox([self.w_pick, self.w_remove, self.w_undo]), self.w_status,
-                      W.HTML("<b>scene</b> (click an object to pick it)"), self.w_scene,
-                      W.HTML("<b>completed shapes</b> (visible blue, revealed orange)"), self.w_shapes,
-                      W.HTML("<b>inpainted result</b>"), self.w_result])
+                      W.HTML("<b>scene</b> (the edited result; click an object to pick it)"), self.w_scene,
+                      self.w_shapes_box])
         box.add_class("amodal-editor")
         self._refresh("pick an instance (list or click), then Remove")
         return box
@@ -188,7 +195,9 @@ class SceneEditor:
         finally:
             self._quiet = False
         self.w_scene.value = png(self.scene_panel())
-        self.w_shapes.value = png(self.shapes_panel())
-        self.w_result.value = png(self.image)
+        shapes = self.shapes_panel()
+        self.w_shapes_box.layout.display = "none" if shapes is None else None
+        if shapes is not None:
+            self.w_shapes.value = png(shapes)
         steps = len(self.history) - 1
         self.w_status.value = f"<span>{status}</span> <i>({steps} removal{'s' if steps != 1 else ''})</i>"

@@ -13,6 +13,8 @@ file, the flag for an argument, the path for an output.
 ``MissingCheckpointError`` a checkpoint that does not exist
 ``ArgumentError``          a flag's value out of range, or flags that do not go together
 ``UnsafeOutputError``      an output path that would overwrite an input, or cannot be written
+``FolderInUseError``       an output folder another process is writing (names it: PID, host, since when)
+``OtherRunError``          a run folder that holds a run made with other settings (names the difference)
 ``DataError``              readable data that give nothing to work on (no training example)
 =========================  ===========================================================
 
@@ -81,6 +83,14 @@ class UnsafeOutputError(UserError):
     def __init__(self, path: Any, message: str):
         self.path, self.reason = str(path), message
         super().__init__(f"{self.path}: {message}")
+
+
+class FolderInUseError(UnsafeOutputError):
+    """An output folder that another live process holds (:func:`amodal_lib.io.folder_lock`)."""
+
+
+class OtherRunError(UnsafeOutputError):
+    """A run folder holding a run made with other settings than the ones asked for."""
 
 
 class DataError(UserError, ValueError):

@@ -5,31 +5,45 @@ Every notebook starts with::
     ctx = nb.setup("05_mask_completion", profile=profile, seed=seed, params=dict(...))
     ann = ctx.annotations("test")        # the embedded data set, or data_root's files
     ...
-    ctx.save_figure(fig, "fig5_pred_vs_gt")   # results/figures/NAME.png and .pdf
+    ctx.save_figure(fig, "fig5_pred_vs_gt")   # results/figures/NAME.png and .pdf, shown in the notebook
     ctx.save_table(df, "table_completion")    # results/tables/NAME.csv and .md
                                               # (results/<profile>/... for smoke and paper)
     ctx.finish()                              # one line in results/manifest.json
 
 ``results/manifest.json`` records, for each (notebook, profile), its parameters, the data
 it read (a hash), the git commit, the seconds it took and the files it wrote; ``run_all.sh``
-turns it into ``results/README.md``.
+turns it into ``results/README.md``, after :func:`prune_results` has removed every table, figure
+and executed notebook that no notebook of the manifest wrote (:func:`stale_results` says which).
+
+What a notebook shows and writes names folders relative to the repository, never this machine's
+absolute paths: in a notebook's kernel, :func:`setup` writes every path printed (by the notebook
+or the library) as :func:`relative` gives it, and the manifest records relative paths too.
 """
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
+from IPython import get_ipython
+from IPython.display import Image, display
 
 from . import registry
 from .data import datasheet, layouts, load_annotations
 from .data.synth import ensure_dataset
 from .io import atomic_write, atomic_write_json, atomic_write_text
-from .profiles import DATA, REPO, RESULTS, get_profile, resolve_profile
+from .profiles import DATA, PROFILE_NAMES, REPO, RESULTS, get_profile, resolve_profile
+from .train import folder
 from .train.amodal_vae import load_model, train_amodal_vae
 from .train.engine import seed_everything
 
@@ -127,6 +141,14 @@ class Context:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
+    def with_seed(self, seed: int) -> "Context":
+        """This run with another seed: the same notebook, profile and data (the annotations already
+        read are shared), its models trained with ``seed`` in their own run folders (:meth:`run_dir`);
+        for studies over seeds (notebook 14). It saves nothing itself: ``self`` does."""
+        other = Context(self.notebook, self.profile, seed, self.params, self.data_root, self.dataset)
+        other._paths, other._ann, other._files = self.data(), self._ann, self._files
+        return other
+
     # ---- trained models (built on demand, so that any notebook runs alone) --------------
     def model(self, name: str, device: str = "auto", progress: bool = False, steps: Optional[int] = None):
         """The trained model ``name`` (a :mod:`amodal_lib.registry` name) of this profile, seed and
@@ -138,11 +160,20 @@ class Context:
             return registry.load_model(name, run, device)
         print(f"training {name} ({self.profile}, seed {self.seed}) in {run} ...")
         t0 = time.time()
-        model = registry.train(name, self.annotations("train"), run, profile=self.profile, seed=self.seed,
-                               device=device, steps=steps, val_annotations=self.annotations("val"),
-                               progress=progress)
+        with self._hold(run, name, steps=steps):
+            model = registry.train(name, self.annotations("train"), run, profile=self.profile, seed=self.seed,
+                                   device=device, steps=steps, val_annotations=self.annotations("val"),
+                                   progress=progress)
         print(f"trained in {time.time() - t0:.0f} s")
         return model.eval()
+
+    def _hold(self, run: Path, name: str, steps: Optional[int] = None, overrides: Optional[dict] = None):
+        """Hold a run folder for training (:func:`amodal_lib.train.folder.hold`): locked, and refused
+        when its record says it was made with other settings; a run made before runs recorded their
+        settings is adopted (the folder's name says its profile, data and seed)."""
+        asked = folder.settings(name, self.annotations("train"), profile=self.profile, seed=self.seed, steps=steps,
+                                val_annotations=self.annotations("val"), overrides=overrides)
+        return folder.hold(run, asked, adopt=True, command=f"notebook {self.notebook}")
 
     def finished_model(self, name: str, device: str = "auto"):
         """The model ``name`` if its run of this profile, seed and data has finished, else None
@@ -160,8 +191,10 @@ class Context:
         ``validation_info`` (the run folder's ``validation.json``) added."""
         run = self.run_dir("amodal-vae")
         print(f"Amodal-VAE ({self.profile}, seed {self.seed}), stages 1-{upto}, in {run}")
-        res = train_amodal_vae(self.annotations("train"), run, profile=self.profile, seed=self.seed, device=device,
-                               upto=upto, val_annotations=self.annotations("val"), progress=False, **overrides)
+        with self._hold(run, "amodal-vae", overrides=overrides):
+            res = train_amodal_vae(self.annotations("train"), run, profile=self.profile, seed=self.seed,
+                                   device=device, upto=upto, val_annotations=self.annotations("val"), progress=False,
+                                   **overrides)
         res["model"] = load_model(run, device, stage=upto)
         res["run_dir"], res["validation_info"] = run, self.validation_info()
         if res["validation"] is None and res["validation_info"]:
@@ -203,8 +236,10 @@ class Context:
         if rel not in self.outputs:
             self.outputs.append(rel)
 
-    def save_figure(self, fig, name: str, dpi: int = 150) -> Path:
-        """Save a matplotlib figure as results/figures/NAME.png and NAME.pdf. The PDF carries no
+    def save_figure(self, fig, name: str, dpi: int = 150) -> None:
+        """Save a matplotlib figure as results/figures/NAME.png and NAME.pdf, and in a notebook
+        show it there (the PNG written, so what the notebook shows is the file; the figure is then
+        closed, so that the notebook's own backend does not show it twice). The PDF carries no
         creation or modification date (:data:`PDF_METADATA`), so two runs write the same bytes."""
         out = self.out / "figures"
         for ext in ("png", "pdf"):
@@ -213,7 +248,9 @@ class Context:
             atomic_write(path, lambda f, ext=ext, meta=meta: fig.savefig(f, format=ext, dpi=dpi, bbox_inches="tight",
                                                                          metadata=meta))
             self._record(path)
-        return out / f"{name}.png"
+        if in_notebook():
+            display(Image(data=(out / f"{name}.png").read_bytes(), format="png"))
+            plt.close(fig)
 
     def save_table(self, df, name: str, floatfmt: str = ".2f") -> Path:
         """Save a pandas DataFrame as results/tables/NAME.csv and NAME.md."""
@@ -244,7 +281,8 @@ class Context:
         """Append this run to results/manifest.json (one entry per notebook and profile)."""
         entry = {
             "notebook": self.notebook, "profile": self.profile, "parameters": self.params,
-            "seed": self.seed, "data": {"dataset": self.dataset, "root": str(self.data_root or "embedded"),
+            "seed": self.seed, "data": {"dataset": self.dataset,
+                                         "root": relative(str(self.data_root)) if self.data_root else "embedded",
                                          "hash": (self._paths or {}).get("hash")},
             "commit": git_commit(), "seconds": round(time.time() - self.t0, 1),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "outputs": self.outputs,
@@ -261,12 +299,59 @@ class Context:
 
 def setup(notebook: str, profile: Optional[str] = None, seed: int = 0, params: Optional[dict] = None,
           data_root: Optional[str] = None, dataset: str = "synth") -> Context:
-    """Start a notebook run: resolve the profile, seed everything, and plot in a print-ready style."""
-    import matplotlib
-    import seaborn as sns
+    """Start a notebook run: resolve the profile, seed everything, plot in a print-ready style,
+    and in a notebook print paths relative to the repository (:class:`RelativePaths`)."""
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "image.cmap": "gray"})
+    if in_notebook():
+        for name in ("stdout", "stderr"):
+            if not isinstance(getattr(sys, name), RelativePaths):
+                setattr(sys, name, RelativePaths(getattr(sys, name)))
     return Context(notebook, profile, seed, params or {}, data_root, dataset)
+
+
+def in_notebook() -> bool:
+    """Is this code running in a notebook's kernel (JupyterLab, papermill, nbval)?"""
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+@lru_cache(maxsize=8)
+def _places(results: str, data: str, repo: str, home: str) -> list:
+    """(compiled pattern, what it becomes) for the folders :func:`relative` rewrites, longest first."""
+    places = {}
+    for folder, name in ((results, "$AMODAL_RESULTS"), (data, "$AMODAL_DATA"), (repo, "."), (home, "~")):
+        for form in {str(folder), str(Path(folder).resolve())}:
+            inside = name != "." and Path(form).resolve().is_relative_to(repo)   # then the repository's rule does
+            if len(form) > 1 and not inside:
+                places.setdefault(form, name)
+    return [(re.compile(re.escape(form) + r"(/|(?![\w.-]))"), name) for form, name in
+            sorted(places.items(), key=lambda kv: -len(kv[0]))]
+
+
+def relative(text: str) -> str:
+    """``text`` with this machine's folders written so that they hold on any machine: a path in the
+    repository relative to it (``results/runs/...``; the repository itself ``.``), one in
+    ``$AMODAL_RESULTS`` or ``$AMODAL_DATA`` outside it under that name, one in the home folder
+    under ``~``."""
+    for pattern, name in _places(str(RESULTS), str(DATA), str(REPO), str(Path.home())):
+        text = pattern.sub(lambda m, name=name: ("" if name == "." else name + "/") if m.group(1) else name, text)
+    return text
+
+
+class RelativePaths:
+    """A notebook's output stream that writes what it is given through :func:`relative` (every
+    other attribute is the wrapped stream's, so the kernel still routes each output to its cell)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(relative(text))
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def to_markdown(df, floatfmt: str = ".2f") -> str:
@@ -283,3 +368,57 @@ def to_markdown(df, floatfmt: str = ".2f") -> str:
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(cell(v) for v in row) + " |")
     return "\n".join(lines)
+
+
+# ---- what results/ holds beyond the manifest ------------------------------------------
+OUTPUT_FOLDERS = ("tables", "figures")
+
+
+def _read_manifest(root: Path) -> list:
+    path = root / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def stale_results(root: Optional[Path] = None, notebooks: Path = REPO / "notebooks") -> dict:
+    """What a results folder holds that its manifest does not account for: ``entries``, the
+    manifest's runs of notebooks that no longer exist in ``notebooks``; ``files``, the files under
+    each profile's ``tables/`` and ``figures/`` that no remaining run lists among its outputs, and
+    the executed notebooks (``notebooks/*.ipynb``) of no remaining run; ``missing``, the outputs a
+    run lists that are not there. Paths are relative to ``root`` (default :data:`RESULTS`)."""
+    root = Path(root or RESULTS)
+    runs = _read_manifest(root)
+    live = [r for r in runs if (Path(notebooks) / f"{r.get('notebook')}.ipynb").is_file()]
+    listed = {o for r in live for o in r.get("outputs", [])}
+    ran = {(r.get("profile"), r.get("notebook")) for r in live}
+    files = []
+    for profile in PROFILE_NAMES:
+        base = root if profile == "default" else root / profile
+        for sub in OUTPUT_FOLDERS:
+            for f in sorted((base / sub).glob("*")) if (base / sub).is_dir() else []:
+                rel = f.relative_to(root).as_posix()
+                if f.is_file() and rel not in listed:
+                    files.append(rel)
+        for f in sorted((base / "notebooks").glob("*.ipynb")) if (base / "notebooks").is_dir() else []:
+            if (profile, f.stem) not in ran:
+                files.append(f.relative_to(root).as_posix())
+    return {"entries": [f"{r.get('notebook')} ({r.get('profile')})" for r in runs if r not in live],
+            "files": files, "missing": sorted(o for o in listed if not (root / o).is_file())}
+
+
+def prune_results(root: Optional[Path] = None, notebooks: Path = REPO / "notebooks") -> dict:
+    """Make a results folder hold only what the notebooks of its manifest made (``run_all.sh`` calls
+    this after the notebooks): the runs of notebooks that no longer exist leave the manifest, and the
+    files of :func:`stale_results` are deleted. Returns what :func:`stale_results` found."""
+    root = Path(root or RESULTS)
+    stale = stale_results(root, notebooks)
+    if stale["entries"]:
+        runs = [r for r in _read_manifest(root) if (Path(notebooks) / f"{r.get('notebook')}.ipynb").is_file()]
+        atomic_write_json(root / "manifest.json", runs)
+    for rel in stale["files"]:
+        (root / rel).unlink()
+    for what in ("entries", "files"):
+        for item in stale[what]:
+            print(f"removed from {root}: {item} (made by no notebook of the manifest)")
+    for rel in stale["missing"]:
+        print(f"missing from {root}: {rel} (listed in the manifest)")
+    return stale

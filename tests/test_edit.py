@@ -48,7 +48,7 @@ def paint_background(image, hole):
 
 
 def paint_instance(image, full, hole, category):
-    assert (image[hole] == BLUE).all()          # the instance inpainter sees the background-filled image
+    assert (image[hole] == 0).all()             # the instance inpainter reads no pixel of the hole
     out = image.copy()
     out[hole] = RED if category == 1 else GREEN
     return out
@@ -98,6 +98,60 @@ def test_without_completion_the_background_fills_everything():
     assert np.array_equal(M.decode(res.masks[2]).astype(bool), A2 & ~B)
     edited = E.edited_annotations(res, insts)
     assert [i.id for i in edited] == [1, 2, 4]
+
+
+def test_the_background_is_filled_from_the_scene_or_from_the_background_alone():
+    image, insts = scene()
+    seen = {}
+
+    def record(img, hole):
+        seen["hole"] = hole.copy()
+        return paint_background(img, hole)
+    res = E.remove(image, insts, [3], completions=FULL, background=record, instance=paint_instance, dilate_px=1)
+    assert np.array_equal(seen["hole"], res.hole)                        # every pixel around the hole is read
+    res2 = E.remove(image, insts, [3], completions=FULL, background=record, instance=paint_instance, dilate_px=1,
+                    background_from="background")
+    others = (A & ~B) | (A2 & ~B) | C
+    assert np.array_equal(seen["hole"], res2.hole | others)             # the instances' pixels are not read
+    assert np.array_equal(res2.image[~res2.hole], image[~res2.hole])    # and stay as they were
+    assert np.array_equal(res2.image, res.image)
+
+
+def test_the_removed_objects_shadow_goes_with_it():
+    h, w = 60, 60
+    image = np.full((h, w, 3), 150, np.uint8)
+    car = np.zeros((h, w), bool)
+    car[10:31, 15:46] = True
+    image[car] = RED
+    image[31:34, 13:48] = 35                                             # its shadow on the ground
+    person = np.zeros((h, w), bool)
+    person[40:58, 2:6] = True
+    image[person] = GREEN
+
+    def box(m):
+        return M.encode(m.astype(np.uint8))
+    insts = [Instance(1, 1, 4, "car", h, w, box(car), tuple(float(v) for v in M.to_bbox(box(car))), int(car.sum())),
+             Instance(2, 1, 2, "person", h, w, box(person), tuple(float(v) for v in M.to_bbox(box(person))),
+                      int(person.sum()))]
+    shadow = E.cast_shadow(image, car, person)
+    assert shadow[31:34, 15:46].all() and not shadow[34:].any() and not (shadow & car).any()
+    res = E.remove(image, insts, [1], background=paint_background, complete=False, dilate_px=0)
+    assert res.hole[31:34, 15:46].all() and (res.image[31:34, 15:46] == BLUE).all()
+    plain = E.remove(image, insts, [1], background=paint_background, complete=False, dilate_px=0, shadows=False)
+    assert np.array_equal(plain.hole, car)
+    light = image.copy()
+    light[31:34, 13:48] = 140                                            # barely darker than the ground: no shadow
+    assert not E.cast_shadow(light, car, person).any()
+
+
+def test_the_edit_threshold_is_the_largest_validation_invisible_miou(tmp_path):
+    import pandas as pd
+    rows = [{"threshold": t, "A_invisible": a, "A_full": f, "set": s} for s, off in (("x", 0.0), ("y", 1.0))
+            for t, a, f in ((0.2, 40 + off, 90), (0.4, 45 + off, 91), (0.6, 44 + off, 92))]
+    pd.DataFrame(rows).to_csv(tmp_path / "threshold_sweep.csv", index=False)
+    t, why = E.edit_threshold(tmp_path / "stage3.pt")
+    assert t == 0.4 and "invisible" in why
+    assert E.edit_threshold(tmp_path / "elsewhere" / "stage3.pt")[0] == 0.5   # no sweep, no threshold.json
 
 
 def test_bad_input_is_one_clear_error():
@@ -161,7 +215,12 @@ def test_amodal_edit_on_an_embedded_image_and_on_a_users_coco_file(trained, tmp_
     before, after = np.asarray(Image.open(src).convert("RGB")), np.asarray(Image.open(out).convert("RGB"))
     changed = (before != after).any(-1)
     removed = M.decode(test.by_id()[ann_id].visible).astype(bool)
-    assert changed.any() and not (changed & ~E.dilate(removed, 2)).any()   # only around the removed object
+    others = np.zeros_like(removed)
+    for i in test.instances:
+        if i.image_id == image_id and i.id != ann_id:
+            others |= M.decode(i.visible).astype(bool)
+    region = E.dilate(removed | E.cast_shadow(before, removed, others), 2)   # the object and its shadow
+    assert changed.any() and not (changed & ~region).any()                  # only around the removed object
     new = load_annotations(tmp_path / "new.json")
     assert ann_id not in new.by_id() and new.schema == "coco"
     # a user's own image, renamed, with a COCO file of its instances (visible masks only, no amodal label)
@@ -180,7 +239,7 @@ def test_amodal_edit_on_an_embedded_image_and_on_a_users_coco_file(trained, tmp_
                  "--instance", str(root / "inpaint-instance-tiny")]) == 0
     mine_after = np.asarray(Image.open(out2).convert("RGB"))
     changed = (before != mine_after).any(-1)     # no depth order in a COCO file: the ground-plane rule orders
-    assert changed.any() and not (changed & ~E.dilate(removed, 2)).any()
+    assert changed.any() and not (changed & ~region).any()
 
 
 def test_amodal_edit_refuses_bad_input_in_one_line(trained, tmp_path, capsys):
@@ -218,3 +277,37 @@ def test_amodal_edit_refuses_bad_input_in_one_line(trained, tmp_path, capsys):
     assert "10x10 pixels" in capsys.readouterr().err
     assert main(base + ["--image", src, "--remove", str(ann_id), "--out", src]) == 2   # never over an input
     assert "never overwrites an input" in capsys.readouterr().err
+
+
+def test_the_editor_shows_the_scene_and_what_the_latest_removal_completed(monkeypatch):
+    from amodal_lib.editor import SceneEditor
+    image, insts = scene()
+    original = E.remove
+    monkeypatch.setattr(E, "remove", lambda *a, **kw: original(*a, completions=FULL, **kw))   # shapes without a VAE
+    ed = SceneEditor(image, insts, background=paint_background, instance=paint_instance, selected=3)
+    box = ed.widget
+    assert {"amodal-editor-scene", "amodal-editor-result"} <= set(ed.w_scene._dom_classes)   # the scene is the result
+    assert ed.shapes_panel() is None and ed.w_shapes_box.layout.display == "none"   # nothing completed yet
+    res = ed.remove(3)
+    assert np.array_equal(ed.image, res.image) and 3 not in [i.id for i in ed.instances]
+    shapes = ed.shapes_panel()
+    assert shapes.shape == image.shape and ed.w_shapes_box.layout.display is None
+    assert not np.allclose(shapes, res.image / 255.0)          # the shapes are drawn over the result
+    assert "removed 3" in ed.w_status.value and len(box.children) == 5
+    assert ed.undo() and ed.shapes_panel() is None and np.array_equal(ed.image, image)
+
+
+def test_fig6_rows_are_windows_of_one_aspect_inside_the_image():
+    import matplotlib
+    matplotlib.use("Agg")
+    from amodal_lib.viz.editing import edit_window, plot_scene_edits
+    image, insts, res = run()
+    y0, y1, x0, x1 = edit_window(res, H, W, 1.2)
+    assert 0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W
+    assert abs((x1 - x0) / (y1 - y0) - 1.2) < 0.1
+    ys, xs = np.nonzero(res.hole)
+    assert y0 <= ys.min() and ys.max() < y1 and x0 <= xs.min() and xs.max() < x1   # the edit is inside
+    fig = plot_scene_edits([(image, insts, res), (image, insts, res, image)], aspect=1.2, width=8)
+    assert len(fig.axes) == 8                                                   # 2 rows of 4 panels
+    w, h = fig.get_size_inches()
+    assert abs(h - (2 * 2 / 1.2 + 0.3)) < 1e-6                                  # no space beyond the panels'

@@ -16,8 +16,14 @@ import hashlib
 import json
 import math
 import os
+import pickle
+import random
+import signal
+import socket
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -26,9 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import _fixtures as fx
-from amodal_lib import cli
-from amodal_lib.data import synth
+from amodal_lib import cli, registry
+from amodal_lib.data import load_annotations, synth
+from amodal_lib.errors import OtherRunError
 from amodal_lib.train import engine as E
+from amodal_lib.train import folder
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT = 3 * 2 ** 30   # bytes of address space for the reading worker
@@ -348,6 +356,9 @@ def _corrupt_checkpoints(folder: Path) -> dict:
     out["list"] = (folder / "list.pt", "holds a list")
     torch.save({"ns": argparse.Namespace(a=1)}, folder / "pickle.pt")
     out["pickle"] = (folder / "pickle.pt", "refused")
+    with open(folder / "bare.pt", "wb") as f:   # pickle.dump's own file: torch's loader warns about its protocol
+        pickle.dump({"w": [1.0, 2.0]}, f, protocol=4)
+    out["bare"] = (folder / "bare.pt", "refused: a bare pickle")
     good.unlink()
     return out
 
@@ -356,12 +367,27 @@ def _corrupt_checkpoints(folder: Path) -> dict:
 def test_bad_checkpoint_files(tmp_path, capsys, method):
     ann = fx.write_kins2020(tmp_path / "k.json")
     for name, (ck, text) in _corrupt_checkpoints(tmp_path / "cks").items():
-        rc, err = run(capsys, "complete", "--method", method, "--annotations", ann, "--out", tmp_path / "p.json",
-                      "--checkpoint", ck)
+        with warnings.catch_warnings(record=True) as said:   # what would reach stderr besides the line
+            warnings.simplefilter("always")
+            rc, err = run(capsys, "complete", "--method", method, "--annotations", ann, "--out", tmp_path / "p.json",
+                          "--checkpoint", ck)
+        assert [str(w.message) for w in said] == [], name
         line = assert_user_error(rc, err, str(ck), text)
         assert not (tmp_path / "p.json").exists(), name
         if name == "pickle":
             assert "argparse.Namespace" in line and len(line) < 300
+
+
+def test_a_refused_pickle_is_one_line_as_a_real_process(tmp_path):
+    """As a shell sees it: one line on stderr, no warning of torch's before it."""
+    ann = fx.write_kins2020(tmp_path / "k.json")
+    ck, text = _corrupt_checkpoints(tmp_path / "cks")["bare"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("PYTHONWARNINGS", None)
+    r = subprocess.run([sys.executable, "-m", "amodal_lib", "complete", "--method", "amodal-vae", "--annotations",
+                        str(ann), "--out", str(tmp_path / "p.json"), "--checkpoint", str(ck)],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert_user_error(r.returncode, r.stderr, str(ck), text, "(protocol 4)", "is not opened")
 
 
 def test_load_checkpoint_errors_are_typed(tmp_path):
@@ -423,12 +449,19 @@ def test_checkpoint_of_another_model(tmp_path, capsys, vae_run):
     assert not (tmp_path / "p.json").exists()
 
 
+def _record(run_dir: Path, model: str, ann: Path, **settings) -> None:
+    """Record in ``run_dir`` that ``amodal train --model MODEL --annotations ANN`` made its run."""
+    with folder.hold(run_dir, folder.settings(model, load_annotations(ann), **settings), adopt=True):
+        pass
+
+
 def test_train_resuming_from_a_corrupt_checkpoint(tmp_path, capsys):
     coco = fx.write_coco(tmp_path / "coco.json", n_images=3)
     for model, name in (("amodal-vae", "stage1.pt"), ("pcnet-m", "pcnet.pt")):
         run_dir = tmp_path / model
         run_dir.mkdir()
         (run_dir / name).write_bytes(b"PK\x03\x04 not really a zip")
+        _record(run_dir, model, coco, profile="smoke")
         before = snapshot(run_dir)
         rc, err = run(capsys, "train", "--model", model, "--annotations", coco, "--out", run_dir, "--profile", "smoke",
                       "--device", "cpu")
@@ -440,6 +473,7 @@ def test_train_resume_from_a_foreign_checkpoint(tmp_path, capsys):
     coco = fx.write_coco(tmp_path / "coco.json", n_images=3)
     run_dir = tmp_path / "run"
     E.save_checkpoint(run_dir / "pcnet.pt", {"model": {}, "step": 1})
+    _record(run_dir, "pcnet-m", coco, profile="smoke")
     rc, err = run(capsys, "train", "--model", "pcnet-m", "--annotations", coco, "--out", run_dir,
                   "--profile", "smoke", "--device", "cpu")
     assert_user_error(rc, err, str(run_dir / "pcnet.pt"), "cannot resume from it", after_progress=True)
@@ -465,6 +499,191 @@ def test_train_checks_its_run_folder_before_any_step(tmp_path, capsys, monkeypat
     finally:
         ro.chmod(0o755)
     assert (tmp_path / "file").read_text() == "x"
+
+
+# --------------------------------------------------------------------------- run folders
+def _with(argv: list, flag: str, value=None) -> list:
+    """``argv`` with ``flag`` set to ``value`` (replaced where it is given, else added)."""
+    out = list(argv)
+    if flag in out:
+        out[out.index(flag) + 1] = value
+        return out
+    return out + [flag] + ([] if value is None else [value])
+
+
+def test_resume_refuses_a_folder_made_with_other_settings(tmp_path, capsys, one_thread):
+    coco = fx.write_coco(tmp_path / "coco.json", n_images=3)
+    other = fx.write_coco(tmp_path / "other.json", n_images=3, seed=1)
+    kins = fx.write_kins2020(tmp_path / "k.json", n_images=3)
+    run_dir = tmp_path / "run"
+    made = ["train", "--model", "amodal-vae", "--annotations", coco, "--out", run_dir, "--profile", "smoke",
+            "--steps", "2", "--device", "cpu"]
+    rc, err = run(capsys, *made)
+    assert rc == 0, err
+    assert json.loads((run_dir / "run.json").read_text())["settings"]["seed"] == 0
+    # killed after its last stage, before its threshold was written: the same command writes it
+    threshold = (run_dir / "threshold.json").read_text()
+    (run_dir / "threshold.json").unlink()
+    rc, err = run(capsys, *made)
+    assert rc == 0 and json.loads((run_dir / "threshold.json").read_text()) == json.loads(threshold), err
+    before = snapshot(run_dir)
+    for flags, text in ((["--profile", "default", "--seed", "1"], "its run was made with --profile smoke, not default"),
+                        (["--seed", "1"], "its run was made with --seed 0, not 1"),
+                        (["--annotations", other], "its run was trained on coco.json (hash "),
+                        (["--model", "pcnet-m"], "its run is of --model amodal-vae, not pcnet-m"),
+                        (["--steps", "3"], "its run was made with --steps 2, not --steps 3"),
+                        (["--val-annotations", kins], "its run was made without --val-annotations, not with k.json")):
+        argv = made
+        for flag, value in zip(flags[::2], flags[1::2]):
+            argv = _with(argv, flag, value)
+        rc, err = run(capsys, *argv)
+        assert_user_error(rc, err, f"{run_dir}: ", text, "use --no-resume to start over in it, or another --out")
+        assert snapshot(run_dir) == before, flags
+    # --stage k --no-resume starts stage k over on the earlier stages: only when they are of these settings
+    rc, err = run(capsys, *_with(made, "--seed", "1"), "--stage", "2", "--no-resume")
+    assert_user_error(rc, err, "--seed 0, not 1", "would keep its stage1.pt")
+    assert snapshot(run_dir) == before
+    written = {n: (run_dir / n).stat().st_mtime_ns for n in ("stage1.pt", "stage2.pt")}
+    rc, err = run(capsys, *made, "--stage", "2", "--no-resume")
+    assert rc == 0, err
+    assert (run_dir / "stage1.pt").stat().st_mtime_ns == written["stage1.pt"]      # kept
+    assert (run_dir / "stage2.pt").stat().st_mtime_ns > written["stage2.pt"]       # trained again
+    assert not (run_dir / "stage3.pt").exists()       # made from the stage 2 just replaced: gone with it
+    # --no-resume: the earlier run's files go (only they), the new settings are recorded, the run is whole
+    (run_dir / "notes.txt").write_text("mine")
+    (run_dir / "mine.pt").write_bytes(b"mine")
+    rc, err = run(capsys, *_with(made, "--seed", "1"), "--no-resume")
+    assert rc == 0, err
+    assert (run_dir / "notes.txt").read_text() == "mine" and (run_dir / "mine.pt").read_bytes() == b"mine"
+    assert json.loads((run_dir / "run.json").read_text())["settings"]["seed"] == 1
+    assert {f"stage{s}.pt" for s in (1, 2, 3)} <= {p.name for p in run_dir.iterdir()}
+    assert snapshot(run_dir)[str(run_dir / "stage1.pt")] != before[str(run_dir / "stage1.pt")]
+    # a run made before runs recorded their settings: refused, since nothing says what made it
+    (run_dir / "run.json").unlink()
+    before = snapshot(run_dir)
+    rc, err = run(capsys, *_with(made, "--seed", "1"))
+    assert_user_error(rc, err, f"{run_dir}: it holds a run with no run.json", "--no-resume")
+    assert snapshot(run_dir) == before
+
+
+def test_starting_over_knows_every_familys_files():
+    """What ``--no-resume`` removes is named per family: every checkpoint a family writes is there."""
+    from amodal_lib.train import amodal_vae, inpaint, pcnet, psp, spade
+    names = {amodal_vae.stage_path(".", s).stem for s in amodal_vae.STAGES}
+    names |= {inpaint.checkpoint_file(".", kind).stem for kind in inpaint.KINDS}
+    names |= {m.CHECKPOINT_NAME for m in (pcnet, psp, spade)}
+    assert names == set(folder.CHECKPOINT_NAMES)
+
+
+def test_a_notebook_adopts_its_unrecorded_run_then_holds_it_to_its_settings(tmp_path):
+    """The notebooks' folders are named by profile, data and seed: a run of theirs made before
+    records is adopted; from then on it is held to the settings recorded (e.g. a step override)."""
+    ann = load_annotations(fx.write_coco(tmp_path / "coco.json", n_images=3))
+    run_dir = tmp_path / "amodal-vae-0123456789ab-s0"
+    run_dir.mkdir()
+    (run_dir / "stage1.pt").write_bytes(b"an earlier run's")
+    asked = folder.settings("amodal-vae", ann, profile="smoke", seed=0, overrides={"stage1_steps": None})
+    with pytest.raises(OtherRunError, match="no run.json"):
+        with folder.hold(run_dir, asked):
+            pass
+    with folder.hold(run_dir, asked, adopt=True) as rec:
+        assert rec["settings"] == asked and json.loads((run_dir / ".amodal.lock").read_text())["pid"] == os.getpid()
+    with folder.hold(run_dir, asked, adopt=True) as again:
+        assert again["created"] == rec["created"]                 # the same run: its record kept
+    with pytest.raises(OtherRunError, match="its run was made with the profile's stage1_steps, not stage1_steps=50"):
+        with folder.hold(run_dir, folder.settings("amodal-vae", ann, profile="smoke", overrides={"stage1_steps": 50}),
+                         adopt=True):
+            pass
+    assert (run_dir / "stage1.pt").read_bytes() == b"an earlier run's" and not (run_dir / ".amodal.lock").exists()
+
+
+HOLDER = ("import sys, time\nfrom amodal_lib.io import folder_lock\n"
+          "with folder_lock(sys.argv[1], sys.argv[2], 'test holder'):\n    print('held', flush=True)\n    time.sleep(300)\n")
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **extra}
+
+
+def test_one_process_per_folder_and_a_killed_ones_lock_is_taken_over(tmp_path, capsys, one_thread):
+    coco = fx.write_coco(tmp_path / "coco.json", n_images=3)
+    run_dir, ds = tmp_path / "run", tmp_path / "ds"
+    run_dir.mkdir()
+    commands = {run_dir: ["train", "--model", "pcnet-m", "--annotations", coco, "--out", run_dir, "--profile", "smoke",
+                          "--steps", "2", "--device", "cpu"],
+                ds: ["synth", "--out", ds, "--images", "2"]}
+    locks = {run_dir: run_dir / ".amodal.lock", ds: tmp_path / ".ds.amodal.lock"}
+    holders = {}
+    try:
+        for out, lock in locks.items():    # another process writing each folder
+            holders[out] = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock), str(out)], stdout=subprocess.PIPE,
+                                            text=True, env=_env(), cwd=tmp_path)
+            assert holders[out].stdout.readline().strip() == "held"
+        for out, argv in commands.items():
+            rc, err = run(capsys, *argv)
+            assert_user_error(rc, err, f"{out}: in use by process {holders[out].pid} on {socket.gethostname()} "
+                                       "(test holder) since ", " UTC: wait for it to end, or use another --out")
+        assert list(run_dir.iterdir()) == [run_dir / ".amodal.lock"] and not ds.exists()   # nothing written
+    finally:
+        for h in holders.values():
+            h.kill()                       # kill -9: its lock files stay behind
+            h.wait()
+    for out, argv in commands.items():
+        assert locks[out].is_file()
+        rc, err = run(capsys, *argv)
+        assert rc == 0, err
+        assert f"{out}: taking over the lock left by process {holders[out].pid} on {socket.gethostname()} " \
+               "(test holder) since " in err and "which is gone" in err
+        assert not locks[out].exists()     # released when the command ends
+    assert (run_dir / "pcnet.pt").is_file() and (ds / "params.json").is_file()
+
+
+def _weights(run_dir: Path) -> dict:
+    return {f"{p.name}:{k}": v for p in sorted(run_dir.glob("stage*.pt")) for k, v in E.load_checkpoint(p)["model"].items()}
+
+
+def test_kill_9_at_a_random_point_then_the_same_command_gives_the_same_weights(tmp_path, capsys, one_thread):
+    """``amodal train --profile smoke`` killed (SIGKILL) at a random moment of its work (from when it
+    holds its folder, its checks and imports done), then run again: the weights of every stage and
+    the threshold are those of a run never killed."""
+    kins = fx.write_kins2020(tmp_path / "k.json", n_images=4)
+    argv = ["train", "--model", "amodal-vae", "--annotations", kins, "--profile", "smoke", "--steps", "6",
+            "--device", "cpu"]
+    registry.family("amodal-vae")      # its imports, done before the killed process holds its folder too
+    t0 = time.perf_counter()
+    rc, err = run(capsys, *argv, "--out", tmp_path / "ref")
+    work = time.perf_counter() - t0
+    assert rc == 0, err
+    killed, lock = tmp_path / "killed", tmp_path / "killed" / ".amodal.lock"
+    proc = subprocess.Popen([sys.executable, "-m", "amodal_lib", *map(str, argv), "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env=_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"))
+    delay = random.Random().uniform(0, work)   # its own generator: training seeds the global one
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if json.loads(lock.read_text() or "{}").get("pid") == proc.pid:
+                    break
+            except (FileNotFoundError, ValueError):
+                pass
+            time.sleep(0.01)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    said = f"(killed {delay:.2f} s into its work of about {work:.1f} s; exit {proc.returncode})"
+    assert proc.returncode in (0, -signal.SIGKILL), f"{said}\n{proc.stderr.read()}"
+    held = lock.is_file()
+    rc, err = run(capsys, *argv, "--out", killed)
+    assert rc == 0, f"{said}\n{err}"
+    if held:
+        assert f"taking over the lock left by process {proc.pid}" in err, said
+    want, got = _weights(tmp_path / "ref"), _weights(killed)
+    assert list(got) == list(want) and all(torch.equal(want[k], got[k]) for k in want), said
+    assert json.loads((killed / "threshold.json").read_text()) == \
+        json.loads((tmp_path / "ref" / "threshold.json").read_text()), said
 
 
 # --------------------------------------------------------------------------- arguments
@@ -507,18 +726,18 @@ def test_flags_that_would_be_ignored_are_refused(tmp_path, capsys):
         (["complete", "--method", "convex-hull", "--annotations", ann, "--out", tmp_path / "p.json",
           "--threshold", "0.3"], "--threshold: does not apply"),
         (["complete", "--method", "pcnet-m", "--annotations", ann, "--out", tmp_path / "p.json",
-          "--checkpoint", tmp_path, "--samples", "2"], "--samples applies to --method amodal-vae only"),
+          "--checkpoint", tmp_path, "--samples", "2"], "--samples applies to --model amodal-vae only"),
         (["complete", "--method", "pcnet-m", "--annotations", coco, "--out", tmp_path / "p.json",
           "--checkpoint", tmp_path, "--box", "amodal-gt"], "has none"),
         (["complete", "--method", "pcnet-m", "--annotations", ann, "--out", tmp_path / "p.json",
-          "--checkpoint", tmp_path, "--frame", "transformer"], "--frame applies to --method amodal-vae only"),
+          "--checkpoint", tmp_path, "--frame", "transformer"], "--frame applies to --model amodal-vae only"),
         (["train", "--model", "amodal-vae", "--annotations", coco, "--out", tmp_path / "r", "--steps", "0"],
          "--steps must be >= 1"),
         (["train", "--model", "pcnet-m", "--annotations", coco, "--out", tmp_path / "r", "--val-annotations", coco],
          "has no amodal masks"),
         (["train", "--model", "pcnet-m", "--annotations", coco, "--out", tmp_path / "r", "--steps", "0"],
          "--steps must be >= 1"),
-        (["synth", "--out", tmp_path / "s", "--images", "0"], "--images must be >= 1"),
+        (["synth", "--out", tmp_path / "s", "--images", "0"], "--num-images must be >= 1"),
     ]
     for argv, text in cases:
         rc, err = run(capsys, *argv)

@@ -62,15 +62,37 @@ def test_instance_holes_lie_inside_the_object_and_cover_what_was_asked():
     assert int(h.sum()) == 1
 
 
-def test_instance_inputs_carry_the_label_in_the_hole():
+def test_instance_inputs_carry_the_label_in_the_hole_and_the_object_mask():
     img = torch.rand(2, 3, 8, 8)
     hole = torch.zeros(2, 1, 8, 8)
     hole[:, :, 2:4, 2:4] = 1
     x, mask = I.instance_inputs(img, hole, torch.tensor([0.25, 1.0]))
-    assert x.shape == (2, 4, 8, 8) and mask.shape == (2, 4, 8, 8)
+    assert x.shape == (2, 5, 8, 8) and mask.shape == (2, 5, 8, 8) and I.instance_channels() == 5
     assert float(x[0, 3, 2, 2]) == 0.25 and float(x[1, 3, 3, 3]) == 1.0 and float(x[0, 3, 0, 0]) == 0.0
     assert float(x[:, :3, 2:4, 2:4].abs().sum()) == 0.0                 # the colour is blanked in the hole
-    assert bool((mask[:, 3] == 1).all()) and bool((mask[:, :3, 2:4, 2:4] == 0).all())
+    assert bool((mask[:, 3:] == 1).all()) and bool((mask[:, :3, 2:4, 2:4] == 0).all())
+    # the occluder's other pixels unknown too, the object's mask and a guide known everywhere
+    occ = torch.zeros(2, 1, 8, 8)
+    occ[:, :, 1:5, 1:5] = 1
+    obj = torch.zeros(2, 1, 8, 8)
+    obj[:, :, 2:7, 2:7] = 1
+    guide = torch.rand(2, 3, 8, 8)
+    x, mask = I.instance_inputs(img, hole, torch.tensor([0.25, 1.0]), occ, obj, [guide])
+    assert x.shape == (2, 8, 8, 8) and I.instance_channels(["ns"]) == 8
+    assert torch.equal(mask[:, :3], (1 - occ).expand(-1, 3, -1, -1)) and bool((mask[:, 3:] == 1).all())
+    assert float(x[:, :3, 1:5, 1:5].abs().sum()) == 0.0 and torch.equal(x[:, 5:], guide)
+    assert torch.equal(x[:, 4:5], obj) and float(x[0, 3].sum()) == 0.25 * 4   # the label only in the hole
+
+
+def test_instance_holes_with_their_occluder():
+    S = 32
+    targets = torch.zeros(8, S, S)
+    targets[:, 8:24, 8:24] = 1
+    g = torch.Generator().manual_seed(0)
+    hole, occ = I.instance_holes(targets, square_pool(4, S, 12), (0.1, 0.7), generator=g, with_occluder=True)
+    assert occ.shape == hole.shape == (8, 1, S, S)
+    assert torch.equal(hole, occ * targets[:, None])                      # the hole is the object under it
+    assert bool(((occ * (1 - targets[:, None])).flatten(1).sum(1) > 0).any())   # and it reaches beyond the object
 
 
 def test_base_fill_of_the_instance_reads_the_object_only():
@@ -86,6 +108,9 @@ def test_base_fill_of_the_instance_reads_the_object_only():
     assert I.base_fill("none", img, known) is None
     t = I.base_fill("telea", img, known)
     assert torch.equal(t * known, img * known)
+    # Navier-Stokes from the object's pixels alone: the black background never reaches the hole
+    ns = I.base_fill("ns", img, known, obj)
+    assert bool((ns[..., 2:6, 5:7] > 0.9).all())
 
 
 def test_background_inputs_append_the_guides_known_everywhere():
@@ -133,7 +158,8 @@ def test_training_selects_a_checkpoint_and_reloads(tiny_runs):
         assert len(sel) == 1 and sel[0]["step"] in (0, 2, 4)   # the fill it starts from is a candidate
         again = I.load_model(run, kind)
         assert again.spec() == model.spec() and again.crop == model.crop
-        assert (again.fill, again.guides) == (("telea", ("smooth", "telea")) if kind == "background" else ("smooth", ()))
+        assert (again.fill, again.guides) == (("telea", ("smooth", "telea")) if kind == "background"
+                                              else ("smooth", ("ns", "smooth")))
         for a, b in zip(again.state_dict().values(), model.state_dict().values()):
             assert torch.equal(a.cpu(), b.cpu())
         t = timing.read(run, f"inpaint-{kind}")
@@ -170,3 +196,63 @@ def test_filling_changes_only_the_hole(tiny_runs):
     full[30:70, 90:140] = True
     (filled,) = inpaint_instances(runs["instance"][1], img, [full], [hole], [1])
     assert np.array_equal(filled[~hole], img[~hole]) and not np.array_equal(filled[hole], img[hole])
+    # no pixel of the unknown region is read: changing them changes nothing
+    unknown = np.zeros_like(hole)
+    unknown[35:75, 95:160] = True
+    other = img.copy()
+    other[unknown] = 255 - other[unknown]
+    a = inpaint_instances(runs["instance"][1], img, [full], [hole & unknown], [1], unknown=unknown)[0]
+    b = inpaint_instances(runs["instance"][1], other, [full], [hole & unknown], [1], unknown=unknown)[0]
+    assert np.array_equal(a[hole & unknown], b[hole & unknown])
+
+
+def test_object_fill_reads_the_object_only():
+    from amodal_lib.predict.inpaint import object_fill
+    img = np.zeros((20, 30, 3), np.uint8)
+    obj = np.zeros((20, 30), bool)
+    obj[5:15, 5:25] = True
+    img[obj] = (200, 100, 50)
+    known = obj.copy()
+    known[8:12, 10:20] = False                                   # the object's hole
+    for method in ("ns", "telea", "smooth"):
+        out = object_fill(img, known, [0, 0, 30, 20], method)
+        assert np.abs(out[8:12, 10:20].astype(int) - [200, 100, 50]).max() <= 2, method
+        assert np.array_equal(out[known], img[known])
+    assert np.array_equal(object_fill(img, np.zeros_like(obj), [0, 0, 30, 20]), img)   # nothing known: unchanged
+
+
+def test_the_removal_benchmark_fills_a_repeated_hole_once(tiny_runs):
+    from amodal_lib.data.images import read_image
+    from amodal_lib.experiments.inpaint_quality import _last_fill
+    from amodal_lib.predict.inpaint import inpaint_background
+    runs, train, _ = tiny_runs
+    net = runs["background"][1]
+    calls = []
+    handle = net.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        img = read_image(train, next(iter(train.images)))
+        hole = np.zeros(img.shape[:2], bool)
+        hole[40:60, 100:130] = True
+        fill = _last_fill(net)
+        a, b = fill(img, hole), fill(img.copy(), hole.copy())
+        assert len(calls) == 1 and np.array_equal(a, b) and np.array_equal(a, inpaint_background(net, img, hole))
+        hole[40, 99] = True
+        fill(img, hole)
+        assert len(calls) == 3                                     # another hole is filled anew
+    finally:
+        handle.remove()
+
+
+def test_a_plain_instance_net_paints_its_own_output_into_the_hole():
+    """The paper profile's instance inpainter: Liu et al.'s plain net (no base fill, no guides)."""
+    from amodal_lib.models.inpaint import PConvUNet
+    from amodal_lib.predict.inpaint import inpaint_instances
+    net = PConvUNet(I.instance_channels(), 3, 4, 3, mask_channels=I.instance_channels()).eval()
+    net.crop, net.max_category = 16, 4
+    img = np.random.default_rng(0).integers(0, 255, (40, 60, 3)).astype(np.uint8)
+    full = np.zeros((40, 60), bool)
+    full[10:30, 15:45] = True
+    hole = np.zeros_like(full)
+    hole[15:25, 30:45] = True
+    (out,) = inpaint_instances(net, img, [full], [hole], [2])
+    assert np.array_equal(out[~hole], img[~hole]) and not np.array_equal(out[hole], img[hole])

@@ -93,10 +93,10 @@ def test_validation_plot_draws_protocol_a_only_and_marks_the_kept_step():
                          "A_full": [75.0, 74.0, 66.0], "A_invisible": [0.0, 15.0, 0.0],
                          "B_full": [1.0, 1.0, 1.0], "B_invisible": [2.0, 2.0, 2.0]})
     fig = viz.plot_validation_through_training(stages.validation_table(hist), base)
-    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
-    assert {"a: model", "b: model", "a: visible mask", "a: convex hull", "b: visible mask", "kept: step 5"} <= set(labels)
-    assert not any("protocol B" in lab for ax in fig.axes for lab in
-                   [t.get_text() for t in ax.get_legend().get_texts()] + [ax.get_title()])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]   # one legend, under the panels
+    assert {"a: Amodal-VAE", "b: Amodal-VAE", "a: visible mask", "a: convex hull", "b: visible mask",
+            "kept: step 5"} <= set(labels)
+    assert not any("protocol B" in lab for lab in labels + [ax.get_title() for ax in fig.axes])
     levels = sorted(round(line.get_ydata()[0], 1) for line in fig.axes[1].get_lines()
                     if len(set(line.get_ydata())) == 1 and len(line.get_xdata()) == 2 and line.get_xdata()[0] == 0)
     assert levels == [66.0, 74.0, 75.0]                   # the protocol-A levels, never the B ones (1.0)

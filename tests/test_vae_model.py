@@ -93,3 +93,22 @@ def test_summary_lists_layers_and_parameters(model):
     s = V.summary(model)
     assert "encoder q(z|y)" in s and "ResBlock" in s and "(1, 28, 28)" in s
     assert f"{sum(p.numel() for p in model.parameters()):,}" in s
+
+
+def test_architecture_is_read_from_the_model_and_drawn(model):
+    import matplotlib.pyplot as plt
+    from amodal_lib import viz
+    parts = {p["title"].split()[0]: p for p in V.architecture(model)}
+    assert set(parts) == {"encoder", "decoder", "partial", "spatial"}
+    for part in parts.values():   # the blocks hold every parameter of their sub-network, and every layer ran
+        assert sum(b["params"] for b in part["blocks"]) == part["params"]
+        assert all(b["shape"] is not None and b["layers"] for b in part["blocks"])
+    assert parts["encoder"]["blocks"][-1]["shape"] == (2 * model.latent_dim,)
+    assert parts["decoder"]["blocks"][-1]["shape"] == (1, 28, 28)
+    assert parts["spatial"]["blocks"][-1]["shape"] == (4,)
+    assert [b["kind"] for b in parts["decoder"]["blocks"]].count("residual block (2x conv 3x3 + BN)") == 2
+    assert parts["encoder"]["blocks"][1]["kind"] == "conv 3x3 /2 + BN + ReLU"
+    fig = viz.plot_architecture(list(parts.values()), model.latent_dim)
+    shown = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert f"{parts['decoder']['params']:,} parameters" in shown and "-> (1, 28, 28)" in shown
+    plt.close(fig)

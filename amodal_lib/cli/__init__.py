@@ -1,31 +1,34 @@
 """The ``amodal`` command line (also ``python -m amodal_lib``): all of its glue lives in this package.
 
-    amodal synth    --out DIR [--images N] [--seed S] [--profile P]
+    amodal synth    --out DIR [--num-images N] [--seed S] [--profile P]
     amodal train    --model amodal-vae|pcnet-m [--stage 1|2|3] --annotations ANN.json [--images DIR]
                     --out RUN_DIR [--profile P] [--seed S] [--device D] [--steps N] [--no-resume]
                     [--val-annotations VAL.json]
-    amodal complete --method visible|convex-hull|amodal-vae|pcnet-m --annotations ANN.json --out PRED.json
+    amodal complete --model visible|convex-hull|amodal-vae|pcnet-m --annotations ANN.json --out PRED.json
                     [--checkpoint RUN_DIR_OR_FILE] [--box predicted|amodal-gt] [--frame fit|transformer]
                     [--threshold T] [--samples K] [--seed S] [--device D]
     amodal evaluate --annotations ANN.json --predictions PRED.json [--out METRICS.json] [--allow-missing]
     amodal train    --model resnet-psp --annotations ANN.json --images DIR --out RUN_DIR [--crop-box amodal|visible]
-                    [--weights BACKBONE.pth] [...]
+                    [--backbone-weights BACKBONE.pth] [...]
     amodal segment  --checkpoint RUN_DIR --annotations ANN.json [--images DIR] --out MASKS.json
                     [--crop-box amodal|visible] [--threshold T] [--device D]
     amodal complete ... --visible MASKS.json   (complete those visible masks instead of the file's)
-    amodal edit     --image IMG --annotations ANN.json --remove ID[,ID] --out OUT.png [--models DIR]
-                    [--vae RUN] [--background RUN] [--instance RUN] [--masks-out NEW.json] [--dilate PX]
-                    [--threshold T] [--device D]
+    amodal edit     --image IMG --annotations ANN.json --remove ID[,ID] --out OUT.png [--runs DIR]
+                    [--vae-checkpoint RUN] [--background-checkpoint RUN] [--instance-checkpoint RUN]
+                    [--masks-out NEW.json] [--dilate PX] [--threshold T] [--device D]
     (train also takes --model inpaint-background|inpaint-instance [--vgg-weights FILE]: scene editing)
     amodal train    --model spade --annotations ANN.json [--images DIR] --out RUN_DIR [...]
     amodal render   --checkpoint RUN_DIR_OR_FILE --image IMG --annotations ANN.json --id ID --mask NEW_MASK.png
                     --out OUT.png [--device D]
 
-Every command also takes ``--debug`` (before or after its name). Methods are reached by name
-through :mod:`amodal_lib.registry`. The package, by command group: :mod:`.parser` (every
+Every command also takes ``--debug`` (before or after its name); ``amodal --version`` prints the
+version. One vocabulary throughout (:mod:`.parser`: ``--model``, ``--checkpoint``, ``--images``...);
+the spellings it replaced (``complete --method``, ``synth --images N``, ``edit --vae``...) still
+work. Models are reached by name through :mod:`amodal_lib.registry`. The package, by command group: :mod:`.parser` (every
 command's arguments), :mod:`.checks` (what every command checks before any work),
 :mod:`.training` (``synth``, ``train``), :mod:`.completion` (``complete``, ``evaluate``: masks in,
-masks out), :mod:`.images` (``segment``, ``render``, ``edit``: the commands that read pixels).
+masks out), :mod:`.images` (``segment``, ``render``, ``edit``: the commands that read pixels),
+:mod:`.progress` (progress bars on a terminal, a line every few seconds in a log).
 
 What it guarantees on bad input:
 
@@ -38,6 +41,10 @@ What it guarantees on bad input:
 - An output is never one of the inputs (compared as resolved paths, through symbolic and hard
   links), is checked to be writable before any work, and is written atomically: an
   interrupted or failed command leaves the earlier file (or ``amodal synth`` data set) whole.
+- A run folder holds one run: ``train`` records the settings that made it (``run.json``) and
+  refuses to resume a folder made with others, naming the difference
+  (:mod:`amodal_lib.train.folder`); ``train`` and ``synth`` lock their folder while they write it,
+  so that a second process into it is refused, naming the holder.
 """
 from __future__ import annotations
 
@@ -46,7 +53,7 @@ import traceback
 from functools import partial
 
 from ..errors import UserError
-from . import parser
+from . import parser, progress
 
 
 # Each command group's module is imported when one of its commands runs, deferred on purpose:
@@ -88,8 +95,14 @@ def _os_message(e: OSError) -> str:
 
 def main(argv=None) -> int:
     """Run one command; returns the exit code: 0 done, 2 a user's mistake (one line on stderr),
-    130 interrupted, 1 a bug (with its traceback)."""
+    130 interrupted, 1 a bug (with its traceback). Progress bars are drawn on a terminal only;
+    in a log they are a line every few seconds (:mod:`.progress`)."""
     ns = parser.build().parse_args(argv)
+    with progress.readable_in_logs():
+        return _run(ns)
+
+
+def _run(ns) -> int:
     try:
         return COMMANDS[ns.command](ns)
     except (UserError, OSError) as e:  # OSError: the file system refused (permission, disk full...)

@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..data import load_annotations
 from ..errors import ArgumentError, DataError, MissingFileError, UnsafeOutputError
+from ..train.folder import RECORD
 
 
 def at_least(ns, name: str, low: int) -> None:
@@ -105,7 +106,7 @@ def checkpoint_inputs(checkpoint) -> dict:
         return {} if ck is None else {"checkpoint": ck}
     # deferred on purpose: thresholds.py imports torch, which the checks of a command never need otherwise
     from ..thresholds import FILE
-    files = [q for q in [*sorted(ck.glob("*.pt")), ck / FILE] if q.is_file()]
+    files = [q for q in [*sorted(ck.glob("*.pt")), ck / FILE, ck / RECORD] if q.is_file()]
     return {f"file {q.name} of the checkpoint folder": q for q in files}
 
 

@@ -1,4 +1,4 @@
-"""``amodal complete`` (amodal masks by any method of :mod:`amodal_lib.registry`, of the file's
+"""``amodal complete`` (amodal masks by any model of :mod:`amodal_lib.registry`, rules included, of the file's
 visible masks or of predicted ones) and ``amodal evaluate`` (full and invisible mIoU, protocols A
 and B). Masks in, masks out: the rules and the evaluation run without torch (a test reads
 malformed files with them under a memory limit torch's import would exceed)."""
@@ -26,34 +26,34 @@ def complete(ns) -> int:
     check_threshold(ns.threshold)
     if not 0 <= ns.samples <= MAX_SAMPLES:
         raise ArgumentError(f"--samples must lie in 0..{MAX_SAMPLES}, got {ns.samples}")
-    learned = ns.method in registry.MODELS
+    learned = ns.model in registry.MODELS
     if learned and not ns.checkpoint:
-        raise ArgumentError(f"--method {ns.method} needs --checkpoint RUN_DIR_OR_FILE")
+        raise ArgumentError(f"--model {ns.model} needs --checkpoint RUN_DIR_OR_FILE")
     if not learned:
         given = [flag for flag, on in (("--checkpoint", ns.checkpoint is not None), ("--threshold", ns.threshold is not None),
                                        ("--samples", ns.samples != 0), ("--box amodal-gt", ns.box != "predicted"))
                  if on]
         if given:
-            raise ArgumentError(f"{', '.join(given)}: does not apply to --method {ns.method}")
-    options = registry.declared(ns.method, registry.RULE, registry.COMPLETION).complete_options
+            raise ArgumentError(f"{', '.join(given)}: does not apply to --model {ns.model}")
+    options = registry.declared(ns.model, registry.RULE, registry.COMPLETION).complete_options
     if ns.samples and "samples" not in options:
-        raise ArgumentError(f"--samples applies to --method {_takers('samples')} only ({ns.method} is deterministic)")
+        raise ArgumentError(f"--samples applies to --model {_takers('samples')} only ({ns.model} is deterministic)")
     if ns.frame != "fit" and "frame" not in options:
-        raise ArgumentError(f"--frame applies to --method {_takers('frame')} only")
+        raise ArgumentError(f"--frame applies to --model {_takers('frame')} only")
     check_output_file(ns.out, {"visible masks file": ns.visible})
     check_output_file(ns.out, {"annotation file": ns.annotations, **checkpoint_inputs(ns.checkpoint)})
     ann = load(ns.annotations)   # read once
     visible = _load_visible(ns.visible, ann)
     if ns.box == "amodal-gt" and not ann.has_amodal:
         raise ArgumentError(f"--box amodal-gt reads the ground-truth amodal boxes, and {ns.annotations} has none")
-    model = registry.load_model(ns.method, ns.checkpoint, ns.device) if learned else None
+    model = registry.load_model(ns.model, ns.checkpoint, ns.device) if learned else None
     threshold = ns.threshold
     if learned and threshold is None:
-        threshold, source = registry.default_threshold(ns.method, ns.checkpoint)
+        threshold, source = registry.default_threshold(ns.model, ns.checkpoint)
         print(f"threshold {threshold:g} ({source})", file=sys.stderr)
     if visible is not None:
         return _complete_visible(ns, ann, model, threshold, visible)
-    preds = registry.complete(ns.method, ann, model, threshold=threshold, box=ns.box, samples=ns.samples,
+    preds = registry.complete(ns.model, ann, model, threshold=threshold, box=ns.box, samples=ns.samples,
                               frame=ns.frame, seed=ns.seed)
     write_predictions(ns.out, ann, preds)
     print(f"wrote {len(preds)} predictions to {ns.out}")
@@ -73,7 +73,7 @@ def _load_visible(path, ann):
 
 
 def _complete_visible(ns, ann, model, threshold, visible) -> int:
-    preds = registry.complete_from_visible(ns.method, ann, visible, model, source=str(ns.visible), threshold=threshold,
+    preds = registry.complete_from_visible(ns.model, ann, visible, model, source=str(ns.visible), threshold=threshold,
                                            box=ns.box, samples=ns.samples, frame=ns.frame, seed=ns.seed)
     write_predictions(ns.out, ann, preds)
     empty = sum(1 for k, r in visible.items() if k in preds and not int(M.area(r)))

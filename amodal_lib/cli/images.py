@@ -81,19 +81,19 @@ def _remove_ids(text: str) -> list:
 
 
 def _edit_run(ns, name: str, given) -> Path:
-    """The run folder of ``name``: as given, or the one trained run named ``name-*`` in --models."""
+    """The run folder of ``name``: as given, or the one trained run named ``name-*`` in --runs."""
     if given:
         if not Path(given).exists():
             raise CheckpointError(given, f"no such {name} run folder or checkpoint")
         return Path(given)
-    folder = Path(ns.models) if ns.models else RESULTS / "runs" / resolve_profile(ns.profile)
+    folder = Path(ns.runs) if ns.runs else RESULTS / "runs" / resolve_profile(ns.profile)
     runs = sorted(p for p in folder.glob(f"{name}-*") if p.is_dir() and registry.is_trained(name, p)) \
         if folder.is_dir() else []
     if len(runs) != 1:
         found = "none" if not runs else ", ".join(p.name for p in runs)
         raise ArgumentError(f"no single trained {name} run in {folder} (found: {found}); train one with "
                             f"`amodal train --model {name} ...` and pass its folder as "
-                            f"--{ {'amodal-vae': 'vae', 'inpaint-background': 'background'}.get(name, 'instance')}")
+                            f"--{ {'amodal-vae': 'vae', 'inpaint-background': 'background'}.get(name, 'instance')}-checkpoint")
     return runs[0]
 
 
@@ -135,8 +135,9 @@ def edit(ns) -> int:
     if (int(info["height"]), int(info["width"])) != image.shape[:2]:
         raise DataError(f"{ns.image}: the image is {image.shape[0]}x{image.shape[1]} pixels but {ns.annotations} "
                         f"gives {info['height']}x{info['width']} for image {image_id}")
-    runs = {n: _edit_run(ns, n, g) for n, g in (("amodal-vae", ns.vae), ("inpaint-background", ns.background),
-                                                 ("inpaint-instance", ns.instance))}
+    runs = {n: _edit_run(ns, n, g) for n, g in (("amodal-vae", ns.vae_checkpoint),
+                                                 ("inpaint-background", ns.background_checkpoint),
+                                                 ("inpaint-instance", ns.instance_checkpoint))}
     models = {n: registry.load_model(n, r, ns.device) for n, r in runs.items()}
     dilate = ns.dilate if ns.dilate is not None else get_profile(ns.profile).get("inpaint", {}).get("edit", {}).get(
         "dilate", E.DEFAULT_DILATE)

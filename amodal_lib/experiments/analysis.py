@@ -12,7 +12,11 @@ returns numbers or pandas DataFrames; nothing here trains or plots.
   against the visible-area ratio, the mode / best-of-k gap per bin, and how many instances of each
   bin are fully visible.
 - :func:`posterior_width`: supplementary Fig 4 (15 narrowest latent dims x 3 occlusion groups),
-  the count of active dims and whether "wider posterior with more occlusion" holds.
+  the count of active dims and whether "wider posterior with more occlusion" holds;
+  :func:`grouped_width`, :func:`simulated_occlusion_width`, :func:`decoded_blur`, :func:`decoder_curvature`,
+  :func:`laplace_width`:
+  why it does not hold here (notebook 07): the groups within a category or size, occlusion assigned
+  at random in either input frame, and the width stage 2's loss asks for.
 - :func:`worst_cases`, :func:`gt_box_gain`, :func:`box_quality`: supplementary Figs 7-8, and how
   good the predicted full-object box is.
 - :func:`completion_table`, :func:`category_table`, :func:`oracle_share`: the main table.
@@ -33,14 +37,15 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
-
+import torch.nn.functional as F
 from torchvision.ops import box_iou
 
 from .. import metrics
-from ..data.crops import frame_boxes, paste_region
+from ..data.crops import crop_masks, frame_boxes, paste_region
 from ..data.records import VISIBLE_RATIO_BINS, Instance
 from ..metrics import SCORE_COLUMNS
 from ..thresholds import check_thresholds, finish_table, instance_meta, region_stats
+from ..train.occlusions import partial_inputs, simulate_occlusions
 
 OCCLUSION_GROUPS = ("0%", "1-50%", ">50%")
 
@@ -258,6 +263,107 @@ def posterior_width(std, occlusion_rates, n_dims: int = 15, active_threshold: fl
         mono = int((wide.diff(axis=1).iloc[:, 1:] >= 0).all(axis=1).sum())
     active = [int(d) for d in np.flatnonzero(dim_mean < active_threshold)]
     return PosteriorWidth(table, dims, dim_mean, active, active_threshold, gmean, gn, holds, mono)
+
+
+# --------------------------------------------------------------------------- why Fig 4 reverses here
+def widens(means) -> Optional[bool]:
+    """True when a sequence of group means (0%, 1-50%, >50%; NaN for empty groups) grows strictly."""
+    m = [float(v) for v in means if not np.isnan(v)]
+    return None if len(m) < 2 else bool(all(a < b for a, b in zip(m[:-1], m[1:])))
+
+
+def grouped_width(width, occlusion_rates, by=None) -> pd.DataFrame:
+    """Mean posterior width (``width``: (N,) per instance, e.g. the mean std over Fig 4's dims) per
+    occlusion group, within each value of ``by`` ((N,) labels: a category, a size class; None: all):
+    one row per (stratum, group) with n and mean_width, and ``widens`` per stratum."""
+    w, occ = np.asarray(width, float), np.asarray(occlusion_rates, float)
+    strata = np.asarray(by if by is not None else ["all"] * len(w), dtype=object)
+    groups, rows = occlusion_group(occ), []
+    for st in dict.fromkeys(strata):
+        means = []
+        for g in OCCLUSION_GROUPS:
+            sel = (strata == st) & (groups == g)
+            means.append(float(w[sel].mean()) if sel.any() else np.nan)
+            rows.append({"stratum": st, "group": g, "n": int(sel.sum()), "mean_width": means[-1]})
+        for r in rows[-3:]:
+            r["widens"] = widens(means)
+    return pd.DataFrame(rows, columns=["stratum", "group", "n", "mean_width", "widens"])
+
+
+def box_posterior(model, instances, box: str = "visible") -> tuple:
+    """(mu, std), (N, D) each, of the partial encoder on each instance's visible mask cropped in its
+    visible box (``box`` "visible", frame flag 0: the paper's input, and the transformer frame's) or in
+    its GT amodal box ("amodal", flag 1: evaluation only)."""
+    return model.posterior(crop_masks(list(instances), "visible", box), box)
+
+
+def own_box_crops(instances, size: int = 56) -> tuple:
+    """((N, size, size) visible masks cropped in their own box, (N, 2) that box's width and height in
+    pixels): the full masks stage 2 occludes, for instances with nothing hidden."""
+    inst = list(instances)
+    wh = torch.tensor([[i.visible_box[2], i.visible_box[3]] for i in inst], dtype=torch.float32).reshape(-1, 2)
+    return crop_masks(inst, "visible", "visible", size=size), wh
+
+
+def simulated_occlusion_width(model, full, full_wh, pool, pool_wh, dims, seed: int = 0) -> pd.DataFrame:
+    """Fig 4 with occlusion assigned at random: each unoccluded instance (``full``: (N, 56, 56) full
+    masks in their own box, ``full_wh`` (N, 2) that box in pixels) is encoded whole and with one
+    occlusion simulated as stage 2 makes them (another instance of ``pool`` pasted over it, seeded),
+    in the visible-box frame (flag 0, the paper's input) and in the full box (flag 1, the GT amodal
+    box's). Rows: frame, group (0% for the whole masks, else by the hidden fraction), n, mean_width
+    (mean std over ``dims``) and paired_change: the mean over those instances of their width when
+    occluded minus their width whole (0 for the 0% group)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        k = torch.randint(len(pool), (len(full),))
+        sim = simulate_occlusions(full, full_wh, pool[k], pool_wh[k], unoccluded_prob=0.0)
+    whole = F.adaptive_avg_pool2d(full.unsqueeze(1), 28)[:, 0]
+    groups = occlusion_group(sim["occluded"].numpy())
+    rows = []
+    for flag, frame in ((0.0, "visible box (flag 0)"), (1.0, "full box (flag 1)")):
+        x = partial_inputs(sim, torch.full((len(full),), bool(flag)))
+        w0 = model.posterior(whole, "amodal" if flag else "visible")[1][:, dims].mean(1).numpy()
+        w1 = model.posterior(x, "amodal" if flag else "visible")[1][:, dims].mean(1).numpy()
+        rows.append({"frame": frame, "group": OCCLUSION_GROUPS[0], "n": len(w0), "mean_width": float(w0.mean()),
+                     "paired_change": 0.0})
+        for g in OCCLUSION_GROUPS[1:]:
+            sel = groups == g
+            rows.append({"frame": frame, "group": g, "n": int(sel.sum()),
+                         "mean_width": float(w1[sel].mean()) if sel.any() else np.nan,
+                         "paired_change": float((w1[sel] - w0[sel]).mean()) if sel.any() else np.nan})
+    return pd.DataFrame(rows, columns=["frame", "group", "n", "mean_width", "paired_change"])
+
+
+def decoded_blur(model, mu) -> np.ndarray:
+    """(N,) mean over the 28x28 pixels of p (1 - p) of the decoded posterior mode: 0 for a crisp
+    mask, 0.25 where every pixel is a coin toss."""
+    with torch.no_grad():
+        p = torch.sigmoid(model.decoder(torch.as_tensor(mu, dtype=torch.float32)))
+    return (p * (1 - p)).flatten(1).mean(1).numpy()
+
+
+def decoder_curvature(model, mu, dims) -> np.ndarray:
+    """(N, len(dims)): for each latent dim k of ``dims``, the curvature of the Bernoulli likelihood
+    along z_k at ``mu``, sum over pixels of p (1 - p) J_k^2 (J_k: the derivative of the decoder's
+    logits along z_k, p its probabilities; the Gauss-Newton curvature, whatever the target)."""
+    z = torch.as_tensor(mu, dtype=torch.float32)
+    dec = model.decoder.eval()
+    with torch.no_grad():
+        p = torch.sigmoid(dec(z)).flatten(1)
+    out = []
+    for d in dims:
+        e = torch.zeros_like(z)
+        e[:, d] = 1.0
+        _, jk = torch.func.jvp(lambda v: dec(v).flatten(1), (z,), (e,))
+        out.append((p * (1 - p) * jk.detach() ** 2).sum(1))
+    return torch.stack(out, 1).numpy()
+
+
+def laplace_width(curvature, kl_weight: float) -> np.ndarray:
+    """(N,) the posterior width stage 2's loss (BCE + ``kl_weight`` KL to N(0, I)) asks for, by its
+    Laplace approximation: per dim std = (1 + curvature / kl_weight)^(-1/2) (:func:`decoder_curvature`),
+    averaged over the dims."""
+    return ((1.0 + np.asarray(curvature, float) / kl_weight) ** -0.5).mean(1)
 
 
 # --------------------------------------------------------------------------- failures, GT box

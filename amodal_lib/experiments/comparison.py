@@ -149,11 +149,13 @@ def tables_key(ann: AnnotationSet, vae=None, threshold: float = 0.5, pcnet=None,
 
 
 def method_tables(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: int = 0, pcnet=None,
-                  full_ann: Optional[AnnotationSet] = None, cache: Optional[Path] = None, **flags) -> dict:
+                  full_ann: Optional[AnnotationSet] = None, cache: Optional[Path] = None, store: bool = False,
+                  **flags) -> dict:
     """{method: per-instance table} of :func:`run_methods` (same arguments; ``flags``: its ``baselines``,
     ``gt_box``, ``oracle``, ``pcnet_threshold``): read from ``cache`` when an earlier
     ``run_methods(..., save_tables=cache)`` stored them for the same instances, models and thresholds
-    (and, for the best-of-k table, the same k: its name holds it), else completed now. Prints which."""
+    (and, for the best-of-k table, the same k: its name holds it), else completed now (and, with
+    ``store``, stored in ``cache`` for the next reader). Prints which."""
     if cache is not None and Path(cache).is_file():
         key = tables_key(ann, vae, threshold, pcnet, full_ann, flags.get("pcnet_threshold"))
         try:
@@ -165,7 +167,7 @@ def method_tables(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples:
             if set(want) <= set(stored["tables"]):
                 print(f"per-instance tables read from {cache} (same instances, models and thresholds)")
                 return {k: stored["tables"][k] for k in want}
-    res = run_methods(ann, vae, threshold, samples, pcnet, full_ann, **flags)
+    res = run_methods(ann, vae, threshold, samples, pcnet, full_ann, save_tables=cache if store else None, **flags)
     return res.tables
 
 
@@ -257,38 +259,64 @@ def figure_rows(res: MethodResults, names: Sequence[str]) -> list:
     return rows
 
 
-def _versus(t: pd.DataFrame, a: str, b: str) -> tuple[dict, int]:
+def _versus(t: pd.DataFrame, a: str, b: str, seeds: Optional[pd.DataFrame] = None) -> tuple[dict, int]:
     """Row ``a`` against row ``b`` of a table indexed by method: {"full": "full mIoU x vs y (ahead)
     (A), ... (B)", "invisible": ..., "both": the two joined}, and on how many of the four scores
-    ``a`` is ahead."""
+    ``a`` is ahead. ``seeds``: the same rows trained with other seeds (:func:`seed_margin`), which
+    says after each verdict whether every seed agrees with it."""
     def cmp(col):
         x, y = t.loc[a, col], t.loc[b, col]
         if pd.isna(x) or pd.isna(y):
             return "-", 0
-        return f"{x:.2f} vs {y:.2f} ({'ahead' if x > y else 'behind' if x < y else 'level'})", int(x > y)
+        text = f"{x:.2f} vs {y:.2f} ({'ahead' if x > y else 'behind' if x < y else 'level'}"
+        return text + (seed_margin(seeds, a, b, col, x, y) if seeds is not None else "") + ")", int(x > y)
     parts = {col: cmp(col) for col in ("A_full", "B_full", "A_invisible", "B_invisible")}
     text = {m: f"{m} mIoU {parts[f'A_{m}'][0]} (A), {parts[f'B_{m}'][0]} (B)" for m in ("full", "invisible")}
     text["both"] = f"{text['full']}; {text['invisible']}"
     return text, sum(p[1] for p in parts.values())
 
 
-def reading(table: pd.DataFrame) -> list:
+def seed_margin(seeds: pd.DataFrame, a: str, b: str, col: str, x: float, y: float) -> str:
+    """Whether the verdict of row ``a`` (score ``x``) against row ``b`` (``y``) on score ``col`` keeps its
+    sign when the learned rows are trained with other seeds. ``seeds``: one row per (seed, method)
+    of the main table (columns ``seed``, ``method`` and the scores); a row absent from it (a rule)
+    scores its table value with every seed. Returns e.g. "; every one of 3 seeds agrees: margin
+    +2.10 to +3.40", or "; within the seed spread: 2 of 3 seeds agree, margin -0.30 to +0.90"
+    ("" when neither row is in ``seeds``)."""
+    per = {row: seeds[seeds.method == row].set_index("seed")[col].astype(float) for row in (a, b)
+           if (seeds.method == row).any()}
+    if not per:
+        return ""
+    common = sorted(set.intersection(*(set(v.index) for v in per.values())))
+    if not common:
+        return ""
+    d = np.array([(per[a].loc[k] if a in per else x) - (per[b].loc[k] if b in per else y) for k in common])
+    agree = int((np.sign(d) == np.sign(x - y)).sum())
+    span = f"margin {d.min():+.2f} to {d.max():+.2f}"
+    if agree == len(d):
+        return f"; every one of {len(d)} seeds agrees: {span}"
+    return f"; within the seed spread: {agree} of {len(d)} seeds agree, {span}"
+
+
+def reading(table: pd.DataFrame, seeds: Optional[pd.DataFrame] = None) -> list:
     """Sentences the main table supports, computed from its numbers (notebook 05 and
     ``results/README.md``): the fitted frame against the paper's transformer frame, each against
     PCNet-M, the fitted frame against the rules, and what the GT amodal box gives. Rows the table
-    lacks are skipped."""
+    lacks are skipped. ``seeds``: the learned rows trained with other seeds (notebook 14's
+    ``seed_spread_runs`` table, main-table rows), which adds to each verdict whether every seed
+    agrees with it (:func:`seed_margin`)."""
     t = table.set_index("method")
     out = []
     if VAE_MODE in t.index and VAE_TRANSFORMER in t.index:
-        text, k = _versus(t, VAE_MODE, VAE_TRANSFORMER)
+        text, k = _versus(t, VAE_MODE, VAE_TRANSFORMER, seeds)
         out.append(f"The fitted frame (ours, the default) against the transformer frame (the paper's): {text['both']}; "
                    f"ahead on {k} of 4.")
     for name, label in ((VAE_MODE, "the fitted frame"), (VAE_TRANSFORMER, "the transformer frame")):
         if name in t.index and PCNET in t.index:
-            text, k = _versus(t, name, PCNET)
+            text, k = _versus(t, name, PCNET, seeds)
             out.append(f"Amodal-VAE in {label} against PCNet-M: {text['both']}; ahead on {k} of 4.")
     if VAE_MODE in t.index and VISIBLE in t.index and HULL in t.index:
-        full, inv = _versus(t, VAE_MODE, VISIBLE)[0]["full"], _versus(t, VAE_MODE, HULL)[0]["invisible"]
+        full, inv = _versus(t, VAE_MODE, VISIBLE, seeds)[0]["full"], _versus(t, VAE_MODE, HULL, seeds)[0]["invisible"]
         out.append(f"Against the rules (the paper's claim): the fitted frame against the visible mask, {full}; "
                    f"against the convex hull, {inv}.")
     if VAE_GT_BOX in t.index:

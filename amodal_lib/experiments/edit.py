@@ -9,18 +9,28 @@ part of each completed object, and composite the result in depth order.
 
 What happens, in order (``docs/design.md``, "Scene editing"):
 
-1. **The hole**: the removed instances' visible masks, dilated by ``dilate`` pixels (their
-   anti-aliased edges), less the visible pixels of every instance that stays (those are not
-   touched).
-2. **What they hid**: every remaining instance that touches a removed one and lies *behind* it
-   (:func:`behind`) is completed (Amodal-VAE, :func:`amodal_lib.predict.amodal_vae.complete_instances`
-   with the whole image as context; or given ``completions``). Its *revealed* part is its full
-   mask inside the hole; where two revealed parts overlap the nearer object takes the pixel.
-3. **Background**: the whole hole is filled by the background inpainter (``background``: a trained
-   net or any callable ``(image, hole) -> image``; :func:`inpaint_background` is that call).
-4. **Objects**: each revealed part is filled by the instance inpainter (``instance``: a trained
-   net or a callable ``(image, full_mask, hole, category_id) -> image``) on the background-filled
-   image, and composited far to near.
+1. **Remove**: the hole is the removed instances' visible masks and the shadow each casts on the
+   ground just below it (:func:`cast_shadow`; ``shadows=False`` keeps the masks alone), dilated by
+   ``dilate`` pixels (their anti-aliased edges), less the visible pixels of every instance that
+   stays (those are not touched). No fill reads a pixel of the hole.
+2. **Complete the shapes**: every remaining instance that touches a removed one and lies *behind*
+   it (:func:`behind`) is completed (Amodal-VAE,
+   :func:`amodal_lib.predict.amodal_vae.complete_instances` with the whole image as context; or
+   given ``completions``). Its *revealed* part is its full mask inside the hole; where two revealed
+   parts overlap the nearer object takes the pixel.
+3. **Fill the objects**: each revealed part is filled by the instance inpainter (``instance``: a
+   trained net or a callable ``(image, object_mask, hole, category_id) -> image``, given the image
+   with the hole blanked and the object's pixels after the edit) from the object's own visible
+   pixels (:func:`amodal_lib.predict.inpaint.inpaint_instances`).
+4. **Fill the background**: the rest of the hole is filled by the background inpainter
+   (``background``: a trained net or any callable ``(image, hole) -> image``;
+   :func:`amodal_lib.predict.inpaint.inpaint_background` is that call) from the scene around the
+   hole. ``background_from="background"`` fills it from the background's pixels alone (every
+   remaining instance's pixels are part of what it fills, and only the hole's pixels are kept):
+   better with exact shapes, worse with Amodal-VAE's (``docs/design.md``). With ``complete=False``
+   nothing is completed and the background inpainter fills the hole from every pixel around it
+   (the inpainter alone, as a classical fill would).
+5. **Composite**: the background, then the objects far to near.
 
 Depth order: where the annotations give it (``Instance.depth``, KINS' order in an occlusion
 cluster, 1 = nearest) for both instances, the data's; otherwise (plain COCO, and every modal view)
@@ -30,11 +40,14 @@ is nearer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
+import pandas as pd
 import torch.nn.functional as F
 import torch
+from scipy import ndimage
 
 from .. import registry
 from ..data import masks as M
@@ -51,8 +64,9 @@ class EditResult:
     """What :func:`remove` made. ``image``: the edited image; ``masks``: {id: RLE} visible masks of
     the remaining instances; ``removed``: the ids taken out; ``completed``: {id: RLE} full masks of
     the objects completed; ``revealed``: {id: HxW bool} the pixels each of them gained; ``hole``:
-    HxW bool, every pixel that was repainted; ``background``: the image after the background
-    inpainting alone; ``order``: the completed ids, far to near."""
+    HxW bool, every pixel that was repainted; ``background``: the background inpainter's fill
+    (outside the hole it also replaces the remaining instances' pixels, which the edit keeps);
+    ``order``: the completed ids, far to near."""
     image: np.ndarray
     masks: dict
     removed: list
@@ -85,6 +99,34 @@ def dilate(mask: np.ndarray, px: int) -> np.ndarray:
         return mask.astype(bool)
     t = torch.from_numpy(mask.astype(np.float32))[None, None]
     return (F.max_pool2d(t, 2 * px + 1, 1, px)[0, 0] > 0).numpy()
+
+
+def cast_shadow(image: np.ndarray, mask: np.ndarray, keep: np.ndarray, reach: float = 0.25, darker: float = 0.75
+                ) -> np.ndarray:
+    """The shadow an object (``mask``, HxW bool) casts on the ground just below it: the pixels within
+    ``reach`` of its height below its lowest pixel in each column (and 2 px to either side), not in
+    ``keep`` (what must not be repainted: the other instances' pixels), darker than ``darker`` times
+    the ground further below (the median brightness of the next band of that height), and connected
+    to the object through such pixels. HxW bool; empty where nothing is that dark."""
+    if not mask.any():
+        return np.zeros_like(mask)
+    ys, xs = np.nonzero(mask)
+    H, W = mask.shape
+    h = int(np.ceil(reach * (ys.max() - ys.min() + 1))) + 2
+    lowest = np.full(W, -1)
+    np.maximum.at(lowest, xs, ys)
+    lowest = ndimage.maximum_filter1d(lowest, 5)            # 2 px to either side
+    rows = np.arange(H)[:, None]
+    below = (lowest[None] >= 0) & (rows > lowest[None])
+    band = below & (rows <= lowest[None] + h) & ~mask & ~keep
+    ground = below & (rows > lowest[None] + h) & (rows <= lowest[None] + 2 * h) & ~keep
+    if not band.any() or ground.sum() < 8:
+        return np.zeros_like(mask)
+    lum = image.astype(np.float32).mean(2)
+    dark = band & (lum < darker * float(np.median(lum[ground])))
+    lab, _ = ndimage.label(dark | mask, structure=np.ones((3, 3)))
+    touching = np.unique(lab[mask])
+    return np.isin(lab, touching[touching > 0]) & dark
 
 
 def _image_instances(annotations, ids: Sequence) -> tuple:
@@ -121,25 +163,28 @@ def _call_background(background, image, hole):
     return inpaint_background(background, image, hole)
 
 
-def _call_instances(instance, image, fulls, holes, cats) -> list:
-    if instance is None:
-        return [image] * len(fulls)
+def _call_instances(instance, image, objects, holes, cats, unknown) -> list:
     if callable(instance) and not isinstance(instance, torch.nn.Module):
-        return [np.asarray(instance(image, f, h, c), dtype=np.uint8) for f, h, c in zip(fulls, holes, cats)]
-    return inpaint_instances(instance, image, fulls, holes, cats)
+        blank = image.copy()
+        blank[unknown] = 0
+        return [np.asarray(instance(blank, o, h, c), dtype=np.uint8) for o, h, c in zip(objects, holes, cats)]
+    return inpaint_instances(instance, image, objects, holes, cats, unknown=unknown)
 
 
 def remove(image, annotations, ids: Sequence, *, vae=None, background: Union[Callable, torch.nn.Module, None] = None,
            instance: Union[Callable, torch.nn.Module, None] = None, completions: Optional[dict] = None,
-           complete: bool = True, dilate_px: int = DEFAULT_DILATE, threshold: Optional[float] = None) -> EditResult:
+           complete: bool = True, dilate_px: int = DEFAULT_DILATE, threshold: Optional[float] = None,
+           shadows: bool = True, background_from: str = "scene") -> EditResult:
     """Remove the instances ``ids`` of one image from ``image`` (module doc).
 
     ``image``: HxWx3 uint8 (the image the annotations describe); ``annotations``: an
     :class:`AnnotationSet` (or a list of instances) holding every instance of that image (other
-    images are ignored); ``vae``: a trained Amodal-VAE (its ``threshold.json`` threshold unless
+    images are ignored); ``vae``: a trained Amodal-VAE (binarised at :func:`edit_threshold` unless
     ``threshold``); ``completions``: {id: RLE} full masks to use instead of completing (e.g. the
     ground-truth amodal masks); ``complete=False`` completes nothing (the background inpainter
-    fills the whole hole); ``background`` and ``instance``: the inpainters (nets or callables).
+    fills the whole hole, from every pixel around it); ``background`` and ``instance``: the
+    inpainters (nets or callables; with no ``instance``, the revealed parts get the background's
+    fill).
     A bad id, or an image or mask that does not fit the annotations, raises a
     :class:`~amodal_lib.errors.UserError` saying which."""
     ann, insts, removed_ids, image_id = _image_instances(annotations, ids)
@@ -165,6 +210,9 @@ def remove(image, annotations, ids: Sequence, *, vae=None, background: Union[Cal
     others = np.zeros((H, W), bool)
     for i in stay:
         others |= vis[i.id]
+    if shadows:                                                          # the removed objects' shadows go too
+        for i in removed_ids:
+            removed |= cast_shadow(img, vis[i], others)
     hole = dilate(removed, int(dilate_px)) & ~others
 
     # 2. the objects behind the removed ones, completed
@@ -187,25 +235,46 @@ def remove(image, annotations, ids: Sequence, *, vae=None, background: Union[Cal
         owner[f & hole] = k                                                 # nearer ones overwrite
     revealed = {inst.id: owner == k for k, inst in enumerate(order)}
 
-    # 3. background, 4. objects far to near
-    bg = _call_background(background, img, hole) if hole.any() else img.copy()
-    out = bg.copy()
-    todo = [i for i in order if revealed[i.id].any()]
-    fulls = [M.decode(full[i.id]).astype(bool) if not isinstance(full[i.id], np.ndarray) else full[i.id] for i in todo]
-    filled = _call_instances(instance, bg, fulls, [revealed[i.id] for i in todo], [i.category_id for i in todo])
+    # 3. the objects, each from its own visible pixels
+    todo = [i for i in order if revealed[i.id].any()] if instance is not None else []
+    filled = _call_instances(instance, img, [vis[i.id] | revealed[i.id] for i in todo], [revealed[i.id] for i in todo],
+                             [i.category_id for i in todo], hole) if todo else []
+    # 4. the background, from the scene around the hole (or from the background's pixels alone: every
+    #    remaining instance's pixels are then filled too, and kept as they were)
+    region = hole | others if complete and background_from == "background" else hole
+    bg = _call_background(background, img, region) if hole.any() else img.copy()
+    # 5. composite: the background, then the objects far to near
+    out = img.copy()
+    out[hole] = bg[hole]
     for inst, f in zip(todo, filled):
         r = revealed[inst.id]
         out[r] = f[r]
-    out[~hole] = img[~hole]                                                 # nothing outside the hole changes
     masks = {i.id: M.encode((vis[i.id] | revealed.get(i.id, False)).astype(np.uint8)) for i in stay}
     completed = {i.id: (full[i.id] if not isinstance(full[i.id], np.ndarray) else M.encode(full[i.id].astype(np.uint8)))
                  for i in order}
     return EditResult(out, masks, removed_ids, completed, revealed, hole, bg, [i.id for i in order], image_id)
 
 
+def edit_threshold(checkpoint=None) -> tuple:
+    """(the threshold an edit binarises Amodal-VAE's completions at, where it comes from). An edit
+    shows what was hidden, so it takes the threshold of the largest protocol-A *invisible* mIoU of
+    the validation sweep ``amodal train`` recorded beside the checkpoint (``threshold_sweep.csv``,
+    mean over the validation sets; ties: the smaller), not the completion's own (largest full
+    mIoU, ``threshold.json``); without a sweep, that one (:func:`amodal_lib.registry.default_threshold`)."""
+    if checkpoint is not None:
+        ck = Path(checkpoint)
+        path = (ck if ck.is_dir() else ck.parent) / "threshold_sweep.csv"
+        if path.is_file():
+            mean = pd.read_csv(path).groupby("threshold", as_index=False)["A_invisible"].mean()
+            if len(mean) and mean.A_invisible.notna().any():
+                best = mean.threshold.to_numpy()[int(np.nanargmax(mean.A_invisible.to_numpy(float)))]
+                return float(best), f"largest validation invisible mIoU (protocol A) of {path.name}"
+    return registry.default_threshold("amodal-vae", checkpoint)
+
+
 def _complete(vae, ann: AnnotationSet, insts: list, cands: list, threshold: Optional[float]) -> dict:
     """{id: RLE} Amodal-VAE's full masks of ``cands``, the whole image (``insts``) as context."""
-    t = threshold if threshold is not None else registry.default_threshold("amodal-vae", getattr(vae, "checkpoint", None))[0]
+    t = threshold if threshold is not None else edit_threshold(getattr(vae, "checkpoint", None))[0]
     context = ann.subset(insts)
     return complete_instances(vae, cands, threshold=t, frame="fit", context=context)
 

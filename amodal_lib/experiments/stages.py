@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 
 from ..data.crops import crop_masks
 from ..models.amodal_vae import S, warp_to_frame
+from ..train.amodal_vae import load_model, stage_done, stage_path, train_stage
 from ..train.amodal_vae_stages import VAEConfig, prepare
 from ..train.occlusions import partial_inputs, simulate_occlusions
 
@@ -168,3 +172,27 @@ def simulated_fractions(ann, config: dict, n: int = 2000, seed: int = 0) -> np.n
     data, cfg = stage2_data(ann, config)
     sim, _ = _simulate(data, n, cfg, seed + 1, cfg.unoccluded_prob)
     return sim["occluded"].numpy()
+
+
+# --------------------------------------------------------------------------- stage 2 trained otherwise
+#: stage 2 trained otherwise for notebook 07: {name: (run folder suffix, VAEConfig overrides)}
+STAGE2_VARIANTS = {"KL weight 1": ("stage2-kl1", {"kl_final": 1.0}),
+                   "KL to the full mask's posterior": ("stage2-match", {"match_posterior": True})}
+
+
+def stage2_variant(annotations, base_run, out_dir, profile: Optional[str] = None, seed: int = 0, device="auto",
+                   **overrides):
+    """Stage 2 trained again from ``base_run``'s stage 1 (its ``stage1.pt`` copied into ``out_dir``)
+    with :class:`~amodal_lib.train.amodal_vae_stages.VAEConfig` ``overrides`` (``kl_final``: stage 2's
+    KL weight; ``match_posterior=True``: KL to the full mask's posterior instead of the prior), on
+    the modal view of ``annotations``, without validation (it keeps its last step); a finished one in
+    ``out_dir`` is reused. Notebook 07 asks with it whether the KL weight or stage 2's objective makes
+    Fig 4. Returns the stage-2 model."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not stage_done(out, 2):
+        if not stage_done(out, 1):
+            shutil.copy(stage_path(base_run, 1), stage_path(out, 1))
+        cfg = VAEConfig.from_profile(profile, **overrides)
+        train_stage(2, prepare(annotations, [2], cfg), out, cfg, seed=seed, device=device, progress=False)
+    return load_model(out, device, stage=2)

@@ -330,61 +330,104 @@ class AmodalVAE(nn.Module):
 
 
 # --------------------------------------------------------------------------- Fig 2
-def summary(model: nn.Module, batch: int = 2) -> str:
-    """A printed architecture (supplementary Fig 2): every layer with its output shape and
-    parameter count, per sub-network, from a forward pass on a dummy batch."""
+def _blocks(net: nn.Module) -> list:
+    """(name, module) of a sub-network's blocks, in order: each child, or the children of a child
+    that is a sequence of blocks (a residual block, a conv-BN-ReLU, a max pool, a linear layer)."""
+    out = []
+    for name, child in net.named_children():
+        if isinstance(child, nn.Sequential) and any(isinstance(g, (nn.Sequential, ResBlock)) for g in child.children()):
+            out += [(f"{name}.{n}", g) for n, g in child.named_children()]
+        else:
+            out.append((name, child))
+    return out
+
+
+def _describe(block: nn.Module) -> str:
+    """What a block is, from its layers: e.g. "conv 3x3 /2 + BN + ReLU"."""
+    if isinstance(block, ResBlock):
+        return "residual block (2x conv 3x3 + BN)"
+    parts = []
+    for m in [block] if not list(block.children()) else [m for m in block.modules() if not list(m.children())]:
+        if isinstance(m, nn.ConvTranspose2d):
+            parts.append(f"deconv {m.kernel_size[0]}x{m.kernel_size[1]} x{m.stride[0]}")
+        elif isinstance(m, nn.Conv2d):
+            parts.append(f"conv {m.kernel_size[0]}x{m.kernel_size[1]}" + (f" /{m.stride[0]}" if m.stride[0] > 1 else ""))
+        elif isinstance(m, nn.Linear):
+            parts.append(f"linear {m.in_features}->{m.out_features}")
+        elif isinstance(m, nn.MaxPool2d):
+            parts.append("max pool /2")
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            parts.append("BN")
+        else:
+            parts.append(type(m).__name__)
+    return " + ".join(parts)
+
+
+def architecture(model: nn.Module, batch: int = 2) -> list:
+    """Supplementary Fig 2 read from the live model by a forward pass on a dummy batch: one dict per
+    sub-network (encoder, decoder, partial encoder, spatial transformer) with its ``title``,
+    ``input`` (what it takes, with shapes), ``params`` and ``blocks`` in order, each block a dict of
+    ``name``, ``kind`` (:func:`_describe`), output ``shape``, ``params`` and ``layers``: (name, type,
+    output shape, parameters) of its layers (a residual block is one layer)."""
     model = model.module if hasattr(model, "module") else model
-    rows: list = []
-    hooks = []
-
-    def add_hooks(net: nn.Module, prefix: str):
-        """Hook the leaves outside residual blocks, and each residual block as one row."""
-        for name, m in net.named_modules():
-            inside_res = any(isinstance(p, ResBlock) for p in _parents(net, name)) if name else False
-            if inside_res or not (isinstance(m, ResBlock) or len(list(m.children())) == 0):
-                continue
-
-            def hook(mod, inp, out, name=name):
-                shape = tuple(out.shape[1:]) if torch.is_tensor(out) else "-"
-                rows.append((f"{prefix}.{name}", type(mod).__name__, shape,
-                             sum(p.numel() for p in mod.parameters())))
-            hooks.append(m.register_forward_hook(hook))
-
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
-    lines = []
+    x = torch.zeros(batch, S, S, device=dev)
+    geo = model.transformer.geometry
+    parts = [("encoder q(z|y)", "encoder", model.encoder, f"full mask (1, {S}, {S})",
+              lambda: model.encoder(x.unsqueeze(1))),
+             ("decoder p(y|z)", "decoder", model.decoder, f"z ({model.latent_dim},)",
+              lambda: model.decoder(torch.zeros(batch, model.latent_dim, device=dev))),
+             ("partial encoder q(z|y_hat)", "partial", model.partial_encoder,
+              f"partial mask + frame flag (2, {S}, {S})", lambda: model.encode_partial(x, 0.0)),
+             ("spatial transformer", "spatial", model.transformer,
+              f"partial mask (1, {S}, {S}) + log aspect (1,)" + (f" + box geometry ({geo},)" if geo else ""),
+              lambda: model.transformer(x.unsqueeze(1), torch.zeros(batch, device=dev), torch.zeros(batch, geo, device=dev)))]
+    out, hooks = [], []
+
+    def shape_of(o):
+        return tuple(o.shape[1:]) if torch.is_tensor(o) else "-"
     try:
         with torch.no_grad():
-            x = torch.zeros(batch, S, S, device=dev)
-            parts = [("encoder q(z|y)", model.encoder, lambda: model.encoder(x.unsqueeze(1))),
-                     ("decoder p(y|z)", model.decoder,
-                      lambda: model.decoder(torch.zeros(batch, model.latent_dim, device=dev))),
-                     ("partial encoder q(z|y_hat)", model.partial_encoder, lambda: model.encode_partial(x, 0.0)),
-                     ("spatial transformer", model.transformer,
-                      lambda: model.transformer(x.unsqueeze(1), torch.zeros(batch, device=dev),
-                                                torch.zeros(batch, model.transformer.geometry, device=dev)))]
-            for title, net, run in parts:
-                rows.clear()
-                add_hooks(net, title.split()[0] if title != "partial encoder q(z|y_hat)" else "partial")
+            for title, prefix, net, given, run in parts:
+                blocks = []
+                for name, block in _blocks(net):
+                    rec = {"name": f"{prefix}.{name}", "kind": _describe(block), "shape": None,
+                           "params": sum(p.numel() for p in block.parameters()), "layers": []}
+                    leaves = [("", block)] if isinstance(block, ResBlock) or not list(block.children()) else \
+                        [(n, m) for n, m in block.named_modules() if not list(m.children())]
+                    for lname, leaf in leaves:
+                        def hook(mod, inp, o, rec=rec, lname=lname):
+                            rec["layers"].append((rec["name"] + (f".{lname}" if lname else ""), type(mod).__name__,
+                                                  shape_of(o), sum(p.numel() for p in mod.parameters())))
+                        hooks.append(leaf.register_forward_hook(hook))
+                    hooks.append(block.register_forward_hook(lambda mod, inp, o, rec=rec: rec.update(shape=shape_of(o))))
+                    blocks.append(rec)
                 run()
                 for h in hooks:
                     h.remove()
                 hooks.clear()
-                n = sum(p.numel() for p in net.parameters())
-                lines.append(f"{title}: {n:,} parameters")
-                for name, kind, shape, cnt in rows:
-                    lines.append(f"  {name:34s} {kind:18s} {str(shape):16s} {cnt:>9,}")
+                out.append({"title": title, "input": given, "params": sum(p.numel() for p in net.parameters()),
+                            "blocks": blocks})
     finally:
+        for h in hooks:
+            h.remove()
         model.train(was)
+    return out
+
+
+def summary(model: nn.Module, batch: int = 2) -> str:
+    """A printed architecture (supplementary Fig 2): every layer with its output shape and
+    parameter count, per sub-network, from :func:`architecture`'s forward pass."""
+    model = model.module if hasattr(model, "module") else model
+    lines = []
+    for part in architecture(model, batch):
+        lines.append(f"{part['title']}: {part['params']:,} parameters")
+        for block in part["blocks"]:
+            for name, kind, shape, cnt in block["layers"]:
+                lines.append(f"  {name:34s} {kind:18s} {str(shape):16s} {cnt:>9,}")
     total = sum(p.numel() for p in model.parameters())
     lines.append(f"total: {total:,} parameters; latent {model.latent_dim}-d factorial Normal, prior N(0, I); "
                  f"width {model.config['width']}")
     return "\n".join(lines)
-
-
-def _parents(net: nn.Module, name: str) -> list:
-    out, parts = [], name.split(".")
-    for k in range(1, len(parts)):
-        out.append(net.get_submodule(".".join(parts[:k])))
-    return out

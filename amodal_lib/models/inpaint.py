@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, MissingCheckpointError
+from .weights import load_checkpoint
 
 FILLS = ("none", "smooth", "telea", "ns")   # what the net's output is added to (module doc)
 KERNELS = (7, 5, 5, 3)      # encoder kernel sizes; deeper layers use 3
@@ -261,14 +262,9 @@ def load_vgg16_features(path) -> VGG16Features:
     p = Path(path)
     if not p.is_file():
         raise MissingCheckpointError(p, "no such VGG-16 weights file")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:   # torch raises several types for a file that is not a checkpoint
-        raise CheckpointError(p, f"not a readable PyTorch weights file ({type(e).__name__})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+    state = load_checkpoint(p)   # one CheckpointError naming a file that is not a checkpoint (or a dict)
+    if "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(p, "holds no state dict")
     feats = {k[len("features."):]: v for k, v in state.items() if isinstance(k, str) and k.startswith("features.")}
     net = vgg16(weights=None).features
     try:

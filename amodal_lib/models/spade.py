@@ -43,6 +43,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..errors import CheckpointError
+from .weights import load_checkpoint
 
 # The weights of the generator's loss terms (GauGAN's, and the two of ours: L1 and the alpha's
 # silhouette); a profile's "spade" section or the training call overrides them.
@@ -244,8 +245,8 @@ class VGGLoss(nn.Module):
         path = Path(weights_file)
         if not path.is_file():
             raise CheckpointError(path, "no such VGG19 weights file (the perceptual term needs local weights)")
+        state = load_checkpoint(path)   # one CheckpointError naming a file that is not a checkpoint
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
             state = {k[len("features."):] if k.startswith("features.") else k: v for k, v in state.items()
                      if not k.startswith("classifier.")}
             features = make_layers(cfgs["E"])

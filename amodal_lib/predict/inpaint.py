@@ -9,11 +9,14 @@ a new image equal to the input outside the hole (the filling ones).
   background under removed objects, and that any other caller can use on its own
   (image, hole -> image).
 - :func:`inpaint_instances`: the instance inpainter, one object at a time in its square crop (the
-  crop of its full mask's box, resized to the net's ``crop``): the hole blanked, the class label
-  in the hole; the result pasted back into the hole pixels only.
+  crop of its mask's box, resized to the net's ``crop``): the unknown pixels blanked, the class
+  label in the hole, the object's mask, and fills of the crop from the object's own known pixels,
+  made at the image's resolution (:func:`object_fill`); what the net adds to its fill is pasted
+  back into the hole pixels only.
 - :func:`classical`: OpenCV's Telea (fast marching) and Navier-Stokes inpainting (radius 3).
-- :func:`background_inputs`, :func:`instance_inputs`, :func:`base_fill`: what each net takes (the
-  holed image, its mask, the guides and base fill); training makes its batches with them too.
+- :func:`background_inputs`, :func:`instance_inputs`, :func:`base_fill`, :func:`instance_forward`:
+  what each net takes (the holed image, its mask, the guides and base fill); training makes its
+  batches with them too.
 """
 from __future__ import annotations
 
@@ -70,31 +73,51 @@ def run_padded(model: PConvUNet, x: torch.Tensor, mask: torch.Tensor, base=None)
 
 
 # --------------------------------------------------------------------------- what the nets take
-def instance_inputs(image: torch.Tensor, hole: torch.Tensor, label: torch.Tensor):
-    """The instance inpainter's input ``(x, mask)``: ``image`` (B, 3, S, S) with the hole blanked
-    and a fourth channel holding ``label`` (B,) (category id / the largest id) in the hole; the
-    mask is per channel: colour known outside the hole, the label channel known everywhere."""
-    known = 1.0 - hole
-    x = torch.cat([image * known, hole * label.view(-1, 1, 1, 1)], 1)
-    mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(hole)], 1)
+def instance_inputs(image: torch.Tensor, hole: torch.Tensor, label: torch.Tensor, unknown: Optional[torch.Tensor] = None,
+                    object_mask: Optional[torch.Tensor] = None, guides=()):
+    """The instance inpainter's input ``(x, mask)``: ``image`` (B, 3, S, S) with the ``unknown``
+    pixels (B, 1, S, S; default the hole) blanked, a channel holding ``label`` (B,) (category id /
+    the largest id) in the hole, one holding ``object_mask`` (the object's pixels, known and hidden;
+    default the hole), then each guide (B, 3, S, S). The mask is per channel: colour known outside
+    the unknown pixels, every other channel known everywhere."""
+    known = 1.0 - (hole if unknown is None else torch.maximum(unknown, hole))
+    obj = hole if object_mask is None else torch.maximum(object_mask, hole)
+    x = torch.cat([image * known, hole * label.view(-1, 1, 1, 1), obj, *guides], 1)
+    mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(x[:, 3:])], 1)
     return x, mask
 
 
+def instance_channels(guides=()) -> int:
+    """The instance inpainter's input channels (:func:`instance_inputs`)."""
+    return 5 + 3 * len(guides)
+
+
 def base_fill(fill: str, image: torch.Tensor, known: torch.Tensor, object_known: Optional[torch.Tensor] = None):
-    """What a net with ``fill`` adds its output to (None for "none"): "smooth", the smooth fill
-    (:func:`amodal_lib.models.inpaint.smooth_fill`) of the known pixels, or, for the instance
-    inpainter (``object_known``: the object's known pixels, (B, 1, S, S)), of the object's own known
-    pixels (where a crop has none, of all its known pixels); "telea" and "ns", OpenCV's Telea and
-    Navier-Stokes fills of the hole."""
+    """What a net with ``fill`` adds its output to, or a guide (None for "none"): "smooth", the
+    smooth fill (:func:`amodal_lib.models.inpaint.smooth_fill`), "telea" and "ns", OpenCV's
+    Telea and Navier-Stokes fills, of every pixel but the known ones (B, 1, S, S); for the instance
+    inpainter (``object_known``: the object's known pixels), of every pixel but the object's own
+    known ones, from those alone (where a crop has none, from all its known pixels)."""
     if fill == "none":
         return None
+    src = known
+    if object_known is not None:
+        has = object_known.flatten(1).sum(1) > 0
+        src = torch.where(has.view(-1, 1, 1, 1), object_known, known)
     if fill in ("telea", "ns"):
-        return classical_batch(image, known, fill)
-    if object_known is None:
-        return smooth_fill(image * known, known)
-    has = object_known.flatten(1).sum(1) > 0
-    src = torch.where(has.view(-1, 1, 1, 1), object_known, known)
+        return classical_batch(image, src, fill)
     return smooth_fill(image * src, src)
+
+
+def _fills(image: torch.Tensor, known: torch.Tensor, object_known: Optional[torch.Tensor] = None):
+    """``get(name)``: :func:`base_fill` ``name`` of these pixels, each computed once."""
+    fills = {}
+
+    def get(name):
+        if name not in fills:
+            fills[name] = base_fill(name, image, known, object_known)
+        return fills[name]
+    return get
 
 
 def background_inputs(image: torch.Tensor, known: torch.Tensor, fill: str = "none", guides=()):
@@ -102,17 +125,25 @@ def background_inputs(image: torch.Tensor, known: torch.Tensor, fill: str = "non
     known pixels), followed by one 3-channel *guide* per name in ``guides`` (a classical fill of the
     hole, :func:`base_fill`, known everywhere; the mask then has a channel per input channel), and the
     base fill the net's output is added to (None for ``fill`` "none"). Each fill is computed once."""
-    fills = {}
-
-    def get(name):
-        if name not in fills:
-            fills[name] = base_fill(name, image, known)
-        return fills[name]
+    get = _fills(image, known)
     x, mask = image * known, known
     if guides:
         x = torch.cat([x, *[get(g) for g in guides]], 1)
         mask = torch.cat([known.expand(-1, 3, -1, -1), torch.ones_like(x[:, 3:])], 1)
     return x, mask, (get(fill) if fill != "none" else None)
+
+
+def instance_forward(model, image: torch.Tensor, obj: torch.Tensor, hole: torch.Tensor, unknown: torch.Tensor,
+                     label: torch.Tensor, fill: str = "none", guides=()) -> torch.Tensor:
+    """The instance inpainter's output on crops (B, 3, S, S): ``obj`` the object's mask (B, 1, S, S),
+    ``hole`` its part to fill, ``unknown`` every pixel it may not read (the hole included); the
+    ``guides`` and the ``fill`` its output is added to come from the object's own known pixels
+    (:func:`base_fill`), each computed once."""
+    unknown = torch.maximum(unknown, hole)
+    known = 1.0 - unknown
+    get = _fills(image, known, obj * known)
+    x, mask = instance_inputs(image, hole, label, unknown, obj, [get(g) for g in guides])
+    return model(x, mask, get(fill) if fill != "none" else None)
 
 
 # --------------------------------------------------------------------------- filling images
@@ -144,44 +175,84 @@ def instance_boxes(full_masks: Sequence[np.ndarray]) -> torch.Tensor:
     return square_from_xyxy(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
 
 
+def object_fill(image: np.ndarray, object_known: np.ndarray, box, method: str = "ns") -> np.ndarray:
+    """``image`` with every pixel of ``box`` (xyxy, clipped to the image) but the object's own known
+    pixels filled from those alone: OpenCV's "telea" or "ns" fill, or "smooth"
+    (:func:`amodal_lib.models.inpaint.smooth_fill`). With no known pixel of the object in the
+    box, the image is returned as it is."""
+    H, W = image.shape[:2]
+    x1, y1, x2, y2 = [float(v) for v in box]
+    c0, c1 = max(int(np.floor(x1)), 0), min(int(np.ceil(x2)), W)
+    r0, r1 = max(int(np.floor(y1)), 0), min(int(np.ceil(y2)), H)
+    out = image.copy()
+    known = object_known[r0:r1, c0:c1]
+    if not known.any() or known.all():
+        return out
+    sub = image[r0:r1, c0:c1]
+    if method == "smooth":
+        k = torch.from_numpy(known)[None, None].float()
+        out[r0:r1, c0:c1] = to_image(smooth_fill(to_tensor(sub) * k, k)[0])
+    else:
+        out[r0:r1, c0:c1] = classical(sub, ~known, method)
+    return out
+
+
 @torch.no_grad()
-def inpaint_instances(model: PConvUNet, image, full_masks: Sequence, holes: Sequence, category_ids: Sequence[int]
-                      ) -> list:
-    """For each object (its full mask, the hole to fill in it, its category id), the image with that
-    hole filled by the instance inpainter, as one HxWx3 uint8 per object: the object's square crop
-    of ``image`` resized to the net's ``crop``, its hole blanked, the class label in the hole, the
-    net's output pasted back into the hole pixels only."""
+def inpaint_instances(model: PConvUNet, image, objects: Sequence, holes: Sequence, category_ids: Sequence[int],
+                      unknown=None) -> list:
+    """For each object (its mask: its known pixels and its hole; the hole to fill; its category id),
+    the image with that hole filled by the instance inpainter, as one HxWx3 uint8 per object.
+    ``unknown`` (HxW bool): every pixel no fill may read (default: the union of the holes), as the
+    whole removed region is in an edit.
+
+    Each object is cut out in its square crop (the PCNet-M square about its mask's box) resized to
+    the net's ``crop``: the unknown pixels blanked (a crop pixel is unknown if any part of it is),
+    the class label in the hole, the object's mask, and the guides; the guides and the fill the net
+    adds to are computed at the image's own resolution from the object's own known pixels
+    (:func:`object_fill`) and cropped. The net's output (for a net with a base fill, what it adds to
+    it) is pasted back bilinearly into the hole pixels only."""
     img = np.asarray(image)
     out = []
-    if not len(full_masks):
+    if not len(objects):
         return out
-    boxes = instance_boxes(full_masks)
-    S = int(model.crop)
-    dev = next(model.parameters()).device
-    x = to_tensor(img)
     H, W = img.shape[:2]
-    rois = torch.cat([torch.zeros(len(boxes), 1), boxes], 1)
-    crops = roi_align(x.expand(1, -1, -1, -1), rois, (S, S), 1.0, 2, aligned=True)
-    hole_t = torch.from_numpy(np.stack([np.asarray(h, dtype=np.float32) for h in holes]))[:, None]
-    own = torch.cat([torch.arange(len(boxes), dtype=torch.float32)[:, None], boxes], 1)   # hole k in box k
-    hole_c = (roi_align(hole_t, own, (S, S), 1.0, 2, aligned=True) > 0.0).float()   # any part of a hole pixel
-    full_t = torch.from_numpy(np.stack([np.asarray(f, dtype=np.float32) for f in full_masks]))[:, None]
-    obj = (roi_align(full_t, own, (S, S), 1.0, 2, aligned=True) >= 0.5).float() * (1.0 - hole_c)
+    objs = [np.asarray(o, dtype=bool) for o in objects]
+    hs = [np.asarray(h, dtype=bool) for h in holes]
+    unk = np.any(hs, 0) if unknown is None else (np.asarray(unknown, dtype=bool) | np.any(hs, 0))
+    boxes = instance_boxes([o | h for o, h in zip(objs, hs)])
+    S, n = int(model.crop), len(objs)
+    dev = next(model.parameters()).device
+    names = list(dict.fromkeys([*model.guides, *([model.fill] if model.fill != "none" else [])]))
+    fills = {m: [object_fill(img, o & ~unk, boxes[k], m) for k, o in enumerate(objs)] for m in names}
+    own = torch.cat([torch.arange(n, dtype=torch.float32)[:, None], boxes], 1)      # object k in box k
+
+    def crop(arrays, threshold=None):
+        t = torch.from_numpy(np.stack(arrays).astype(np.float32))
+        t = t.permute(0, 3, 1, 2) / 255.0 if t.ndim == 4 else t[:, None]
+        c = roi_align(t, own, (S, S), 1.0, 2, aligned=True)
+        return c if threshold is None else (c > 0.0 if threshold == "any" else c >= threshold).float()
+    rgb = crop([img] * n)
+    unknown_c = crop([unk] * n, "any")
+    hole_c = crop(hs, "any")
+    obj_c = crop(objs, 0.5)
     label = torch.tensor([min(float(c) / max(model.max_category, 1), 1.0) for c in category_ids])
-    inp, mask = instance_inputs(crops, hole_c, label)
-    base = base_fill(getattr(model, "fill", "none"), crops, 1.0 - hole_c, obj)
-    pred = model.eval()(inp.to(dev), mask.to(dev), None if base is None else base.to(dev)).cpu().clamp(0, 1)
-    for k in range(len(boxes)):
-        res = img.copy()
-        h = np.asarray(holes[k], dtype=bool)
+    fill_c = {m: crop(fills[m]) for m in names}
+    base = None if model.fill == "none" else torch.zeros(n, 3, S, S)   # the net's addition alone (below)
+    x, mask = instance_inputs(rgb, hole_c, label, unknown_c, obj_c, [fill_c[g] for g in model.guides])
+    pred = model.eval()(x.to(dev), mask.to(dev), None if base is None else base.to(dev)).cpu()
+    for k in range(n):
+        res = img.copy() if model.fill == "none" else fills[model.fill][k].copy()
+        h = hs[k]
         region = paste_region(pred[k], boxes[k], H, W)
         if region is not None and h.any():
             rows, cols, vals = region
-            patch = (np.clip(vals, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
             sub = res[rows, cols]
             sel = h[rows, cols]
-            sub[sel] = patch[sel]
+            add = vals.transpose(1, 2, 0)[sel] * 255.0
+            now = 0.0 if model.fill == "none" else sub[sel].astype(np.float32)
+            sub[sel] = np.clip(now + add, 0, 255).round().astype(np.uint8)
             res[rows, cols] = sub
+        res[~h] = img[~h]
         out.append(res)
     return out
 

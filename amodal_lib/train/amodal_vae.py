@@ -41,7 +41,7 @@ import torch
 from ..errors import ArgumentError, CheckpointError, MissingCheckpointError
 from ..models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
 from ..predict.amodal_vae import complete_instances
-from ..thresholds import sweep_thresholds, write_threshold
+from ..thresholds import read_threshold, sweep_thresholds, write_threshold
 from . import engine as E
 from . import timing
 from .amodal_vae_stages import STAGES, Stage1, Stage2, Stage3, VAEConfig, _split, make_eval_fn, prepare
@@ -170,6 +170,11 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
     if any(s not in STAGES for s in stages):
         raise ArgumentError(f"stage must be 1, 2 or 3, got {stage}")
     todo = [s for s in stages if not stage_done(out_dir, s)]
+    last = max(stages)
+    # the threshold is searched after the last stage asked for, when trained now, or trained by a run
+    # killed before it wrote the threshold (threshold.json missing, or of an earlier stage)
+    search = last >= 2 and (last in todo or (not any(stage_path(out_dir, s).is_file() for s in STAGES if s > last)
+                                             and (read_threshold(out_dir) or {}).get("stage") != last))
     dist = E.setup_distributed(device)
     result: dict = {"history": {}, "seconds": {}, "config": asdict(cfg), "model": None, "validation": None,
                     "threshold": None, "log": []}
@@ -181,7 +186,7 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
 
     validation = None
     train_ann = annotations
-    if todo:
+    if todo or search:
         train_ann, validation = validation_split(annotations, val_annotations, cfg.holdout_fraction, seed,
                                                  cfg.val_max_targets, cfg.eval_max_instances)
         result["validation"] = validation
@@ -202,7 +207,7 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
         result["seconds"][s] = clock.elapsed()["wall_s"]
         say(stage_summary(s, hist, validation) + f" [{result['seconds'][s]:.0f} s]")
     result["model"] = load_model(out_dir, dist.device)
-    if todo and max(stages) >= 2 and max(todo) == max(stages) and dist.is_main:
+    if search and dist.is_main:
         result["threshold"] = search_threshold(result["model"], validation, cfg, out_dir)
         say(f"threshold {result['threshold']['threshold']:g} (largest validation full mIoU, protocol A) "
             f"-> {out_dir / 'threshold.json'}")

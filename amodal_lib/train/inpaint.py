@@ -14,10 +14,15 @@ editing", gives the decisions.
     visible box), resized to ``crop``; its visible pixels are the object whose appearance is
     known. Occlusion is simulated by placing another instance's mask onto it (flipped, scaled,
     shifted until it covers ``cover`` of the object: :func:`amodal_lib.train.pcnet.place_erasers`);
-    the hole is the part of the object under it. Input: the crop with the hole blanked, and a
-    fourth channel holding the class label (category id / the largest id) in the hole, a channel
-    whose mask is known everywhere (:func:`instance_inputs`). At test time the hole is the
-    invisible part of the object's completed full mask that the edit reveals.
+    the hole is the part of the object under it. With ``unknown="occluder"`` (every profile) the
+    whole occluder is unknown, as the removed object is when an edit fills the object behind it,
+    and the loss counts the object's pixels only; ``"hole"`` blanks the object's part alone. Input
+    (:func:`amodal_lib.predict.inpaint.instance_inputs`): the crop with the unknown pixels blanked,
+    the class label (category id / the largest id) in the hole, the object's mask (its known pixels
+    and the hole), and the ``guides``, fills of the crop from the object's own known pixels
+    (:func:`amodal_lib.predict.inpaint.base_fill`); every channel but the colour is known
+    everywhere. At test time the hole is the invisible part of the object's completed full mask
+    that the edit reveals.
 
 No amodal label is read: holes and objects come from visible masks. Training selects, as the rest
 of the study does, the checkpoint of its best validation (hole PSNR on the validation images with
@@ -38,9 +43,9 @@ from ..data import as_annotations
 from ..data.crops import crop_masks
 from ..data.images import crop_images, read_image
 from ..data.records import AnnotationSet
-from ..errors import ArgumentError, DataError
+from ..errors import ArgumentError, CheckpointError, DataError
 from ..models.inpaint import InpaintingLoss, PConvUNet, load_vgg16_features
-from ..predict.inpaint import background_inputs, base_fill, instance_inputs
+from ..predict.inpaint import background_inputs, base_fill, instance_channels, instance_forward, instance_inputs
 from ..predict.pcnet import square_boxes
 from ..profiles import get_profile
 from . import engine, runs, timing
@@ -54,9 +59,9 @@ DEFAULTS = {
     "background": {"width": 64, "depth": 7, "crop": 256, "batch_size": 8, "steps": 30000, "lr": 2e-4,
                    "images": None, "crops_per_image": 8, "masks_per_hole": 3, "scale": [0.7, 1.4],
                    "dilate": [5, 25], "val_images": 64},
-    "instance": {"width": 64, "depth": 6, "crop": 128, "batch_size": 8, "steps": 30000, "lr": 2e-4,
+    "instance": {"width": 64, "depth": 7, "crop": 256, "batch_size": 8, "steps": 30000, "lr": 2e-4,
                  "min_area": 64, "max_instances": None, "cover": [0.1, 0.7], "scale": [0.7, 1.4], "shift": 0.6,
-                 "tries": 8, "val_instances": 128},
+                 "tries": 8, "val_instances": 128, "unknown": "occluder"},
 }
 COMMON = {"fill": "none", "guides": [], "checkpoint_every": 200, "log_every": 25, "eval_every": 200, "vgg_weights": None, "threads": None,
           "loss_weights": None}
@@ -134,20 +139,21 @@ def background_holes(pool: torch.Tensor, batch: int, masks_per_hole: int = 3, sc
 
 
 def instance_holes(targets: torch.Tensor, pool: torch.Tensor, cover=(0.1, 0.7), scale=(0.7, 1.4), shift: float = 0.6,
-                   tries: int = 8, generator=None) -> torch.Tensor:
+                   tries: int = 8, generator=None, with_occluder: bool = False):
     """(B, 1, S, S) holes for the instance inpainter: the part of each object (``targets`` (B, S, S),
     its visible mask in its crop) under another instance's mask placed onto it so that it covers
     ``cover`` of the object (:func:`amodal_lib.train.pcnet.place_erasers`); where no placement fits,
-    the object's left or right half (at random)."""
+    the object's left or right half (at random). ``with_occluder``: ``(hole, occluder)``, the
+    occluder (B, 1, S, S) being the whole placed mask (the half crop where none fits)."""
     eraser, _, ok = place_erasers(targets, pool, tuple(cover), tuple(scale), shift, tries, generator=generator)
-    hole = eraser * targets
     if not bool(ok.all()):
         S = targets.shape[-1]
         half = torch.zeros_like(targets)
         half[..., : S // 2] = 1.0
         half = torch.where((torch.rand(len(targets), device=targets.device) < 0.5)[:, None, None], half, half.flip(-1))
-        hole = torch.where(ok[:, None, None], hole, half * targets)
-    return hole.unsqueeze(1)
+        eraser = torch.where(ok[:, None, None], eraser, half)
+    hole = (eraser * targets).unsqueeze(1)
+    return (hole, eraser.unsqueeze(1)) if with_occluder else hole
 
 
 # --------------------------------------------------------------------------- training data
@@ -232,10 +238,13 @@ def _instance_step(cfg: dict, holder: dict):
         tgt = batch["mask"].float()
         flip = _flip(len(img), img.device)
         img, tgt = torch.where(flip, img.flip(-1), img), torch.where(flip[:, 0], tgt.flip(-1), tgt)
-        hole = instance_holes(tgt, holder["pool"], cfg["cover"], cfg["scale"], cfg["shift"], cfg["tries"])
-        x, mask = instance_inputs(img, hole, batch["label"])
-        out = model(x, mask, base_fill(cfg["fill"], img, 1.0 - hole, tgt.unsqueeze(1) * (1.0 - hole)))
-        return holder["loss"](out, img, 1.0 - hole)
+        hole, occ = instance_holes(tgt, holder["pool"], cfg["cover"], cfg["scale"], cfg["shift"], cfg["tries"],
+                                   with_occluder=True)
+        unknown = occ if cfg["unknown"] == "occluder" else hole
+        obj = tgt.unsqueeze(1)
+        out = instance_forward(model, img, obj, hole, unknown, batch["label"], cfg["fill"], cfg["guides"])
+        out = obj * out + (1.0 - obj) * img          # only the object's pixels count
+        return holder["loss"](out, img, 1.0 - torch.maximum(unknown, hole))
     return step
 
 
@@ -261,19 +270,22 @@ def validation_batch(kind: str, val: AnnotationSet, cfg: dict, seed: int, pool: 
     data = instance_crops(val, int(cfg["crop"]), cfg["min_area"], cfg["val_instances"], seed + 1,
                           cfg.get("max_category"))
     tgt = data["mask"].float()
-    hole = instance_holes(tgt, pool, cfg["cover"], cfg["scale"], cfg["shift"], cfg["tries"], generator=g)
-    return {"image": data["image"].float() / 255.0, "hole": hole, "label": data["label"], "mask": tgt}
+    hole, occ = instance_holes(tgt, pool, cfg["cover"], cfg["scale"], cfg["shift"], cfg["tries"], generator=g,
+                               with_occluder=True)
+    return {"image": data["image"].float() / 255.0, "hole": hole, "label": data["label"], "mask": tgt,
+            "unknown": occ if cfg.get("unknown", "occluder") == "occluder" else hole}
 
 
 def predict_batch(model: PConvUNet, kind: str, batch: dict) -> torch.Tensor:
-    """The composite (known pixels kept, the hole filled by ``model``) of a validation batch."""
+    """The composite (known pixels kept, the hole filled by ``model``) of a validation batch (the
+    instance inpainter's: its ``unknown`` pixels, default the hole, are not read)."""
     img, hole = batch["image"], batch["hole"]
     known = 1.0 - hole
     if kind == "background":
         out = model(*background_inputs(img, known, model.fill, model.guides))
     else:
-        obj = batch["mask"].unsqueeze(1) * known
-        out = model(*instance_inputs(img, hole, batch["label"]), base_fill(model.fill, img, known, obj))
+        out = instance_forward(model, img, batch["mask"].unsqueeze(1), hole, batch.get("unknown", hole), batch["label"],
+                               model.fill, model.guides)
     return known * img + hole * out.clamp(0, 1)
 
 
@@ -327,7 +339,9 @@ def train_inpainter(kind: str, annotations, out_dir, profile: Optional[str] = No
     else:
         data = instance_crops(ann, S, cfg["min_area"], cfg["max_instances"], seed, max_cat)
         pool = data["mask"]
-        net = PConvUNet(4, 3, int(cfg["width"]), int(cfg["depth"]), mask_channels=4, fill=cfg["fill"])
+        cin = instance_channels(cfg["guides"])
+        net = PConvUNet(cin, 3, int(cfg["width"]), int(cfg["depth"]), mask_channels=cin, fill=cfg["fill"],
+                        guides=tuple(cfg["guides"]))
         step_fn = _instance_step(cfg, holder := {})
     if S % net.multiple:
         raise ArgumentError(f"inpaint {kind}: crop {S} is not a multiple of 2**depth = {net.multiple}")
@@ -386,6 +400,9 @@ def load_model(run_dir_or_file, kind: str, device="cpu") -> PConvUNet:
     path = checkpoint_file(run_dir_or_file, kind)
     name = checkpoint_name(kind)
     ck, spec = runs.read(path, name, f"amodal train --model {name}", lambda extra: extra.get("kind") == kind)
+    if kind == "instance" and spec.get("in_channels") != instance_channels(spec.get("guides", ())):
+        raise CheckpointError(path, "an instance inpainter of an earlier input layout (without the object's mask); "
+                                    f"train it again with `amodal train --model {name}`")
     model = runs.load_weights(path, "inpainter", ck, lambda: PConvUNet(**spec))
     extra = ck["extra"]
     _attach(model, kind, extra.get("crop", 64), extra.get("max_category", 1), ck.get("history", []), path)

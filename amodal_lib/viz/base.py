@@ -61,3 +61,80 @@ def hidden_layers(masks_and_vis):
         layers.append((vis, VISIBLE_COLOR))
         layers.append((amodal & (1 - vis), HIDDEN_COLOR))
     return layers
+
+
+# --------------------------------------------------------------------------- print readability
+PRINT_WIDTH_IN = 7.0   # a paper page's text width: a figure is judged at the size it would print
+MIN_PRINT_PT = 5.5     # the smallest text still readable there
+
+
+def _drawn_texts(fig) -> list:
+    """The texts a figure draws: visible, not empty, in a visible panel, and for tick labels only
+    those of the ticks inside the axis' limits of an axis that is shown."""
+    from matplotlib.text import Text
+    hidden = set()
+    for ax in fig.axes:
+        for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            lo, hi = sorted(lim)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                loc = tick.get_loc()
+                if not (ax.axison and axis.get_visible() and loc is not None and lo - 1e-9 <= loc <= hi + 1e-9):
+                    hidden.update((id(tick.label1), id(tick.label2)))
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and id(t) not in hidden
+            and (t.axes is None or t.axes.get_visible())]
+
+
+def layout_problems(fig, print_width: float = PRINT_WIDTH_IN, min_pt: float = MIN_PRINT_PT) -> list:
+    """What makes a figure hard to read once printed ``print_width`` inches wide (it is scaled down
+    to that width when wider, as saved with ``bbox_inches="tight"``): text smaller than ``min_pt``
+    points there, texts that overlap one another, and panels that show nothing. One line each."""
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    width = fig.get_tightbbox(renderer).width
+    scale = min(1.0, print_width / width)
+    texts = _drawn_texts(fig)
+    problems = []
+    small = sorted({round(t.get_fontsize() * scale, 1) for t in texts if t.get_fontsize() * scale < min_pt})
+    if small:
+        problems.append(f"text at {small[0]:g} pt when printed {print_width:g} in wide (the figure is "
+                        f"{width:.1f} in; at least {min_pt:g} pt)")
+    boxes = [(t, t.get_window_extent(renderer)) for t in texts]
+    for i, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[i + 1:]:
+            if min(ba.x1, bb.x1) - max(ba.x0, bb.x0) > 1 and min(ba.y1, bb.y1) - max(ba.y0, bb.y0) > 1:
+                problems.append(f"overlapping text: {a.get_text()[:40]!r} and {b.get_text()[:40]!r}")
+    for ax in fig.axes:
+        if ax.get_visible() and not (ax.lines or ax.images or ax.patches or ax.collections or ax.texts
+                                     or ax.tables or ax.artists):
+            problems.append(f"an empty panel ({ax.get_title()[:40] or 'untitled'})")
+    return problems
+
+
+def drop_overlapping_labels(fig, texts: Sequence) -> None:
+    """Hide each of ``texts`` (in order of priority, first kept first) that would overlap one
+    already kept: labels on crowded images stay readable instead of piling up."""
+    fig.draw_without_rendering()   # where the panels end up (an image's aspect is applied at drawing)
+    renderer = fig.canvas.get_renderer()
+    kept = []
+    for t in texts:
+        box = t.get_window_extent(renderer)
+        if any(box.overlaps(k) for k in kept):
+            t.set_visible(False)
+        else:
+            kept.append(box)
+
+
+def legend_below(fig, axes: Sequence, ncol: Optional[int] = None, fontsize: float = 9):
+    """One legend for the whole figure, under its panels, never over the data: the entries of
+    ``axes`` (each label once, in order). The figure is laid out first; a figure saved with
+    ``bbox_inches="tight"`` (as ``nb.Context.save_figure`` does) grows to hold it."""
+    seen = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_"):
+                seen.setdefault(label, h)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.tight_layout()
+    return fig.legend(list(seen.values()), list(seen), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                      ncol=ncol or min(len(seen), 4), fontsize=fontsize, frameon=False)

@@ -1,5 +1,6 @@
 """Figures of scene editing (notebook 12): the inpainters' training, holes filled beside the
-classical baselines, and supplementary Fig 6 (before / removed / completed shapes / inpainted)."""
+classical baselines, and supplementary Fig 6 (before / completed shapes / the background
+inpainter alone / the edit)."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -61,53 +62,77 @@ def plot_filled_holes(truths: Sequence[np.ndarray], holes: Sequence[np.ndarray],
     return fig
 
 
-def edit_panels(image: np.ndarray, instances: Sequence, result) -> list:
-    """The four panels of one edit, as (title, RGB float image): before (the removed instances
-    tinted), the removed region (grey), the completed shapes (visible blue, revealed orange, the
-    full mask's outline green) and the inpainted result."""
+def edit_panels(image: np.ndarray, instances: Sequence, result, without: Optional[np.ndarray] = None) -> list:
+    """The panels of one edit, as (title, RGB float image): before (the removed instances tinted),
+    the completed shapes over the edited image (visible part blue, revealed part orange), the same
+    hole filled by the background inpainter alone (``without``, when given: what the shape adds)
+    and the edited image."""
     H, W = image.shape[:2]
     removed = np.zeros((H, W), bool)
     for i in instances:
         if i.id in result.removed:
             removed |= M.decode(i.visible).astype(bool)
     before = overlay(image, [(removed, REMOVED_COLOR)], H, W, 0.5)
-    holed = image.astype(np.float64) / 255
-    holed[result.hole] = 0.5
     layers = []
     for i in instances:
         if i.id in result.completed:
             layers.append((M.decode(result.masks[i.id]).astype(bool) & ~result.revealed[i.id], VISIBLE_COLOR))
             layers.append((result.revealed[i.id], HIDDEN_COLOR))
-    shapes = overlay(result.background, layers, H, W, 0.6)
-    return [("before (removed: purple)", before), ("object removed", holed),
-            ("completed shapes (visible blue, revealed orange)", shapes), ("inpainted", result.image / 255.0)]
+    shapes = overlay(result.image, layers, H, W, 0.6)
+    panels = [("before (to remove: purple)", before), ("completed shapes (visible blue, revealed orange)", shapes)]
+    if without is not None:
+        panels.append(("background inpainter alone (no shape)", np.asarray(without) / 255.0))
+    return panels + [("edited (ours)", result.image / 255.0)]
 
 
-def plot_scene_edits(edits: Sequence[tuple], crop: bool = True):
-    """Supplementary Fig 6: one row per edit ``(image, instances of the image, EditResult)``:
-    before, the object removed, the completed shapes, the inpainted result. With ``crop`` each row
-    shows the region around the edit (the hole's box grown 60 %, at least 3:1 wide)."""
+def edit_window(result, H: int, W: int, aspect: float, grow: float = 1.3) -> tuple:
+    """(y0, y1, x0, x1): a window of ``aspect`` (width / height) about the edit (the repainted
+    pixels and the completed objects), grown by ``grow``, moved inside the image (clipped only
+    where the image is smaller)."""
+    region = result.hole.copy()
+    for full in result.completed.values():
+        region |= M.decode(full).astype(bool)
+    ys, xs = np.nonzero(region)
+    cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
+    h = max((ys.max() - ys.min() + 1) * grow, (xs.max() - xs.min() + 1) * grow / aspect, 32)
+    h = min(h, H)
+    w = min(h * aspect, W)
+    y0 = int(round(min(max(cy - h / 2, 0), H - h)))
+    x0 = int(round(min(max(cx - w / 2, 0), W - w)))
+    return y0, y0 + int(round(h)), x0, x0 + int(round(w))
+
+
+def plot_scene_edits(edits: Sequence[tuple], crop: bool = True, aspect: float = 2.4, width: float = 13.0):
+    """Supplementary Fig 6: one row per edit ``(image, instances of the image, EditResult)``, or with
+    a fourth item, the same hole filled by the background inpainter alone: the panels of
+    :func:`edit_panels`, the completed full masks outlined green. With ``crop`` each row shows a
+    window of ``aspect`` about the edit (:func:`edit_window`); the figure's height follows from the
+    panels' (no empty space between rows)."""
     n = len(edits)
-    fig, axes = plt.subplots(n, 4, figsize=(14, 1.0 + 2.2 * n), squeeze=False)
-    for r, (image, instances, result) in enumerate(edits):
+    cols = 3 + any(len(e) > 3 and e[3] is not None for e in edits)
+    pw = width / cols
+    ph = pw / aspect if crop else pw * edits[0][0].shape[0] / edits[0][0].shape[1]
+    title = 0.3
+    fig, axes = plt.subplots(n, cols, figsize=(width, n * ph + title), squeeze=False)
+    fig.subplots_adjust(left=0.003, right=0.997, bottom=0.003, top=1 - title / (n * ph + title), wspace=0.012,
+                        hspace=0.012 * aspect)
+    for r, e in enumerate(edits):
+        image, instances, result = e[:3]
         H, W = image.shape[:2]
-        y0, y1, x0, x1 = 0, H, 0, W
-        if crop and result.hole.any():
-            ys, xs = np.nonzero(result.hole | np.any([result.revealed[k] for k in result.revealed] or [result.hole], 0))
-            cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
-            h = max((ys.max() - ys.min()) * 1.6, 48)
-            w = max((xs.max() - xs.min()) * 1.6, 3 * h)
-            y0, y1 = int(max(cy - h / 2, 0)), int(min(cy + h / 2, H))
-            x0, x1 = int(max(cx - w / 2, 0)), int(min(cx + w / 2, W))
-        for c, (title, panel) in enumerate(edit_panels(image, instances, result)):
+        y0, y1, x0, x1 = edit_window(result, H, W, aspect) if crop and result.hole.any() else (0, H, 0, W)
+        panels = edit_panels(image, instances, result, e[3] if len(e) > 3 else None)
+        for c in range(cols):
             ax = axes[r, c]
-            ax.imshow(panel[y0:y1, x0:x1], interpolation="nearest")
-            for k, full in result.completed.items():
-                if c == 2:
-                    ax.contour(M.decode(full)[y0:y1, x0:x1], levels=[0.5], colors=[PRED_COLOR], linewidths=1.2)
             ax.set_xticks([])
             ax.set_yticks([])
+            if c >= len(panels):
+                ax.axis("off")
+                continue
+            title_c, panel = panels[c]
+            ax.imshow(panel[y0:y1, x0:x1], interpolation="nearest", aspect="auto")
+            if c == 1:
+                for full in result.completed.values():
+                    ax.contour(M.decode(full)[y0:y1, x0:x1], levels=[0.5], colors=[PRED_COLOR], linewidths=1.0)
             if r == 0:
-                ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+                ax.set_title(title_c, fontsize=9)
     return fig

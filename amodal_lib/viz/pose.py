@@ -7,6 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .base import legend_below
+
 
 def plot_pose_change(rows: Sequence[dict], title: str = "Changing an instance's pose (Fig 10)"):
     """One row per example (:func:`amodal_lib.experiments.pose.pose_examples`): the scene around the instance,
@@ -35,23 +37,22 @@ def plot_gan_history(history: Sequence[dict], title: str = "SPADE renderer"):
     hist = pd.DataFrame(list(history))
     tr = hist[hist.split == "train"] if len(hist) else hist
     va = hist[hist.split == "val"] if len(hist) else hist
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.3))
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.3))
     for key, label in (("loss_d", "discriminator hinge"), ("g_gan", "generator hinge"), ("feat", "feature matching"),
                        ("l1", "L1 to the real object")):
         if key in tr:
             axes[0].plot(tr.step, tr[key], label=label)
     axes[0].set(xlabel="step", ylabel="loss", title=f"{title}: training losses")
-    axes[0].legend(fontsize=8)
     if len(va) and "val_l1" in va:
         axes[1].plot(va.step, va.val_l1, "o-", color="C4", label="val L1, object pixels (grey levels)")
         axes[1].set(xlabel="step", ylabel="grey levels", title="validation")
         twin = axes[1].twinx()
         twin.plot(va.step, 100 * va.val_silhouette_iou, "s--", color="C2", label="val silhouette IoU (%)")
-        twin.set_ylabel("%")
+        twin.set_ylabel("silhouette IoU (%)")
         twin.grid(False)
-        h1, l1 = axes[1].get_legend_handles_labels()
-        h2, l2 = twin.get_legend_handles_labels()
-        axes[1].legend(h1 + h2, l1 + l2, fontsize=8)
+        legend_below(fig, [axes[0], axes[1], twin], ncol=3)
+        return fig
+    axes[0].legend(fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -1,6 +1,7 @@
 """Figures of results: the supplementary's analyses (notebooks 04-09) and PCNet-M's completions (10)."""
 from __future__ import annotations
 
+import textwrap
 from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
@@ -12,7 +13,7 @@ from ..data import masks as M
 from ..data.crops import crop_masks
 from ..data.records import AnnotationSet, Instance
 from .base import (ERASER_COLOR, HIDDEN_COLOR, METRIC_NAMES, METRIC_TITLES, PRED_COLOR, PROTOCOL_NAMES, VISIBLE_COLOR,
-                   draw_completion, hidden_layers, load_image, overlay)
+                   draw_completion, hidden_layers, legend_below, load_image, overlay)
 
 
 def plot_pcnet_completions(ann: AnnotationSet, instances: Sequence[Instance], inputs, probs, rows: dict,
@@ -25,7 +26,7 @@ def plot_pcnet_completions(ann: AnnotationSet, instances: Sequence[Instance], in
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     k = len(instances)
-    fig, axes = plt.subplots(2 + len(rows), k, figsize=(1.9 * max(k, 4), 1.9 * (2 + len(rows)) + 0.5),
+    fig, axes = plt.subplots(2 + len(rows), k, figsize=(1.2 * max(k, 4) + 0.4, 1.2 * (2 + len(rows)) + 0.4),
                              squeeze=False)
     for c, inst in enumerate(instances):
         rgb = np.ones(tuple(inputs.shape[-2:]) + (3,))
@@ -37,15 +38,15 @@ def plot_pcnet_completions(ann: AnnotationSet, instances: Sequence[Instance], in
         axes[1, c].imshow(np.asarray(probs[c]), vmin=0, vmax=1, cmap="viridis")
         for r, masks in enumerate(rows.values(), start=2):
             draw_completion(axes[r, c], ann, inst, masks[inst.id], pad)
-    for r, name in enumerate(["input (crop)", "P(object), 0-1"] + list(rows)):
+    for r, name in enumerate(["input\n(crop)", "P(object)\n0-1"] + [textwrap.fill(n, 14) for n in rows]):
         axes[r, 0].set_ylabel(name, fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([]); ax.set_yticks([])
     handles = [Patch(color=VISIBLE_COLOR, label="visible mask"), Patch(color=ERASER_COLOR, label="eraser (occluders)"),
                Line2D([], [], color=PRED_COLOR, lw=1.5, label="completion"),
                Line2D([], [], color=HIDDEN_COLOR, lw=1.2, ls="--", label="GT amodal mask")]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(h_pad=0.3, w_pad=0.3)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=8, frameon=False)
     return fig
 
 
@@ -58,7 +59,7 @@ def plot_threshold_sweep(sweep: pd.DataFrame, chosen: float, paper: float = 0.1,
     pal = sns.color_palette("colorblind")
     sets = [s for s in dict.fromkeys(sweep.set) if s != "mean"] if "set" in sweep else []
     main = sweep[sweep.set == "mean"] if sets else sweep
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4), sharex=True)
     for ax, metric in zip(axes, ("full", "invisible")):
         for prot, ls, mk in (("A", "-", "o"), ("B", "--", "s")):
             col = f"{prot}_{metric}"
@@ -71,9 +72,45 @@ def plot_threshold_sweep(sweep: pd.DataFrame, chosen: float, paper: float = 0.1,
         ax.axvline(paper, color=pal[7], lw=1.2, ls=":", label=f"paper: t = {paper:g}")
         ax.set(xlabel="decoder threshold t (probability)", ylabel=f"{METRIC_NAMES[metric]} (%)",
                title=METRIC_TITLES[metric] + " vs threshold", xlim=(0, 1))
-    axes[0].legend(fontsize=8, loc="lower center")
     if title:
         fig.suptitle(title, fontsize=11)
+    legend_below(fig, axes[:1], ncol=2 if len(sets) <= 1 else 3)
+    return fig
+
+
+def plot_threshold_reasons(calibration: pd.DataFrame, crop: pd.DataFrame, sizes: pd.DataFrame,
+                           image_sweep: pd.DataFrame, chosen: float, paper: float = 0.1, if_calibrated=None):
+    """Why the threshold lies where it does (notebook 04, :mod:`amodal_lib.experiments.calibration`).
+    Left: of the pixels outside the visible mask given probability p, the share inside the object,
+    beside the diagonal (a calibrated decoder) and the share at which adding a pixel pays
+    (``if_calibrated``). Middle: pooled full IoU against t at image resolution (``image_sweep``: the
+    validation sweep) and at the decoder's 28x28 (``crop``). Right: full mIoU (A) against t at image
+    resolution per object size (``sizes``), each curve's best t marked."""
+    pal = sns.color_palette("colorblind")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.9))
+    c = calibration[calibration.pixels > 0]
+    ax = axes[0]
+    ax.plot(c.p_mid, c.object_share, "o-", color=pal[0], ms=4, label="share of object pixels (validation)")
+    ax.plot([0, 1], [0, 1], ":", color="0.5", label="calibrated")
+    if if_calibrated is not None:
+        ax.axhline(if_calibrated, color=pal[2], lw=1, ls="--", label=f"J*/(1+J*) = {if_calibrated:.2f}: pays above")
+    ax.set(xlabel="decoder probability p (outside the visible mask)", ylabel="share inside the object",
+           title="calibration at image resolution", xlim=(0, 1), ylim=(0, 1))
+    ax = axes[1]
+    ax.plot(image_sweep.threshold, image_sweep.A_full, "o-", ms=4, color=pal[0], label="image resolution (A full)")
+    ax.plot(crop.threshold, crop.crop_full_iou, "s--", ms=4, color=pal[2], label="28x28 crops (pooled full IoU)")
+    ax.set(xlabel="threshold t", ylabel="full IoU (%)", title="the sweep at two resolutions", xlim=(0, 1))
+    ax = axes[2]
+    for k, (name, g) in enumerate(sizes.groupby("size", sort=False)):
+        best = g.loc[g.A_full.idxmax()]
+        ax.plot(g.threshold, g.A_full, "-", color=pal[k + 3], label=f"{name} (n={int(g.n.iloc[0])}): best t = {best.threshold:g}")
+        ax.plot(best.threshold, best.A_full, "*", ms=10, color=pal[k + 3])
+    ax.set(xlabel="threshold t", ylabel="full mIoU, A (%)", title="by the size the 28x28 output is pasted at",
+           xlim=(0, 1))
+    for ax in axes:
+        ax.axvline(chosen, color=pal[1], lw=1.3, label=f"ours: t = {chosen:g}")
+        ax.axvline(paper, color=pal[7], lw=1.1, ls=":", label=f"paper: t = {paper:g}")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -100,10 +137,9 @@ def plot_miou_vs_visible(long: pd.DataFrame, order: Optional[Sequence[str]] = No
             if r == len(prots) - 1:
                 ax.set_xlabel("visible-area ratio (visible / amodal area), bin centre")
     h, lab = axes[0, 0].get_legend_handles_labels()
-    fig.legend(h, lab, loc="lower center", ncol=min(len(lab), 4), fontsize=9, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.07 if len(lab) <= 4 else 0.11, 1, 1))
+    legend_below(fig, axes[:1, 0], ncol=min(len(lab), 3), fontsize=9.5)
     return fig
 
 
@@ -156,11 +192,12 @@ def plot_posterior_samples(blocks: Sequence[tuple], title: str = ""):
     k = max((len(r[2]) for _, rows in blocks for r in rows), default=0)
     nrow = max((len(rows) for _, rows in blocks), default=0)
     ncol = k + 2
-    fig = plt.figure(figsize=(len(blocks) * (ncol * 0.8 + 0.9), nrow * 0.85 + 0.9))
-    subs = fig.subfigures(1, len(blocks), wspace=0.02) if len(blocks) > 1 else [fig]
+    block_h = nrow * 0.78 + 0.75
+    fig = plt.figure(figsize=(ncol * 0.78 + 1.0, len(blocks) * block_h + (0.3 if title else 0)))
+    subs = fig.subfigures(len(blocks), 1, hspace=0.0) if len(blocks) > 1 else [fig]
     for sf, (btitle, rows) in zip(np.atleast_1d(subs), blocks):
         axes = sf.subplots(max(nrow, 1), ncol, squeeze=False)
-        sf.subplots_adjust(left=0.16, right=0.99, top=1 - 0.75 / (nrow * 0.85 + 0.9), bottom=0.02,
+        sf.subplots_adjust(left=1.0 / (ncol * 0.78 + 1.0), right=0.99, top=1 - 0.62 / block_h, bottom=0.02,
                            wspace=0.06, hspace=0.08)
         for r in range(axes.shape[0]):
             for c in range(ncol):
@@ -172,7 +209,7 @@ def plot_posterior_samples(blocks: Sequence[tuple], title: str = ""):
                 label, vis, samples, vis_out, gt_out = rows[r]
                 if c == 0:
                     ax.imshow(np.asarray(vis), cmap="Blues", vmin=0, vmax=1.3)
-                    ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+                    ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
                 elif c <= len(samples):
                     ax.imshow(np.asarray(samples[c - 1]), cmap="gray", vmin=0, vmax=1)
                     if vis_out is not None:
@@ -183,10 +220,10 @@ def plot_posterior_samples(blocks: Sequence[tuple], title: str = ""):
                     ax.set_axis_off()
                 if r == 0:
                     ax.set_title("input\n(visible)" if c == 0 else ("GT\namodal" if c == ncol - 1 else f"sample\n{c}"),
-                                 fontsize=7)
-        sf.suptitle(btitle, fontsize=9)
+                                 fontsize=8)
+        sf.suptitle(btitle, fontsize=10)
     if title:
-        fig.text(0.5, -0.02, title, ha="center", va="top", fontsize=8)
+        fig.text(0.5, 0.0, title, ha="center", va="top", fontsize=9)
     return fig
 
 
@@ -209,10 +246,12 @@ def plot_posterior_sample_groups(groups: Sequence[tuple], title: str = ""):
 
 
 def plot_pred_vs_gt(ann: AnnotationSet, image_ids: Sequence, pred: dict, title: str = ""):
-    """Supplementary Fig 5: for each image, predicted (left) and GT (right) amodal masks of its
-    instances: visible part blue, completed hidden part orange, each amodal outline white."""
+    """Supplementary Fig 5: for each image (a row), predicted (left) and GT (right) amodal masks of
+    its instances: visible part blue, completed hidden part orange, each amodal outline white."""
     by_img = ann.by_image()
-    fig, axes = plt.subplots(len(image_ids), 2, figsize=(13, 2.3 * len(image_ids) + 0.4), squeeze=False)
+    first = by_img[image_ids[0]][0]
+    panel_h = 4.9 * first.height / first.width
+    fig, axes = plt.subplots(len(image_ids), 2, figsize=(10, panel_h * len(image_ids) + 0.9), squeeze=False)
     for row, image_id in zip(axes, image_ids):
         insts = [i for i in by_img[image_id] if i.id in pred]
         h, w = insts[0].height, insts[0].width
@@ -226,11 +265,13 @@ def plot_pred_vs_gt(ann: AnnotationSet, image_ids: Sequence, pred: dict, title: 
             for m, _ in pairs:
                 if m.any():
                     ax.contour(m, levels=[0.5], colors="white", linewidths=0.7)
-            ax.set_axis_off()
-            ax.set_title(f"{which}: image {image_id}", fontsize=9)
+            ax.set_xticks([]); ax.set_yticks([])
+        row[0].set_ylabel(f"image {image_id}", fontsize=9)
+    axes[0, 0].set_title("prediction", fontsize=10)
+    axes[0, 1].set_title("ground truth", fontsize=10)
     fig.suptitle((title + "\n" if title else "") + "visible part: blue; hidden part of the amodal mask: orange; "
-                 "amodal outline: white", fontsize=9)
-    fig.tight_layout()
+                 "amodal outline: white", fontsize=9.5)
+    fig.tight_layout(h_pad=0.4, w_pad=0.6)
     return fig
 
 
@@ -282,5 +323,46 @@ def plot_box_pairs(ann: AnnotationSet, instances: Sequence[Instance], rows: Sequ
                 ax.set_ylabel(label, fontsize=9)
     fig.suptitle((title + "\n" if title else "") + "blue: visible; green: completion (dotted: its box); "
                  "orange dashed: GT amodal", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_spread(runs: pd.DataFrame, experiment: str = "main table", rules: Sequence[str] = (),
+                     lines: Optional[Sequence[str]] = None):
+    """The rows of one experiment of notebook 14's ``runs`` table trained with each seed: one panel
+    per score, one point per seed and row (the learned rows), the mean as a bar; the rows no seed
+    changes (``rules``) are not points, and those of ``lines`` (default: all of them) dashed lines."""
+    lines = rules if lines is None else lines
+    r = runs[runs.experiment == experiment]
+    learned = r[~r.method.isin(rules)]
+    order = list(dict.fromkeys(learned.method))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 0.55 * len(order) + 2.2), sharey=True)
+    for ax, col in zip(axes, ("A_full", "A_invisible", "B_full", "B_invisible")):
+        sns.pointplot(data=learned, y="method", x=col, order=order, ax=ax, linestyle="none", errorbar=None,
+                      markers="|", color="0.2", markersize=18)
+        sns.stripplot(data=learned, y="method", x=col, order=order, hue="seed", ax=ax, size=6, jitter=False,
+                      palette="colorblind", legend=ax is axes[-1])
+        for k, rule in enumerate(r[r.method.isin(lines)].drop_duplicates("method").itertuples()):
+            ax.axvline(getattr(rule, col), ls="--", lw=1, color=f"C{k + 3}", label=rule.method)
+        ax.set(xlabel=f"{col.replace('_', ' ')} mIoU (%)", ylabel="")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    if axes[-1].get_legend() is not None:
+        axes[-1].get_legend().remove()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="seed / rule")
+    seeds = sorted(learned.seed.unique())
+    fig.suptitle(f"{experiment}: the learned rows trained with seeds {', '.join(map(str, seeds))} "
+                 "(points; mean: bar)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_width_checks(panels: dict, value: str = "mean_width"):
+    """Notebook 07's investigation of Fig 4: one bar panel per entry of ``panels`` ({title: a table with
+    ``group`` (the occlusion groups), ``curve`` (the bars' hue) and ``value``})."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.8), squeeze=False)
+    for ax, (title, t) in zip(axes[0], panels.items()):
+        sns.barplot(data=t, x="group", y=value, hue="curve", ax=ax, palette="colorblind")
+        ax.set(title=title, xlabel="occlusion (share of the object hidden)", ylabel="mean posterior std")
+        ax.legend(fontsize=7, title=None, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     fig.tight_layout()
     return fig

@@ -13,7 +13,8 @@ import seaborn as sns
 
 from ..data import masks as M
 from ..data.records import AnnotationSet, Instance
-from .base import HIDDEN_COLOR, METRIC_NAMES, METRIC_TITLES, PRED_COLOR, PROTOCOL_NAMES, VISIBLE_COLOR, draw_completion
+from .base import (HIDDEN_COLOR, METRIC_NAMES, METRIC_TITLES, PRED_COLOR, PROTOCOL_NAMES, VISIBLE_COLOR, draw_completion,
+                   legend_below)
 
 
 def plot_segmenter_history(history: Sequence[dict], baselines: dict, title: str = "ResNet-PSP"):
@@ -24,7 +25,7 @@ def plot_segmenter_history(history: Sequence[dict], baselines: dict, title: str 
     tr, va = hist[hist.split == "train"], hist[hist.split == "val"]
     sel = hist[hist.split == "selected"]
     pal = sns.color_palette("colorblind")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     axes[0].plot(tr.step, tr.loss, color=pal[0])
     axes[0].set(xlabel="step", ylabel="binary cross-entropy", yscale="log", title=f"{title}: training loss")
     axes[1].plot(tr.step, 100 * tr.iou, color=pal[0], label="training batches (IoU, %)")
@@ -34,8 +35,7 @@ def plot_segmenter_history(history: Sequence[dict], baselines: dict, title: str 
     for k, (name, v) in enumerate(baselines.items()):
         axes[1].axhline(v, ls=":", color=pal[4 + k], label=f"{name} (test, in the image, pooled)")
     axes[1].set(xlabel="step", ylabel="visible-mask IoU (%)", title="visible masks during training")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
+    legend_below(fig, axes[1:], ncol=2, fontsize=8.5)
     return fig
 
 
@@ -45,7 +45,7 @@ def plot_table1(table: pd.DataFrame, protocol: str = "A"):
     methods = list(dict.fromkeys(table.method))
     inputs = list(dict.fromkeys(table["input"]))
     pal = sns.color_palette("colorblind", len(inputs))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.9))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     width = 0.8 / len(inputs)
     for ax, metric in zip(axes, ("full", "invisible")):
         for j, inp in enumerate(inputs):
@@ -55,14 +55,11 @@ def plot_table1(table: pd.DataFrame, protocol: str = "A"):
             ref = sub[f"paper_{metric}"].astype(float)
             ax.plot(x[ref.notna().values], ref.dropna(), "kD", ms=6, label="paper (KINS)" if j == 0 else None)
         ax.set_xticks(np.arange(len(methods)))
-        ax.set_xticklabels([textwrap.fill(m, 18) for m in methods], fontsize=7)
+        ax.set_xticklabels([textwrap.fill(m, 16) for m in methods], fontsize=8)
         ax.set(ylabel=f"{METRIC_NAMES[metric]} (%)", title=f"{METRIC_TITLES[metric]}, {PROTOCOL_NAMES[protocol]}")
         lo = np.nanmin(table[[f"{protocol}_{metric}", f"paper_{metric}"]].astype(float).values)
         ax.set_ylim(max(0.0, np.floor(lo / 10) * 10 - 10) if metric == "full" else 0.0, 100)
-    h, lab = axes[0].get_legend_handles_labels()
-    by = dict(zip(lab, h))
-    fig.legend(by.values(), by.keys(), loc="lower center", ncol=len(by), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    legend_below(fig, axes[:1], ncol=3)
     return fig
 
 
@@ -73,18 +70,16 @@ def plot_drop_per_bin(per_bin: pd.DataFrame, protocol: str = "B"):
     d = per_bin[per_bin.protocol == protocol]
     methods = list(dict.fromkeys(d.method))
     pal = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
     for ax, metric in zip(axes, ("full", "invisible")):
         s = d[d.metric == metric]
         for m in methods:
             c = s[s.method == m].sort_values("visible_ratio")
             ax.plot(c.visible_ratio, c.gt_input, "o-", color=pal[m], ms=4, lw=1.5, label=f"{m}, GT input")
             ax.plot(c.visible_ratio, c.predicted_input, "s--", color=pal[m], ms=4, lw=1.5, label=f"{m}, predicted input")
-        ax.set(xlim=(0, 1), xlabel="visible-area ratio (GT visible / amodal area), bin centre",
+        ax.set(xlim=(0, 1), xlabel="visible-area ratio (GT visible / amodal area)",
                ylabel=f"{METRIC_NAMES[metric]} (%)", title=f"{METRIC_TITLES[metric]}, {PROTOCOL_NAMES[protocol]}")
-    h, lab = axes[0].get_legend_handles_labels()
-    fig.legend(h, lab, loc="lower center", ncol=2, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.035 * (len(lab) // 2), 1, 1))
+    legend_below(fig, axes[:1], ncol=2, fontsize=8.5)
     return fig
 
 
@@ -96,7 +91,7 @@ def plot_robustness(rob: pd.DataFrame, protocol: str = "A"):
     methods = list(dict.fromkeys(rob.method))
     pal = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
     markers = dict(zip(methods, "osD^v"))
-    fig, axes = plt.subplots(2, len(kinds), figsize=(4 * len(kinds), 6.4), squeeze=False, sharey="row")
+    fig, axes = plt.subplots(2, len(kinds), figsize=(3.3 * len(kinds), 5.6), squeeze=False, sharey="row")
     for c, kind in enumerate(kinds):
         for r, metric in enumerate(("full", "invisible")):
             ax = axes[r, c]
@@ -106,14 +101,13 @@ def plot_robustness(rob: pd.DataFrame, protocol: str = "A"):
                 ax.plot(cm.strength, cm[f"{protocol}_{metric}"], marker=markers[m], color=pal[m], lw=1.5, ms=5, label=m)
             q = s.drop_duplicates("strength").sort_values("strength")
             ax.set_xticks(q.strength)
-            ax.set_xticklabels([f"{v:g}\n({iou:.0f}%)" for v, iou in zip(q.strength, q.input_visible_iou)], fontsize=7)
-            ax.set(title=f"{kind}: {METRIC_TITLES[metric].lower()}" if r == 0 else f"{METRIC_TITLES[metric].lower()}",
+            ax.set_xticklabels([f"{v:g}\n({iou:.0f}%)" for v, iou in zip(q.strength, q.input_visible_iou)], fontsize=8)
+            ax.set(title=f"{kind}: {METRIC_TITLES[metric]}" if r == 0 else METRIC_TITLES[metric],
                    ylabel=f"{METRIC_NAMES[metric]} (%, {protocol})" if c == 0 else "")
+            ax.title.set_fontsize(10)
             if r == 1:
-                ax.set_xlabel("strength, pixels\n(input's IoU with the GT visible mask)", fontsize=8)
-    h, lab = axes[0, 0].get_legend_handles_labels()
-    fig.legend(h, lab, loc="lower center", ncol=len(lab), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+                ax.set_xlabel("strength, pixels\n(input's IoU with the GT visible mask)", fontsize=8.5)
+    legend_below(fig, axes[:1, 0], ncol=3)
     return fig
 
 
@@ -128,7 +122,8 @@ def plot_segmentation_examples(ann: AnnotationSet, swapped: AnnotationSet, insta
     from matplotlib.patches import Patch
     k = len(instances)
     by_id = swapped.by_id()
-    fig, axes = plt.subplots(3 + len(rows), k, figsize=(1.9 * max(k, 4), 1.9 * (3 + len(rows)) + 0.5), squeeze=False)
+    fig, axes = plt.subplots(3 + len(rows), k, figsize=(1.2 * max(k, 4) + 0.4, 1.2 * (3 + len(rows)) + 0.4),
+                             squeeze=False)
     for c, inst in enumerate(instances):
         axes[0, c].imshow(np.asarray(images[c]).transpose(1, 2, 0), interpolation="nearest")
         occ = "" if inst.occlusion_rate is None else f" {100 * inst.occlusion_rate:.0f}% hidden"
@@ -137,13 +132,14 @@ def plot_segmentation_examples(ann: AnnotationSet, swapped: AnnotationSet, insta
         draw_completion(axes[2, c], ann, inst, by_id[inst.id].visible, pad)
         for r, masks in enumerate(rows.values(), start=3):
             draw_completion(axes[r, c], ann, by_id[inst.id], masks[inst.id], pad)
-    for r, name in enumerate(["RGB crop (GT box)", "P(visible), 0-1", "predicted visible"] + list(rows)):
+    for r, name in enumerate(["RGB crop\n(GT box)", "P(visible)\n0-1", "predicted\nvisible"]
+                             + [textwrap.fill(n, 14) for n in rows]):
         axes[r, 0].set_ylabel(name, fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([]); ax.set_yticks([])
     handles = [Patch(color=VISIBLE_COLOR, label="visible mask (row 3: GT; below: predicted)"),
                Line2D([], [], color=PRED_COLOR, lw=1.5, label="prediction / completion"),
                Line2D([], [], color=HIDDEN_COLOR, lw=1.2, ls="--", label="GT amodal mask")]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(h_pad=0.3, w_pad=0.3)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8, frameon=False)
     return fig
