@@ -281,17 +281,25 @@ def recorded_sweep(run_dir) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- fallen back to
-def default_threshold(method: str, checkpoint=None) -> tuple[float, str]:
+def _valid(t) -> bool:
+    return not isinstance(t, bool) and isinstance(t, (int, float)) and 0.0 < t <= 1.0
+
+
+def default_threshold(method: str, checkpoint=None, noisy: bool = False) -> tuple[float, str]:
     """(the binarisation threshold ``method`` uses when none is given, where it comes from):
     Amodal-VAE's is the one its training searched on validation (``threshold.json`` in the run
-    folder of ``checkpoint``), else :data:`FALLBACK`; PCNet-M's is :data:`PCNET_M` (Deocclusion's);
-    the rules' :data:`FALLBACK`."""
+    folder of ``checkpoint``; with ``noisy``, for visible masks a segmenter made, the one searched on
+    the validation sets with a segmenter's masks, where the run has it), else :data:`FALLBACK`;
+    PCNet-M's is :data:`PCNET_M` (Deocclusion's); the rules' :data:`FALLBACK`."""
     if method in OWN:
         return OWN[method]
     if method in SEARCHED and checkpoint is not None:
         ck = Path(checkpoint)
         stored = read_threshold(ck if ck.is_dir() else ck.parent)
         if stored is not None:
+            if noisy and isinstance(stored.get("noisy"), dict) and _valid(stored["noisy"].get("threshold")):
+                return float(stored["noisy"]["threshold"]), ("searched on validation with a segmenter's visible masks "
+                                                             "by amodal train (threshold.json)")
             return float(stored["threshold"]), "searched on validation by amodal train (threshold.json)"
         return FALLBACK, "default: no threshold.json beside the checkpoint"
     return FALLBACK, "default"

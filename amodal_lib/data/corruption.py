@@ -36,6 +36,7 @@ seeded per instance (``seed``, annotation id): the same call gives the same mask
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -186,7 +187,7 @@ def segmenter_noise(instances: Sequence[Instance], strength: Union[str, float], 
             c1, r1 = min(int(np.ceil(x + bw)) + margin, w), min(int(np.ceil(y + bh)) + margin, h)
             win = mask[r0:r1, c0:c1]
             others = (total[r0:r1, c0:c1] - win) > 0
-            rng = np.random.default_rng([int(seed), abs(hash(inst.id)) % 2**32, 7])
+            rng = np.random.default_rng([int(seed), zlib.crc32(str(inst.id).encode()), 7])  # not hash(): salted per process
             res = np.zeros((h, w), np.uint8)
             res[r0:r1, c0:c1] = _segmenter_error(win, others, s, rng)
             out[inst.id] = M.encode(res)

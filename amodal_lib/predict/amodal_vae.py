@@ -43,7 +43,7 @@ from ..data import crops as C
 from ..data import masks as M
 from ..data.records import AnnotationSet
 from ..models.amodal_vae import S, AmodalVAE, box_geometry, crop_noise_level, warp_to_frame
-from .evidence import fuse_instances, soft_known_pixels
+from .evidence import estimate_noise, fuse_instances, soft_known_pixels
 
 FRAMES = ("fit", "transformer")
 CONTEXT_SCALE = 4.0       # the fitting frame: the visible box grown 4x about its centre
@@ -263,7 +263,7 @@ def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predic
                        samples: int = 0, frame: str = "fit", context: Optional[AnnotationSet] = None,
                        batch_size: int = 4096, device=None, return_details: bool = False,
                        union_visible: bool = True, generator: Optional[torch.Generator] = None,
-                       noise: float = 0.0):
+                       noise: float | str = 0.0):
     """Amodal masks for instance records, at full image resolution (module doc).
 
     ``box``: "predicted" (the frame comes from ``frame``: "fit" or "transformer") or "amodal-gt"
@@ -279,6 +279,7 @@ def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predic
         raise ValueError(f"frame must be one of {', '.join(FRAMES)}, got {frame!r}")
     instances = list(instances)
     n = len(instances)
+    noise = resolve_noise(model, instances, noise)
     modal = None
     dev = device or next(model.parameters()).device
     was_training = model.training
@@ -348,6 +349,18 @@ def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predic
                                   [i.id for i in instances], probs, img_boxes, mu, std, sample_probs, threshold,
                                   instances, union_visible, allowed, fitted)
     return det if return_details else det.masks
+
+
+def resolve_noise(model: AmodalVAE, instances: Sequence, noise: float | str) -> float:
+    """The visible masks' noise in pixels: ``noise`` itself, or for "auto" the estimate from their
+    boundaries (:func:`amodal_lib.predict.evidence.estimate_noise`, on the model's calibration)."""
+    if isinstance(noise, str):
+        if noise != "auto":
+            raise ValueError(f"noise must be pixels >= 0 or 'auto', got {noise!r}")
+        return estimate_noise(instances, getattr(model, "noise_calibration", None)) if instances else 0.0
+    if not float(noise) >= 0:
+        raise ValueError(f"noise must be pixels >= 0 or 'auto', got {noise!r}")
+    return float(noise)
 
 
 def _slices(n: int, size: int) -> list:

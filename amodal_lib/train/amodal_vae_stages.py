@@ -64,13 +64,17 @@ class VAEConfig:
     max_occluded: float = 0.9
     unoccluded_prob: float = 0.3  # share of stage-2 samples left whole (as many real instances are)
     box_weight: float = 1.0
-    # segmenter masks (docs/design.md, "Segmenter masks"): models built with a noise input; stages 2 and 3
-    # corrupt the visible masks they are given (data/corruption.py's model, strength uniform in
-    # [0, train_noise] pixels; a share clean_prob left clean) while the target stays the clean mask
-    noise_input: bool = True
-    train_noise: float = 3.0
+    # segmenter masks (docs/design.md, "Segmenter masks"). Off by default: on the real file a model
+    # trained on corrupted masks completed clean masks worse and corrupted ones no better than the
+    # default (the soft visible evidence at completion time is what helps). With noise_input and
+    # train_noise > 0 the partial encoder gets the noise level as an input and stages 2 and 3 corrupt
+    # its input (data/corruption.py's model, strength uniform in [0, train_noise] pixels; a share
+    # clean_prob left clean) while the target stays the clean mask; the transformer sees clean masks
+    noise_input: bool = False
+    train_noise: float = 0.0
     clean_prob: float = 0.4
     noise_from: int = 1000  # stage 2 learns from clean masks first, then from both (its last steps)
+    val_noise: tuple = ("mild",)  # the threshold for segmenter masks is searched on each validation set with these noises
     # stage 3
     stage3_instances: str = "occluded"  # "occluded" (touching others or the border) | "all"
     context_scale: float = 3.0
@@ -268,19 +272,21 @@ class Stage2(_Stage):
             occ = _flip(occ, torch.rand(B, device=dev) < 0.5)
         sim = simulate_occlusions(full, batch["full_wh"], occ, pool_wh[k], self.cfg.max_occluded,
                                   self.cfg.unoccluded_prob)
+        sim["geometry"] = sim_geometry(sim, batch["full_box"], batch["full_hw"], flipped)
+        clean = sim
         strength = training_noise(self.cfg, B, dev) if self._step >= self.cfg.noise_from else None
         if strength is not None:
             sim = corrupt_partial(sim, batch["full_wh"], strength)
-        sim["geometry"] = sim_geometry(sim, batch["full_box"], batch["full_hw"], flipped)
+            sim["geometry"] = sim_geometry(sim, batch["full_box"], batch["full_hw"], flipped)
         amodal = torch.rand(B, device=dev) < self.cfg.amodal_frame_prob
         y = F.avg_pool2d(full.unsqueeze(1), SIM // S)[:, 0]
-        return sim, amodal, y
+        return sim, clean, amodal, y
 
     _step = 0
 
     def forward(self, batch: dict, step: int) -> dict:
         self._step = step
-        sim, amodal, y = self.simulate(batch)
+        sim, clean, amodal, y = self.simulate(batch)
         x = partial_inputs(sim, amodal)
         level = input_noise_levels(sim, batch["full_wh"], amodal)
         mu, logvar = self.vae.encode_partial(x, amodal.float(), level)
@@ -292,9 +298,11 @@ class Stage2(_Stage):
             kl = kl_between(mu, logvar, mu_f, logvar_f).mean()
         else:
             kl = kl_to_prior(mu, logvar).mean()
-        pred = self.vae.transformer(x.unsqueeze(1), sim["log_aspect"], sim["geometry"])
-        target = box_to_params(sim["full_rel"])
-        vis = ((~amodal) & (level == 0)).float()   # the transformer learns from clean visible masks only
+        # the transformer learns from the clean visible-frame masks (corrupted ones taught it outliers)
+        x_clean = x if clean is sim else partial_inputs(clean, amodal)
+        pred = self.vae.transformer(x_clean.unsqueeze(1), clean["log_aspect"], clean["geometry"])
+        target = box_to_params(clean["full_rel"])
+        vis = (~amodal).float()
         box = (F.smooth_l1_loss(pred, target, reduction="none", beta=0.1).sum(1) * vis).sum() / vis.sum().clamp_min(1)
         return {"loss": bce + self.cfg.kl_final * kl + self.cfg.box_weight * box, "bce": bce, "kl": kl,
                 "box": box, "occluded": sim["occluded"].mean()}
@@ -443,7 +451,7 @@ def make_eval_fn(stage: int, cfg: VAEConfig, held: dict, validation: Optional[Va
             out["val_bce_known"] = ((nll * weight).flatten(1).sum(1) * scale).mean()
         if stage >= 2 and validation is not None:
             s = validation.score(lambda a: complete_instances(vae, a.instances, frame=cfg.frame, context=a,
-                                                              threshold=cfg.eval_threshold))
+                                                              threshold=cfg.eval_threshold, noise="auto"))
             out.update({f"val_{k}": v for k, v in s.items()})
         return {k: float(v) for k, v in out.items()}
 
