@@ -301,20 +301,22 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
         raise ArgumentError(f"{name} needs a trained model (a run folder or checkpoint)")
     if box not in BOXES:
         raise ArgumentError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
-    level = resolve_noise(name, model, instances, noise)
+    level = resolve_noise(name, model, instances, noise, frame, box)
     t = default_threshold(name, getattr(model, "checkpoint", None), noisy=level > 0)[0] if threshold is None \
         else float(threshold)
     return f.complete(model, ann, instances, threshold=t, box=box, samples=samples, frame=frame, seed=seed,
                       noise=level)
 
 
-def resolve_noise(name: str, model, instances: Sequence, noise="auto") -> float:
+def resolve_noise(name: str, model, instances: Sequence, noise="auto", frame: str = "fit",
+                  box: str = "predicted") -> float:
     """The visible masks' noise in pixels a completion method works with: Amodal-VAE's ``noise`` (or,
-    for "auto", its estimate from the masks' boundaries); 0 for the others, which take masks as given."""
+    for "auto", its estimate from the masks' boundaries; 0 in its transformer frame); 0 for the
+    others, which take masks as given."""
     if name != "amodal-vae":
         return 0.0
     from .predict.amodal_vae import resolve_noise as vae_noise  # deferred on purpose: torch, as families()
-    return vae_noise(model, instances, noise)
+    return vae_noise(model, instances, noise, frame, box)
 
 
 def complete_from_visible(name: str, ann, visible: dict, model=None, instances: Optional[Sequence] = None,

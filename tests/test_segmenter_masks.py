@@ -170,3 +170,14 @@ def test_complete_visible_reads_a_results_file_and_refuses_a_mismatch(tmp_path, 
                      "--out", str(tmp_path / "o2.json")]) == 2
     assert cli.main(["complete", "--method", "visible", "--annotations", str(test), "--visible", str(vis),
                      "--visible-noise", "lots", "--out", str(tmp_path / "o3.json")]) == 2
+
+
+def test_the_noise_a_completion_works_with():
+    from amodal_lib import registry
+    assert registry.resolve_noise("amodal-vae", None, [], 1.5) == 1.5
+    assert registry.resolve_noise("amodal-vae", None, [], 1.5, frame="transformer") == 0.0   # takes masks as given
+    assert registry.resolve_noise("amodal-vae", None, [], 1.5, frame="transformer", box="amodal-gt") == 1.5
+    assert registry.resolve_noise("pcnet-m", None, [], 1.5) == 0.0
+    assert registry.resolve_noise("amodal-vae", None, [], "auto") == 0.0                      # nothing to read
+    with pytest.raises(ValueError):
+        registry.resolve_noise("amodal-vae", None, [], -1.0)

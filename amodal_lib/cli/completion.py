@@ -77,7 +77,7 @@ def _noise(ns, model, given) -> float:
         raise ArgumentError(f"--visible-noise takes pixels >= 0 or 'auto', got {ns.visible_noise!r}") from None
     if level != "auto" and not (math.isfinite(level) and 0 <= level <= 20):
         raise ArgumentError(f"--visible-noise must lie in 0..20 pixels, got {ns.visible_noise}")
-    noise = registry.resolve_noise(ns.model, model, given.instances, level)
+    noise = registry.resolve_noise(ns.model, model, given.instances, level, ns.frame, ns.box)
     if noise > 0:
         how = "estimated from their boundaries" if level == "auto" else "--visible-noise"
         print(f"visible masks treated as a segmenter's, {noise:.2g} px off ({how}): evidence, not truth",
