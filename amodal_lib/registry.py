@@ -78,7 +78,7 @@ class Family:
 FAMILIES = (
     Family("visible", RULE),
     Family("convex-hull", RULE),
-    Family("amodal-vae", COMPLETION, stages=(1, 2, 3), complete_options=("samples", "frame")),
+    Family("amodal-vae", COMPLETION, stages=(1, 2, 3), complete_options=("samples", "frame", "noise")),
     Family("pcnet-m", COMPLETION, val_needs_amodal=True),
     Family("resnet-psp", SEGMENTER, options={"weights": "weights", "crop_box": "box"}, reads_images=True),
     Family("inpaint-background", INPAINTER, options={"vgg_weights": "vgg_weights"}),
@@ -158,13 +158,13 @@ def families() -> dict:
         res["model"].train_log = res["log"]     # the lines its run printed: validation, checkpoints kept, threshold
         return res["model"]
 
-    def complete_vae(model, ann, instances, *, threshold, box, samples, frame, seed):
+    def complete_vae(model, ann, instances, *, threshold, box, samples, frame, seed, noise=0.0):
         out = vae_predict.complete_instances(model, instances, box=box, threshold=threshold, frame=frame, context=ann,
                                              samples=int(samples), return_details=bool(samples),
-                                             generator=torch.Generator().manual_seed(int(seed)))
+                                             generator=torch.Generator().manual_seed(int(seed)), noise=noise)
         return out.sample_mean_masks() if samples else out
 
-    def complete_pcnet(model, ann, instances, *, threshold, box, samples, frame, seed):
+    def complete_pcnet(model, ann, instances, *, threshold, box, samples, frame, seed, noise=0.0):
         if samples:
             raise ArgumentError("pcnet-m is deterministic: --samples does not apply")
         return pcnet_predict.complete_instances(model, ann, instances, threshold=threshold,
@@ -273,24 +273,26 @@ def load_model(name: str, checkpoint, device="auto"):
     return family(name).load(checkpoint, device)
 
 
-def default_threshold(name: str, checkpoint=None) -> tuple[float, str]:
-    """(the binarisation threshold a method uses when none is given, where it comes from):
-    :func:`amodal_lib.thresholds.default_threshold`."""
+def default_threshold(name: str, checkpoint=None, noisy: bool = False) -> tuple[float, str]:
+    """(the binarisation threshold a method uses when none is given, where it comes from; ``noisy``:
+    for a segmenter's visible masks): :func:`amodal_lib.thresholds.default_threshold`."""
     family(name, RULE, COMPLETION)
-    return families()[name].threshold(checkpoint)
+    return families()[name].threshold(checkpoint, noisy=noisy)
 
 
 # --------------------------------------------------------------------------- completion
 def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *,
              threshold: Optional[float] = None, box: str = "predicted", samples: int = 0, frame: str = "fit",
-             seed: int = 0) -> dict:
+             seed: int = 0, noise="auto") -> dict:
     """{annotation id: RLE}: the amodal mask of each of ``instances`` (default: all of ``ann``)
     by method ``name``. ``ann`` is the whole split (PCNet-M finds the occluders in it, Amodal-VAE's
     fitted frame what surrounds each instance); ``model`` a trained model for the learned methods;
     ``box`` "predicted" or "amodal-gt" (the GT amodal box: evaluation only); ``threshold`` None for
     :func:`default_threshold`; Amodal-VAE only: ``frame`` "fit" or "transformer" (the paper's;
     :mod:`amodal_lib.predict.amodal_vae`), ``samples`` K > 0 thresholds the mean of K posterior
-    samples' probabilities, drawn from ``seed``."""
+    samples' probabilities, drawn from ``seed``; ``noise``: the visible masks' noise in pixels, or
+    "auto" to estimate it from their boundaries (:mod:`amodal_lib.predict.evidence`: 0 for annotations;
+    above 0, a segmenter's masks are treated as evidence, not truth, at the threshold searched for them)."""
     f = family(name, RULE, COMPLETION)
     instances = list(ann.instances if instances is None else instances)
     if f.role == RULE:
@@ -299,8 +301,22 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
         raise ArgumentError(f"{name} needs a trained model (a run folder or checkpoint)")
     if box not in BOXES:
         raise ArgumentError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
-    t = default_threshold(name, getattr(model, "checkpoint", None))[0] if threshold is None else float(threshold)
-    return f.complete(model, ann, instances, threshold=t, box=box, samples=samples, frame=frame, seed=seed)
+    level = resolve_noise(name, model, instances, noise, frame, box)
+    t = default_threshold(name, getattr(model, "checkpoint", None), noisy=level > 0)[0] if threshold is None \
+        else float(threshold)
+    return f.complete(model, ann, instances, threshold=t, box=box, samples=samples, frame=frame, seed=seed,
+                      noise=level)
+
+
+def resolve_noise(name: str, model, instances: Sequence, noise="auto", frame: str = "fit",
+                  box: str = "predicted") -> float:
+    """The visible masks' noise in pixels a completion method works with: Amodal-VAE's ``noise`` (or,
+    for "auto", its estimate from the masks' boundaries; 0 in its transformer frame); 0 for the
+    others, which take masks as given."""
+    if name != "amodal-vae":
+        return 0.0
+    from .predict.amodal_vae import resolve_noise as vae_noise  # deferred on purpose: torch, as families()
+    return vae_noise(model, instances, noise, frame, box)
 
 
 def complete_from_visible(name: str, ann, visible: dict, model=None, instances: Optional[Sequence] = None,

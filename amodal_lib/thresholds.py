@@ -183,19 +183,42 @@ def _number(v):
 def sweep_thresholds(validation, details: Callable[[AnnotationSet], object], thresholds,
                      criterion: str = "A_full") -> tuple[float, pd.DataFrame]:
     """(the chosen threshold, the sweep) on the sets of ``validation`` (a run's
-    :class:`~amodal_lib.train.validation.Validation`): ``details(set)`` gives an ``InstanceCompletions`` of a
-    set (probabilities, frames, ``allowed``); every threshold is scored on every set, and the one
-    with the largest ``criterion`` averaged over the sets is chosen (ties: the smaller)."""
+    :class:`~amodal_lib.train.validation.Validation`): ``details(input)`` gives an ``InstanceCompletions`` of
+    a set's input (probabilities, frames, ``allowed``, the noise it was completed at); every threshold is
+    scored on every set, and the one with the largest ``criterion`` averaged over the sets whose input
+    is the clean set is chosen (ties: the smaller). :func:`noisy_threshold` picks the one for
+    segmenter masks from the other rows. The sweep's ``noisy`` column says which rows are which."""
+    ts = check_thresholds(thresholds)
     frames = []
     for name, ann in validation.sets.items():
-        det = details(ann)
-        sw = threshold_sweep(det.instances, det.probs, det.boxes, thresholds, det.union_visible, det.allowed)
-        frames.append(sw.assign(set=name))
+        given = validation.input(name)
+        det = details(given)
+        if given is ann and not getattr(det, "noise", 0):
+            sw = threshold_sweep(det.instances, det.probs, det.boxes, ts, det.union_visible, det.allowed)
+        else:   # a segmenter's masks (or soft evidence): pasted as the completion joins them, scored on the clean set
+            rows = []
+            for t in ts:
+                r = metrics.scores_row(f"t={t:g}", metrics.summarize(metrics.instance_table(ann, det.paste(det.probs, t))))
+                rows.append({"threshold": t, "n": r["n"], **{c: r[c] for c in SCORE_COLUMNS}})
+            sw = pd.DataFrame(rows)
+        frames.append(sw.assign(set=name, noisy=validation.is_noisy(name)))
     sweep = pd.concat(frames, ignore_index=True)
+    clean = sweep[~sweep.noisy] if (~sweep.noisy).any() else sweep
+    return _best_mean(clean, criterion), sweep
+
+
+def noisy_threshold(sweep: pd.DataFrame, criterion: str = "A_full") -> Optional[float]:
+    """The threshold for segmenter masks: the largest ``criterion`` averaged over the sweep's noisy
+    rows (:func:`sweep_thresholds`), or None when it has none."""
+    if "noisy" not in sweep.columns or not sweep.noisy.any():
+        return None
+    return _best_mean(sweep[sweep.noisy.astype(bool)], criterion)
+
+
+def _best_mean(sweep: pd.DataFrame, criterion: str) -> float:
     mean = sweep.groupby("threshold", as_index=False)[SCORE_COLUMNS].mean()
     vals = mean[criterion].to_numpy(float)
-    t = float(mean.threshold.to_numpy()[int(np.nanargmax(vals))])
-    return t, sweep
+    return float(mean.threshold.to_numpy()[int(np.nanargmax(vals))])
 
 
 # --------------------------------------------------------------------------- stored and read back
@@ -258,17 +281,25 @@ def recorded_sweep(run_dir) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- fallen back to
-def default_threshold(method: str, checkpoint=None) -> tuple[float, str]:
+def _valid(t) -> bool:
+    return not isinstance(t, bool) and isinstance(t, (int, float)) and 0.0 < t <= 1.0
+
+
+def default_threshold(method: str, checkpoint=None, noisy: bool = False) -> tuple[float, str]:
     """(the binarisation threshold ``method`` uses when none is given, where it comes from):
     Amodal-VAE's is the one its training searched on validation (``threshold.json`` in the run
-    folder of ``checkpoint``), else :data:`FALLBACK`; PCNet-M's is :data:`PCNET_M` (Deocclusion's);
-    the rules' :data:`FALLBACK`."""
+    folder of ``checkpoint``; with ``noisy``, for visible masks a segmenter made, the one searched on
+    the validation sets with a segmenter's masks, where the run has it), else :data:`FALLBACK`;
+    PCNet-M's is :data:`PCNET_M` (Deocclusion's); the rules' :data:`FALLBACK`."""
     if method in OWN:
         return OWN[method]
     if method in SEARCHED and checkpoint is not None:
         ck = Path(checkpoint)
         stored = read_threshold(ck if ck.is_dir() else ck.parent)
         if stored is not None:
+            if noisy and isinstance(stored.get("noisy"), dict) and _valid(stored["noisy"].get("threshold")):
+                return float(stored["noisy"]["threshold"]), ("searched on validation with a segmenter's visible masks "
+                                                             "by amodal train (threshold.json)")
             return float(stored["threshold"]), "searched on validation by amodal train (threshold.json)"
         return FALLBACK, "default: no threshold.json beside the checkpoint"
     return FALLBACK, "default"

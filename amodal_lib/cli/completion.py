@@ -4,11 +4,13 @@ and B). Masks in, masks out: the rules and the evaluation run without torch (a t
 malformed files with them under a memory limit torch's import would exceed)."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 from .. import registry
 from ..data import masks as M
+from ..data.records import with_visible
 from ..errors import ArgumentError
 from ..io import atomic_write_json
 from ..metrics import format_table, instance_table, load_predictions, summarize, write_predictions
@@ -47,17 +49,40 @@ def complete(ns) -> int:
     if ns.box == "amodal-gt" and not ann.has_amodal:
         raise ArgumentError(f"--box amodal-gt reads the ground-truth amodal boxes, and {ns.annotations} has none")
     model = registry.load_model(ns.model, ns.checkpoint, ns.device) if learned else None
+    given = with_visible(ann, visible, str(ns.visible)) if visible is not None else ann
+    noise = _noise(ns, model, given)
     threshold = ns.threshold
     if learned and threshold is None:
-        threshold, source = registry.default_threshold(ns.model, ns.checkpoint)
+        threshold, source = registry.default_threshold(ns.model, ns.checkpoint, noisy=noise > 0)
         print(f"threshold {threshold:g} ({source})", file=sys.stderr)
     if visible is not None:
-        return _complete_visible(ns, ann, model, threshold, visible)
+        return _complete_visible(ns, ann, model, threshold, visible, noise)
     preds = registry.complete(ns.model, ann, model, threshold=threshold, box=ns.box, samples=ns.samples,
-                              frame=ns.frame, seed=ns.seed)
+                              frame=ns.frame, seed=ns.seed, noise=noise)
     write_predictions(ns.out, ann, preds)
     print(f"wrote {len(preds)} predictions to {ns.out}")
     return 0
+
+
+def _noise(ns, model, given) -> float:
+    """The visible masks' noise in pixels (``--visible-noise``: pixels, or "auto": estimated from
+    their boundaries), said on stderr when it is not 0."""
+    if "noise" not in registry.declared(ns.model, registry.RULE, registry.COMPLETION).complete_options:
+        if ns.visible_noise != "auto":
+            raise ArgumentError(f"--visible-noise applies to --model {_takers('noise')} only")
+        return 0.0
+    try:
+        level = float(ns.visible_noise) if ns.visible_noise != "auto" else "auto"
+    except ValueError:
+        raise ArgumentError(f"--visible-noise takes pixels >= 0 or 'auto', got {ns.visible_noise!r}") from None
+    if level != "auto" and not (math.isfinite(level) and 0 <= level <= 20):
+        raise ArgumentError(f"--visible-noise must lie in 0..20 pixels, got {ns.visible_noise}")
+    noise = registry.resolve_noise(ns.model, model, given.instances, level, ns.frame, ns.box)
+    if noise > 0:
+        how = "estimated from their boundaries" if level == "auto" else "--visible-noise"
+        print(f"visible masks treated as a segmenter's, {noise:.2g} px off ({how}): evidence, not truth",
+              file=sys.stderr)
+    return noise
 
 
 def _load_visible(path, ann):
@@ -72,8 +97,9 @@ def _load_visible(path, ann):
     return visible
 
 
-def _complete_visible(ns, ann, model, threshold, visible) -> int:
+def _complete_visible(ns, ann, model, threshold, visible, noise: float) -> int:
     preds = registry.complete_from_visible(ns.model, ann, visible, model, source=str(ns.visible), threshold=threshold,
+                                           noise=noise,
                                            box=ns.box, samples=ns.samples, frame=ns.frame, seed=ns.seed)
     write_predictions(ns.out, ann, preds)
     empty = sum(1 for k, r in visible.items() if k in preds and not int(M.area(r)))

@@ -120,6 +120,10 @@ def _completion(sub, common) -> None:
     add(c, "--samples", type=int, default=0, metavar="K",
         help=f"amodal-vae: average this many posterior samples, 0 to {MAX_SAMPLES} (default 0: the posterior mode)")
     add(c, "--seed", type=int, metavar="S", default=0, help="random seed of the posterior samples (default 0)")
+    add(c, "--visible-noise", default="auto", metavar="PX",
+        help="amodal-vae: how far, in pixels, the visible masks' boundaries may lie from the truth (0: annotations, "
+             "trusted; above 0: a segmenter's masks, taken as evidence, not truth); default auto: estimated from "
+             "how ragged their boundaries are")
     add(c, "--device", default="auto", metavar="DEVICE", help=HELP["device"])
     add(c, "--visible", metavar="MASKS.json", help="COCO results JSON of visible masks (e.g. from `amodal segment`), "
                                                    "one per annotation: completed instead of the file's visible masks, "

@@ -12,8 +12,9 @@ the GT visible mask that defines the invisible part; only the *input* changes
   GT}``); :func:`table1`, :func:`drop_table`, :func:`drop_per_bin` turn the result into Table 1
   with the paper's numbers beside ours, the drop from GT to predicted input, and that drop per
   visible-area-ratio bin.
-- :func:`robustness`: the same completions with the GT visible mask eroded, dilated or given a
-  noisy boundary (:mod:`amodal_lib.data.corruption`) at several strengths.
+- :func:`robustness`: the same completions with the GT visible mask eroded, dilated, given a
+  noisy boundary, or a segmenter's mixture of errors (:mod:`amodal_lib.data.corruption`) at several
+  strengths.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from .. import metrics, paper, registry
-from ..data.corruption import KINDS, corrupt_masks
+from ..data.corruption import KINDS, corrupt_masks, segmenter_noise
 from ..data.records import AnnotationSet
 from ..metrics import SCORE_COLUMNS
 from ..predict.psp import visible_iou
@@ -31,7 +32,8 @@ from .comparison import PCNET, VAE_FRAMES, VAE_TRANSFORMER, VISIBLE
 
 GT_INPUT = "GT visible mask"
 PREDICTED_INPUT = "predicted (ResNet-PSP)"
-INPUT_MASK = "input mask (no completion)"   # the visible mask given, as the amodal prediction
+INPUT_MASK = "input mask (no completion)"
+SEGMENTER = "segmenter-noise"   # the robustness curve's kind for data.corruption's segmenter-noise model   # the visible mask given, as the amodal prediction
 
 # the paper's numbers (KINS, protocol A) for (input, method) rows of ours
 PAPER_ROWS = {
@@ -57,8 +59,10 @@ def complete_methods(ann: AnnotationSet, visible: Optional[dict], vae=None, pcne
                      frames: Sequence[str] = ("fit", "transformer")) -> dict:
     """{method: {id: RLE}}: the instances of ``ann`` that have an amodal mask completed from
     ``visible`` ({id: RLE}; None: the file's own visible masks) by the input mask itself,
-    Amodal-VAE in each of ``frames`` (at ``threshold``) and PCNet-M (at its own 0.2); what
-    surrounds each instance is the whole of ``ann``, with the same visible masks."""
+    Amodal-VAE in each of ``frames`` and PCNet-M (at its own 0.2); what surrounds each instance is
+    the whole of ``ann``, with the same visible masks. Amodal-VAE completes the file's masks as truth
+    at ``threshold``, other masks with its noise estimate ("auto", :mod:`amodal_lib.predict.evidence`)
+    at the threshold its run searched for such masks (``threshold.json``, else ``threshold``'s)."""
     inst = [i for i in ann.instances if i.amodal is not None]
     given = visible if visible is not None else {i.id: i.visible for i in ann.instances}
 
@@ -66,8 +70,12 @@ def complete_methods(ann: AnnotationSet, visible: Optional[dict], vae=None, pcne
         return registry.complete_from_visible(name, ann, given, model, inst, **kw)
     out = {INPUT_MASK: {i.id: given[i.id] for i in inst}}
     if vae is not None:
+        # masks that are not the file's: Amodal-VAE estimates their noise from their boundaries and, when
+        # they read as a segmenter's, takes them as evidence at the threshold its training searched for them
+        t = threshold if visible is None else None
         for frame in frames:
-            out[VAE_FRAMES[frame]] = run("amodal-vae", vae, threshold=threshold, frame=frame)
+            out[VAE_FRAMES[frame]] = run("amodal-vae", vae, threshold=t, frame=frame,
+                                         noise=0.0 if visible is None else "auto")
     if pcnet is not None:
         out[PCNET] = run("pcnet-m", pcnet)
     return out
@@ -157,10 +165,11 @@ def robustness(ann: AnnotationSet, vae=None, pcnet=None, threshold: float = 0.5,
                strengths: Sequence[float] = (1, 2, 3), kinds: Optional[Sequence[str]] = None,
                frames: Sequence[str] = ("fit",), seed: int = 0) -> pd.DataFrame:
     """Every method of :func:`complete_methods` on ``ann``'s GT visible masks corrupted by each
-    of ``kinds`` (default all of :data:`amodal_lib.data.corruption.KINDS`) at each of ``strengths``
+    of ``kinds`` (default all of :data:`amodal_lib.data.corruption.KINDS` and :data:`SEGMENTER`, the
+    segmenter-noise model of :func:`amodal_lib.data.corruption.segmenter_noise`) at each of ``strengths``
     (pixels; strength 0, the GT masks, is added). One row per (kind, strength, method): the
     corrupted input's IoU with the GT visible masks (A, %), n and A / B full / invisible mIoU."""
-    kinds = list(kinds or KINDS)
+    kinds = list(kinds or (*KINDS, SEGMENTER))
     scored = ann.subset([i for i in ann.instances if i.amodal is not None])
     rows = []
 
@@ -173,7 +182,8 @@ def robustness(ann: AnnotationSet, vae=None, pcnet=None, threshold: float = 0.5,
     score("none", 0, None)
     for kind in kinds:
         for s in strengths:
-            score(kind, s, corrupt_masks(ann.instances, kind, float(s), seed))
+            score(kind, s, segmenter_noise(ann.instances, float(s), seed) if kind == SEGMENTER
+                  else corrupt_masks(ann.instances, kind, float(s), seed))
     df = pd.DataFrame(rows)
     gt = df[df.kind == "none"]   # strength 0 belongs to every kind's curve
     df = pd.concat([df[df.kind != "none"]] + [gt.assign(kind=k) for k in kinds], ignore_index=True)

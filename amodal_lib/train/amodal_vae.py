@@ -38,14 +38,21 @@ from typing import Optional
 
 import torch
 
+from ..data import as_annotations
+from ..data.readers import read_json
 from ..errors import ArgumentError, CheckpointError, MissingCheckpointError
+from ..io import atomic_write_json
 from ..models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
 from ..predict.amodal_vae import complete_instances
-from ..thresholds import read_threshold, sweep_thresholds, write_threshold
+from ..predict.evidence import calibrate
+from ..thresholds import noisy_threshold, read_threshold, sweep_thresholds, write_threshold
 from . import engine as E
 from . import timing
 from .amodal_vae_stages import STAGES, Stage1, Stage2, Stage3, VAEConfig, _split, make_eval_fn, prepare
 from .validation import Validation, validation_split
+
+
+CALIBRATION_FILE = "noise_calibration.json"   # how rough the training masks are, clean and corrupted
 
 
 # --------------------------------------------------------------------------- running the stages
@@ -85,7 +92,8 @@ def train_stage(stage: int, data: dict, run_dir, cfg: VAEConfig, seed: int = 0, 
     dist = dist or E.setup_distributed(device)
     E.seed_everything(seed + 1000 * stage + dist.rank)
     if stage == 1:
-        vae = AmodalVAE(cfg.width, cfg.latent_dim, cfg.hidden, GEOMETRY_FEATURES if cfg.geometry else 0)
+        vae = AmodalVAE(cfg.width, cfg.latent_dim, cfg.hidden, GEOMETRY_FEATURES if cfg.geometry else 0,
+                        noise_input=cfg.noise_input)
     else:
         prev = stage_path(run_dir, stage - 1)
         if not stage_done(run_dir, stage - 1):
@@ -94,7 +102,15 @@ def train_stage(stage: int, data: dict, run_dir, cfg: VAEConfig, seed: int = 0, 
                                     f"train stage {stage - 1} first")
         vae, _ = _vae_from_checkpoint(prev, "cpu")
         if stage == 2:
+            if vae.noise_input != cfg.noise_input:  # stage 1 does not use the partial encoder: rebuild it
+                cfg_model = {**vae.config, "noise_input": cfg.noise_input}
+                fresh = AmodalVAE(**cfg_model)
+                fresh.encoder.load_state_dict(vae.encoder.state_dict())
+                fresh.decoder.load_state_dict(vae.decoder.state_dict())
+                vae = fresh
             vae.init_partial_from_full()
+    cal = run_dir / CALIBRATION_FILE
+    vae.noise_calibration = read_json(cal) if cal.is_file() else None   # what validation's "auto" noise reads
     if stage in (1, 2):
         tr_idx, val_idx = _split(len(data["full"]), cfg.val_fraction, seed)
         keys = ("full", "full_wh", "full_box", "full_hw")
@@ -181,11 +197,17 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
     train_ann = annotations
     if todo or search:
         train_ann, validation = validation_split(annotations, val_annotations, cfg.holdout_fraction, seed,
-                                                 cfg.val_max_targets, cfg.eval_max_instances)
+                                                 cfg.val_max_targets, cfg.eval_max_instances,
+                                                 cfg.val_noise)
         result["validation"] = validation
         if dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             validation.write(out_dir)
+            if not (out_dir / CALIBRATION_FILE).is_file():
+                cal = calibrate(as_annotations(train_ann).modal_view().instances, seed=seed)
+                atomic_write_json(out_dir / CALIBRATION_FILE, cal)
+                say(f"segmenter-noise calibration (boundary roughness of the training masks, clean "
+                    f"{cal['clean']:.3f}) -> {out_dir / CALIBRATION_FILE}")
         say(f"validation: {validation.description}")
     data = prepare(train_ann, todo, cfg) if todo else {}
     for s in stages:
@@ -211,13 +233,19 @@ def search_threshold(model: AmodalVAE, validation: Validation, cfg: VAEConfig, o
     """Sweep ``cfg.thresholds`` on the validation sets, write ``threshold.json`` and
     ``threshold_sweep.csv`` into ``out_dir``; returns what threshold.json holds."""
     t, sweep = sweep_thresholds(validation, lambda a: complete_instances(
-        model, a.instances, frame=cfg.frame, context=a, return_details=True), cfg.thresholds)
-    at = sweep[sweep.threshold == t]
+        model, a.instances, frame=cfg.frame, context=a, return_details=True, noise="auto"), cfg.thresholds)
+    at = sweep[(sweep.threshold == t) & ~sweep.noisy]
     info = {"threshold": t, "criterion": "largest protocol-A full mIoU on the validation sets (mean over sets)",
             "frame": cfg.frame, "stage": int(getattr(model, "trained_stage", 0)),
             "validation": validation.description,
             "scores": {row.set: {"A_full": row.A_full, "A_inv": row.A_invisible, "B_full": row.B_full,
                                  "B_inv": row.B_invisible} for row in at.itertuples()}}
+    tn = noisy_threshold(sweep)
+    if tn is not None:   # for a segmenter's masks (complete_instances with noise > 0)
+        atn = sweep[(sweep.threshold == tn) & sweep.noisy]
+        info["noisy"] = {"threshold": tn, "criterion": "the same, on the sets with a segmenter's visible masks",
+                         "scores": {row.set: {"A_full": row.A_full, "A_inv": row.A_invisible, "B_full": row.B_full,
+                                              "B_inv": row.B_invisible} for row in atn.itertuples()}}
     write_threshold(out_dir, t, sweep, **{k: v for k, v in info.items() if k != "threshold"})
     return info
 
@@ -236,4 +264,6 @@ def load_model(run_dir_or_file, device="auto", stage: Optional[int] = None) -> A
     vae, ck = _vae_from_checkpoint(p, dev)
     vae.trained_stage = int(ck.get("extra", {}).get("stage", 0))
     vae.checkpoint = str(p)
+    cal = p.parent / CALIBRATION_FILE
+    vae.noise_calibration = read_json(cal) if cal.is_file() else None
     return vae.eval()

@@ -26,10 +26,12 @@ from torch import nn
 
 from ..data import as_annotations, crops as C
 from ..errors import ArgumentError, DataError
-from ..models.amodal_vae import S, AmodalVAE, box_to_params, warp_to_frame
+from ..data.corruption import corrupt_crops
+from ..models.amodal_vae import S, AmodalVAE, box_to_params, crop_noise_level, warp_to_frame
 from ..predict.amodal_vae import complete_instances, log_aspect_of
 from ..profiles import get_profile
-from .occlusions import geometry_of, partial_inputs, sim_geometry, simulate_occlusions
+from .occlusions import (corrupt_partial, geometry_of, input_noise_levels, partial_inputs, sim_geometry,
+                         simulate_occlusions)
 from .validation import Validation
 
 STAGES = (1, 2, 3)
@@ -62,6 +64,17 @@ class VAEConfig:
     max_occluded: float = 0.9
     unoccluded_prob: float = 0.3  # share of stage-2 samples left whole (as many real instances are)
     box_weight: float = 1.0
+    # segmenter masks (docs/design.md, "Segmenter masks"). Off by default: on the real file a model
+    # trained on corrupted masks completed clean masks worse and corrupted ones no better than the
+    # default (the soft visible evidence at completion time is what helps). With noise_input and
+    # train_noise > 0 the partial encoder gets the noise level as an input and stages 2 and 3 corrupt
+    # its input (data/corruption.py's model, strength uniform in [0, train_noise] pixels; a share
+    # clean_prob left clean) while the target stays the clean mask; the transformer sees clean masks
+    noise_input: bool = False
+    train_noise: float = 0.0
+    clean_prob: float = 0.4
+    noise_from: int = 1000  # stage 2 learns from clean masks first, then from both (its last steps)
+    val_noise: tuple = ("mild",)  # the threshold for segmenter masks is searched on each validation set with these noises
     # stage 3
     stage3_instances: str = "occluded"  # "occluded" (touching others or the border) | "all"
     context_scale: float = 3.0
@@ -260,14 +273,23 @@ class Stage2(_Stage):
         sim = simulate_occlusions(full, batch["full_wh"], occ, pool_wh[k], self.cfg.max_occluded,
                                   self.cfg.unoccluded_prob)
         sim["geometry"] = sim_geometry(sim, batch["full_box"], batch["full_hw"], flipped)
+        clean = sim
+        strength = training_noise(self.cfg, B, dev) if self._step >= self.cfg.noise_from else None
+        if strength is not None:
+            sim = corrupt_partial(sim, batch["full_wh"], strength)
+            sim["geometry"] = sim_geometry(sim, batch["full_box"], batch["full_hw"], flipped)
         amodal = torch.rand(B, device=dev) < self.cfg.amodal_frame_prob
         y = F.avg_pool2d(full.unsqueeze(1), SIM // S)[:, 0]
-        return sim, amodal, y
+        return sim, clean, amodal, y
+
+    _step = 0
 
     def forward(self, batch: dict, step: int) -> dict:
-        sim, amodal, y = self.simulate(batch)
+        self._step = step
+        sim, clean, amodal, y = self.simulate(batch)
         x = partial_inputs(sim, amodal)
-        mu, logvar = self.vae.encode_partial(x, amodal.float())
+        level = input_noise_levels(sim, batch["full_wh"], amodal)
+        mu, logvar = self.vae.encode_partial(x, amodal.float(), level)
         logits = self.vae.decoder(self.vae.reparameterize(mu, logvar))
         bce = bce_sum(logits, y).mean()
         if self.cfg.match_posterior:
@@ -276,12 +298,23 @@ class Stage2(_Stage):
             kl = kl_between(mu, logvar, mu_f, logvar_f).mean()
         else:
             kl = kl_to_prior(mu, logvar).mean()
-        pred = self.vae.transformer(x.unsqueeze(1), sim["log_aspect"], sim["geometry"])
-        target = box_to_params(sim["full_rel"])
+        # the transformer learns from the clean visible-frame masks (corrupted ones taught it outliers)
+        x_clean = x if clean is sim else partial_inputs(clean, amodal)
+        pred = self.vae.transformer(x_clean.unsqueeze(1), clean["log_aspect"], clean["geometry"])
+        target = box_to_params(clean["full_rel"])
         vis = (~amodal).float()
         box = (F.smooth_l1_loss(pred, target, reduction="none", beta=0.1).sum(1) * vis).sum() / vis.sum().clamp_min(1)
         return {"loss": bce + self.cfg.kl_final * kl + self.cfg.box_weight * box, "bce": bce, "kl": kl,
                 "box": box, "occluded": sim["occluded"].mean()}
+
+
+def training_noise(cfg: VAEConfig, n: int, device) -> Optional[torch.Tensor]:
+    """(n,) segmenter-noise strengths in pixels for one batch (uniform in [0, ``cfg.train_noise``], a
+    share ``cfg.clean_prob`` exactly 0), or None when the model is not trained on noisy masks."""
+    if not cfg.noise_input or cfg.train_noise <= 0:
+        return None
+    s = torch.rand(n, device=device) * cfg.train_noise
+    return torch.where(torch.rand(n, device=device) < cfg.clean_prob, torch.zeros_like(s), s)
 
 
 def context_targets(ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -319,9 +352,16 @@ class Stage3(_Stage):
         f = (torch.rand(len(x), device=x.device) < 0.5) if self.cfg.flip else None
         if f is not None:
             x, ctx = _flip(x, f), _flip(ctx, f)
-        mu, logvar = self.vae.encode_partial(x, 0.0)
+        strength = training_noise(self.cfg, len(x), x.device)
+        level = torch.zeros(len(x), device=x.device)
+        x_clean = x
+        if strength is not None:  # the input is a segmenter's mask; the known pixels stay the clean ones
+            wh = (batch["vis_box"][:, 2:] - batch["vis_box"][:, :2]).clamp_min(1.0)
+            x = corrupt_crops(x, S / wh[:, 0], S / wh[:, 1], strength)
+            level = crop_noise_level(strength, wh)
+        mu, logvar = self.vae.encode_partial(x, 0.0, level)
         probs = torch.sigmoid(self.vae.decoder(self.vae.reparameterize(mu, logvar)).float())
-        boxes = self.vae.predict_boxes(x, la, geometry_of(batch["vis_box"], batch["vis_hw"], f))
+        boxes = self.vae.predict_boxes(x_clean, la, geometry_of(batch["vis_box"], batch["vis_hw"], f))
         warped = warp_to_frame(probs, boxes, self.context_box(len(x), x.device), ctx.shape[-1])
         target, weight = context_targets(ctx)
         nll = F.binary_cross_entropy(warped.clamp(1e-5, 1 - 1e-5), target, reduction="none")
@@ -333,7 +373,10 @@ class Stage3(_Stage):
         out = {"bce": bce, "kl": kl}
         if self.cfg.anchor_weight:
             with torch.no_grad():
-                mu2, logvar2 = self.anchor(torch.cat([x.unsqueeze(1), torch.zeros_like(x).unsqueeze(1)], 1))
+                channels = [x.unsqueeze(1), torch.zeros_like(x).unsqueeze(1)]
+                if self.vae.noise_input:
+                    channels.append(level.reshape(-1, 1, 1, 1).expand_as(channels[0]))
+                mu2, logvar2 = self.anchor(torch.cat(channels, 1))
             out["anchor_kl"] = kl_between(mu, logvar, mu2, logvar2).mean()
             loss = loss + self.cfg.anchor_weight * out["anchor_kl"]
         return {"loss": loss, **out}
@@ -408,7 +451,7 @@ def make_eval_fn(stage: int, cfg: VAEConfig, held: dict, validation: Optional[Va
             out["val_bce_known"] = ((nll * weight).flatten(1).sum(1) * scale).mean()
         if stage >= 2 and validation is not None:
             s = validation.score(lambda a: complete_instances(vae, a.instances, frame=cfg.frame, context=a,
-                                                              threshold=cfg.eval_threshold))
+                                                              threshold=cfg.eval_threshold, noise="auto"))
             out.update({f"val_{k}": v for k, v in s.items()})
         return {k: float(v) for k, v in out.items()}
 

@@ -44,7 +44,7 @@ CHECKPOINT_NAMES = ("stage1", "stage2", "stage3", "pcnet", "psp", "inpaint-backg
 # what starting over removes, and nothing else of the folder
 RUN_FILES = (*(f"{name}{ext}" for name in CHECKPOINT_NAMES for ext in (".pt", ".history.jsonl", ".timing.json")),
              *(f".{name}.pt.*.tmp" for name in CHECKPOINT_NAMES), "timing.json", "threshold.json",
-             "threshold_sweep.csv", "validation.json", "validation_*.json", RECORD)
+             "threshold_sweep.csv", "validation.json", "validation_*.json", "noise_calibration.json", RECORD)
 # the settings in the order a difference is named
 KEYS = ("model", "profile", "data", "validation", "seed", "steps", "options", "overrides")
 REMEDY = "use --no-resume to start over in it, or another --out"

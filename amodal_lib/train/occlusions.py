@@ -14,7 +14,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..models.amodal_vae import S, box_geometry, mirror_boxes, warp_to_frame
+from ..data.corruption import corrupt_crops
+from ..models.amodal_vae import S, box_geometry, crop_noise_level, mirror_boxes, warp_to_frame
 
 
 def geometry_of(boxes: torch.Tensor, hw: torch.Tensor, flipped: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -97,14 +98,65 @@ def simulate_occlusions(full: torch.Tensor, full_wh: torch.Tensor, occ: torch.Te
         good = occlude & ok & (frac <= max_occluded) & (dist < best)
         partial = torch.where(good[:, None, None], cand, partial)
         best = torch.where(good, dist, best)
+    occluded = 1 - partial.flatten(1).sum(1) / area
+    return {"partial": partial, "occluded": occluded, **visible_frames(partial, full_wh)}
+
+
+def visible_frames(partial: torch.Tensor, full_wh: torch.Tensor) -> dict:
+    """What the transformer learns from partial masks (B, S, S) in their full box (of ``full_wh``
+    pixels): ``vis_box`` (B, 4), the visible box in the full box ([0, 1]^2); ``full_rel`` (B, 4),
+    the full box relative to the visible box (its target); ``log_aspect`` (B,), of the visible box
+    in pixels."""
     vis_box, _ = _mask_boxes(partial)
     vw, vh = vis_box[:, 2] - vis_box[:, 0], vis_box[:, 3] - vis_box[:, 1]
     full_rel = torch.stack([-vis_box[:, 0] / vw, -vis_box[:, 1] / vh, (1 - vis_box[:, 0]) / vw,
                             (1 - vis_box[:, 1]) / vh], 1)
-    occluded = 1 - partial.flatten(1).sum(1) / area
     log_aspect = torch.log(vw * full_wh[:, 0].clamp_min(1.0)) - torch.log(vh * full_wh[:, 1].clamp_min(1.0))
-    return {"partial": partial, "vis_box": vis_box, "full_rel": full_rel, "occluded": occluded,
-            "log_aspect": log_aspect}
+    return {"vis_box": vis_box, "full_rel": full_rel, "log_aspect": log_aspect}
+
+
+def corrupt_partial(sim: dict, full_wh: torch.Tensor, strength: torch.Tensor) -> dict:
+    """``sim`` with its partial masks corrupted by a segmenter's errors of ``strength`` (B,) image pixels
+    (:func:`amodal_lib.data.corruption.corrupt_crops`), their frames recomputed from what is left, and
+    ``noise`` (B,): the strength. The target stays the clean full mask."""
+    wh = full_wh.float().clamp_min(1.0)
+    n = sim["partial"].shape[-1]
+    clean = (sim["partial"] > 0.5).float()
+    partial = corrupt_crops(sim["partial"], n / wh[:, 0], n / wh[:, 1], strength)
+    # a segmenter's mask still shows the object: where the corruption left too little of it (IoU with the
+    # clean mask below MIN_NOISY_IOU) or moved its box too far (box IoU below MIN_NOISY_BOX_IOU; a speck
+    # far out, or a fragment left), the sample stays clean: such a box target is an outlier no frame fits
+    inter = (partial * clean).flatten(1).sum(1)
+    union = torch.maximum(partial, clean).flatten(1).sum(1).clamp_min(1.0)
+    new_box, _ = _mask_boxes(partial)
+    ok = (inter / union >= MIN_NOISY_IOU) & (_box_iou(new_box, sim["vis_box"]) >= MIN_NOISY_BOX_IOU)
+    partial = torch.where(ok[:, None, None], partial, sim["partial"])
+    strength = torch.where(ok, strength, torch.zeros_like(strength))
+    return {**sim, "partial": partial, "noise": strength, **visible_frames(partial, full_wh)}
+
+
+MIN_NOISY_IOU = 0.5
+MIN_NOISY_BOX_IOU = 0.7
+
+
+def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of matching xyxy boxes (B, 4)."""
+    lt, rb = torch.maximum(a[:, :2], b[:, :2]), torch.minimum(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp_min(0).prod(1)
+    area = (a[:, 2:] - a[:, :2]).prod(1) + (b[:, 2:] - b[:, :2]).prod(1) - inter
+    return inter / area.clamp_min(1e-8)
+
+
+def input_noise_levels(sim: dict, full_wh: torch.Tensor, amodal_frame: torch.Tensor) -> torch.Tensor:
+    """(B,) the noise level the partial encoder and transformer are told for :func:`partial_inputs`'
+    crops: the strength in pixels of the 28x28 crop of the frame each is given in
+    (:func:`amodal_lib.models.amodal_vae.crop_noise_level`)."""
+    strength = sim.get("noise")
+    if strength is None:
+        return torch.zeros(len(full_wh), device=full_wh.device)
+    vb = sim["vis_box"]
+    frame_wh = torch.where(amodal_frame[:, None], full_wh.float(), full_wh.float() * (vb[:, 2:] - vb[:, :2]))
+    return crop_noise_level(strength, frame_wh)
 
 
 def partial_inputs(sim: dict, amodal_frame: torch.Tensor) -> torch.Tensor:

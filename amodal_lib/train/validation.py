@@ -23,15 +23,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from .. import metrics
 from ..data import as_annotations
 from ..data import holdout as H
-from ..data.records import AnnotationSet, subsample
+from ..data.corruption import noise_strength, segmenter_noise
+from ..data.records import AnnotationSet, subsample, with_visible
 from ..io import atomic_write_json
+from ..metrics import write_predictions
 
 SCORE_KEYS = ("A_full", "A_inv", "B_full", "B_inv")
 
@@ -39,19 +41,33 @@ SCORE_KEYS = ("A_full", "A_inv", "B_full", "B_inv")
 @dataclass
 class Validation:
     """The validation sets of a run: {name: AnnotationSet with amodal labels}; ``kind`` is
-    "amodal labels" or "pasted occlusions"; ``held_images``: image ids held out of training."""
+    "amodal labels" or "pasted occlusions"; ``held_images``: image ids held out of training.
+    ``inputs``: {name: the set a completion is given} where it is not the set itself: the same
+    instances with a segmenter's visible masks (``noise``: {name: strength in pixels}), scored
+    against the clean set."""
     sets: dict
     kind: str
     description: str
     held_images: list = field(default_factory=list)
+    inputs: dict = field(default_factory=dict)
+    noise: dict = field(default_factory=dict)
+
+    def input(self, name: str) -> AnnotationSet:
+        """What a completion of set ``name`` is given (its visible masks may be a segmenter's)."""
+        return self.inputs.get(name, self.sets[name])
+
+    def is_noisy(self, name: str) -> bool:
+        return self.noise.get(name, 0.0) > 0
 
     def score(self, complete: Callable[[AnnotationSet], dict]) -> dict:
         """{f"{set}_{A_full|A_inv|B_full|B_inv}": %, "score": selection score} of the masks that
-        ``complete(set) -> {id: RLE}`` gives for each set."""
+        ``complete(input) -> {id: RLE}`` gives for each set's input, against the set."""
         out: dict = {}
         parts = []
         for name, ann in self.sets.items():
-            o = metrics.evaluate(ann, complete(ann))["overall"]
+            if self.is_noisy(name):   # they choose the threshold for segmenter masks, not the checkpoint
+                continue
+            o = metrics.evaluate(ann, complete(self.input(name)))["overall"]
             s = {"A_full": o["A"]["full"], "A_inv": o["A"]["invisible"] or 0.0,
                  "B_full": o["B"]["full"], "B_inv": o["B"]["invisible"] or 0.0}
             out.update({f"{name}_{k}": float(v) for k, v in s.items()})
@@ -62,28 +78,58 @@ class Validation:
     def summary(self, scores: dict) -> str:
         """One line: each set's protocol-A full / invisible mIoU."""
         return "; ".join(f"{name} A {scores[f'{name}_A_full']:.2f} / {scores[f'{name}_A_inv']:.2f}"
-                         for name in self.sets)
+                         for name in self.sets if not self.is_noisy(name))
 
     def write(self, folder) -> dict:
         """Write every set as a KINS 2020 file into ``folder`` (``amodal evaluate`` reads them) and
         ``validation.json`` describing them; returns {set: path}."""
         folder = Path(folder)
         paths = {name: str(H.write_kins2020(ann, folder / f"validation_{name}.json"))
-                 for name, ann in self.sets.items()}
+                 for name, ann in self.sets.items() if name not in self.inputs}
+        visible = {}
+        for name, inp in self.inputs.items():   # a noisy input: its visible masks, for `complete --visible`
+            truth = next(k for k in paths if self.sets[k] is self.sets[name])
+            paths[name] = paths[truth]
+            visible[name] = f"validation_{name}_visible.json"
+            write_predictions(folder / visible[name], inp, {i.id: i.visible for i in inp.instances})
         atomic_write_json(folder / "validation.json", {"kind": self.kind, "description": self.description,
                                                        "files": {k: Path(v).name for k, v in paths.items()},
+                                                       "visible_files": visible, "noise": self.noise,
                                                        "held_out_images": self.held_images})
         return paths
 
 
 def validation_split(ann, val_annotations=None, fraction: float = 0.1, seed: int = 0,
-                     max_targets: Optional[int] = 600, max_instances: Optional[int] = 1500
-                     ) -> tuple[AnnotationSet, Validation]:
+                     max_targets: Optional[int] = 600, max_instances: Optional[int] = 1500,
+                     noise_levels: Sequence = ()) -> tuple[AnnotationSet, Validation]:
     """(the annotations to train on, the :class:`Validation` of the run) (module doc).
 
     ``max_targets`` caps the isolated instances pasted occlusions are built on, ``max_instances``
     the instances of a labelled validation set (whole images, seeded): both keep validation cheap
-    enough to run at every evaluation."""
+    enough to run at every evaluation. ``noise_levels`` (names or pixels of
+    :mod:`amodal_lib.data.corruption`'s segmenter-noise model) adds, for each set and level, the
+    same instances with a segmenter's visible masks (every mask of an image), scored against the
+    clean set: what the checkpoints and thresholds are chosen for includes the masks a segmenter gives."""
+    train, validation = _split_sets(ann, val_annotations, fraction, seed, max_targets, max_instances)
+    for name in list(validation.sets):
+        for level in noise_levels:
+            strength = noise_strength(level)
+            if strength <= 0:
+                continue
+            key = f"{name}_{level}"
+            clean = validation.sets[name]
+            validation.sets[key] = clean
+            validation.inputs[key] = with_visible(clean, segmenter_noise(clean.instances, strength, seed),
+                                                  f"segmenter noise {level}")
+            validation.noise[key] = strength
+    if validation.noise:
+        validation.description += (f"; each also with a segmenter's visible masks (segmenter noise "
+                                   f"{', '.join(str(v) for v in noise_levels)}), scored against the clean masks")
+    return train, validation
+
+
+def _split_sets(ann, val_annotations, fraction: float, seed: int, max_targets, max_instances
+                ) -> tuple[AnnotationSet, Validation]:
     ann = as_annotations(ann)
     if val_annotations is not None:
         val = as_annotations(val_annotations)

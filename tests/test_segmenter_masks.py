@@ -1,0 +1,183 @@
+"""Completion from a segmenter's masks: the segmenter-noise model, training and validation on it,
+the visible masks as evidence (soft, with an estimated noise), and `complete --visible`."""
+import json
+
+import pytest
+import torch
+from scipy import ndimage
+
+from _fixtures_vae import TINY, tiny_dataset
+from amodal_lib import cli
+from amodal_lib.data import load_annotations
+from amodal_lib.data import masks as M
+from amodal_lib.data.corruption import corrupt_crops, noise_strength, segmenter_noise
+from amodal_lib.data.records import with_visible
+from amodal_lib.predict import evidence as EV
+from amodal_lib.thresholds import default_threshold, noisy_threshold, write_threshold
+from amodal_lib.train import amodal_vae_stages as T
+from amodal_lib.train.validation import validation_split
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    return load_annotations(tiny_dataset()["test"])
+
+
+def _pooled_iou(instances, masks: dict) -> float:
+    inter = union = 0
+    for inst in instances:
+        a, b = M.decode(inst.visible).astype(bool), M.decode(masks[inst.id]).astype(bool)
+        inter += int((a & b).sum())
+        union += int((a | b).sum())
+    return inter / union
+
+
+def test_segmenter_noise_is_seeded_and_monotone_in_strength(test_set):
+    inst = test_set.instances[:60]
+    assert segmenter_noise(inst, "clean") == {i.id: i.visible for i in inst}
+    a, b = segmenter_noise(inst, 1.5, seed=3), segmenter_noise(inst, 1.5, seed=3)
+    assert a == b
+    assert a != segmenter_noise(inst, 1.5, seed=4)
+    ious = [_pooled_iou(inst, segmenter_noise(inst, s, seed=0)) for s in (0.0, 0.5, 1.0, 2.0, 3.0)]
+    assert ious[0] == 1.0
+    assert all(x > y for x, y in zip(ious, ious[1:])), ious
+    assert 0.6 < ious[-1] < 0.97
+    assert all(M.area(r) > 0 for r in segmenter_noise(inst, 3.0).values())   # never empty
+    assert noise_strength("mild") < noise_strength("strong")
+    with pytest.raises(ValueError):
+        noise_strength("terrible")
+
+
+def test_corrupt_crops_for_training():
+    m = torch.zeros(8, 56, 56)
+    m[:, 14:42, 10:46] = 1
+    px = torch.full((8,), 0.5)
+    torch.manual_seed(0)
+    same = corrupt_crops(m, px, px, torch.zeros(8))
+    assert torch.equal(same, m)                       # strength 0: the mask as it is
+    torch.manual_seed(0)
+    out = corrupt_crops(m, px, px, torch.full((8,), 3.0))
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    changed = (out != m).flatten(1).float().mean(1)
+    assert bool((changed > 0).all()) and bool((changed < 0.5).all())
+    torch.manual_seed(0)
+    assert torch.equal(out, corrupt_crops(m, px, px, torch.full((8,), 3.0)))   # seeded by torch's generator
+
+
+def test_stage2_trains_on_corrupted_inputs_with_clean_targets_when_asked():
+    data = T.prepare(tiny_dataset()["train"], (1, 2), T.VAEConfig(**TINY))
+    from amodal_lib.models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
+    batch = {k: data[k][:16] for k in ("full", "full_wh", "full_box", "full_hw")}
+    off = T.Stage2(AmodalVAE(8, 16, 32, GEOMETRY_FEATURES), T.VAEConfig(**TINY), data["occ"], data["occ_wh"])
+    sim, clean, _, _ = off.simulate(batch)
+    assert sim is clean and "noise" not in sim                          # the default: clean inputs
+    cfg = T.VAEConfig(**{**TINY, "noise_input": True, "train_noise": 3.0, "clean_prob": 0.0, "noise_from": 0,
+                          "flip": False})
+    on = T.Stage2(AmodalVAE(8, 16, 32, GEOMETRY_FEATURES, noise_input=True), cfg, data["occ"], data["occ_wh"])
+    torch.manual_seed(0)
+    sim, clean, _, y = on.simulate(batch)
+    assert bool((sim["noise"] > 0).any())
+    noisy = sim["noise"] > 0
+    assert not torch.equal(sim["partial"][noisy], clean["partial"][noisy])   # the input is corrupted
+    target = torch.nn.functional.avg_pool2d(batch["full"].float().unsqueeze(1) / 255, T.SIM // 28)[:, 0]
+    assert torch.allclose(y, target)                                          # the target is not
+    out = on(batch, 0)
+    assert torch.isfinite(out["loss"]) and out["loss"].requires_grad
+
+
+def test_noisy_validation_sets_choose_a_threshold_not_the_checkpoint(test_set, tmp_path):
+    train, val = validation_split(test_set, fraction=0.3, seed=0, noise_levels=("mild",))
+    clean = [n for n in val.sets if not val.is_noisy(n)]
+    noisy = [n for n in val.sets if val.is_noisy(n)]
+    assert noisy == [f"{n}_mild" for n in clean]
+    for n in noisy:
+        assert val.sets[n] is val.sets[n[:-5]] and val.input(n) is not val.sets[n]
+        a = {i.id: i.visible for i in val.input(n).instances}
+        assert any(a[i.id] != i.visible for i in val.sets[n].instances)
+    seen = []
+    scores = val.score(lambda s: (seen.append(s), {i.id: i.visible for i in s.instances})[1])
+    assert len(seen) == len(clean) and not any(k.startswith(tuple(noisy)) for k in scores)
+    paths = val.write(tmp_path)
+    meta = json.loads((tmp_path / "validation.json").read_text())
+    assert set(meta["visible_files"]) == set(noisy) and (tmp_path / meta["visible_files"][noisy[0]]).is_file()
+    assert set(paths) == set(val.sets)
+
+
+def test_noisy_threshold_is_read_for_segmenter_masks(tmp_path):
+    import pandas as pd
+    rows = [{"threshold": t, "set": "s", "noisy": nz, "n": 1, "A_full": (-(t - (0.7 if nz else 0.5)) ** 2),
+             "A_invisible": 0.0, "B_full": 0.0, "B_invisible": 0.0} for t in (0.5, 0.6, 0.7) for nz in (False, True)]
+    sweep = pd.DataFrame(rows)
+    assert noisy_threshold(sweep) == 0.7 and noisy_threshold(sweep[~sweep.noisy]) is None
+    ck = tmp_path / "stage3.pt"
+    ck.write_bytes(b"")
+    write_threshold(tmp_path, 0.5, sweep, noisy={"threshold": 0.7})
+    assert default_threshold("amodal-vae", ck)[0] == 0.5
+    assert default_threshold("amodal-vae", ck, noisy=True)[0] == 0.7
+
+
+def test_boundary_roughness_tells_a_segmenters_masks_from_annotations(test_set):
+    inst = test_set.instances
+    cal = EV.calibrate(inst, seed=0)
+    assert cal["clean"] < cal["levels"]["1.0"] < cal["levels"]["3.0"]
+    assert EV.estimate_noise(inst, cal) == 0.0
+    noisy = with_visible(test_set, segmenter_noise(inst, 2.0, seed=1), "noise").instances
+    assert EV.estimate_noise(noisy, cal) > 0.5
+    assert EV.noise_from_roughness(10.0, cal) == max(EV.CALIBRATION_LEVELS)
+
+
+def test_soft_evidence_keeps_the_evidence_far_from_boundaries(test_set):
+    """Fusion with noise: where the completion is unsure, far inside the visible mask is the object's
+    and far outside every visible mask background; at a boundary the completion decides."""
+    inst = [i for i in test_set.instances if i.visible_area > 200][:5]
+    boxes = torch.tensor([[i.visible_box[0], i.visible_box[1], i.visible_box[0] + i.visible_box[2],
+                           i.visible_box[1] + i.visible_box[3]] for i in inst], dtype=torch.float32)
+    unsure = torch.full((len(inst), 28, 28), 0.5)
+    out = EV.fuse_instances(unsure, boxes, inst, test_set, [1.0] * len(inst), 0.5, [True] * len(inst))
+    for i in inst:
+        vis, got = M.decode(i.visible).astype(bool), M.decode(out[i.id]).astype(bool)
+        deep = ndimage.binary_erosion(vis, iterations=4)
+        assert got[deep].all()
+        anyone = sum(M.decode(o.visible).astype(bool) for o in test_set.instances if o.image_id == i.image_id) > 0
+        far = ~ndimage.binary_dilation(anyone, iterations=4)     # known background, far from any mask
+        assert not got[far].any()
+    sure = torch.full((len(inst), 28, 28), 0.999)     # a confident completion beats soft evidence at the edge
+    out = EV.fuse_instances(sure, boxes, inst, test_set, [1.0] * len(inst), 0.5, [True] * len(inst))
+    assert all(M.area(out[i.id]) >= i.visible_area for i in inst)
+
+
+def test_complete_visible_reads_a_results_file_and_refuses_a_mismatch(tmp_path, test_set):
+    test = tiny_dataset()["test"]
+    noisy = segmenter_noise(test_set.instances, 1.5, seed=0)
+    results = [{"image_id": i.image_id, "category_id": 1, "id": i.id, "segmentation": noisy[i.id], "score": 1.0}
+               for i in test_set.instances]
+    for r in results:   # as a segmenter writes them: JSON text counts
+        c = r["segmentation"]["counts"]
+        r["segmentation"] = {"size": list(r["segmentation"]["size"]), "counts": c if isinstance(c, str) else c.decode()}
+    vis = tmp_path / "vis.json"
+    vis.write_text(json.dumps(results))
+    out = tmp_path / "out.json"
+    assert cli.main(["complete", "--method", "visible", "--annotations", str(test), "--visible", str(vis),
+                     "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert len(written) == len(test_set)
+    assert any(p["segmentation"]["counts"] != i.visible["counts"] for p, i in zip(written, test_set.instances))
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps(results[:-3]))
+    assert cli.main(["complete", "--method", "visible", "--annotations", str(test), "--visible", str(short),
+                     "--out", str(tmp_path / "o2.json")]) == 2
+    assert cli.main(["complete", "--method", "visible", "--annotations", str(test), "--visible", str(vis),
+                     "--visible-noise", "lots", "--out", str(tmp_path / "o3.json")]) == 2
+
+
+def test_the_noise_a_completion_works_with():
+    from amodal_lib import registry
+    assert registry.resolve_noise("amodal-vae", None, [], 1.5) == 1.5
+    assert registry.resolve_noise("amodal-vae", None, [], 1.5, frame="transformer") == 0.0   # takes masks as given
+    assert registry.resolve_noise("amodal-vae", None, [], 1.5, frame="transformer", box="amodal-gt") == 1.5
+    assert registry.resolve_noise("pcnet-m", None, [], 1.5) == 0.0
+    assert registry.resolve_noise("amodal-vae", None, [], "auto") == 0.0                      # nothing to read
+    with pytest.raises(ValueError):
+        registry.resolve_noise("amodal-vae", None, [], -1.0)
