@@ -35,7 +35,7 @@ def _context(neighbour_x=(1.0, 2.0), inside=True):
 class FillFrame(nn.Module):
     """A stand-in Amodal-VAE whose completion fills whatever frame it is decoded in."""
 
-    def encode_partial(self, x, flag, noise_level=0.0):
+    def encode_partial(self, x, flag):
         return torch.zeros(len(x), 2), torch.zeros(len(x), 2)
 
     def decoder(self, mu):

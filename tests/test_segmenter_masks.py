@@ -73,9 +73,9 @@ def test_stage2_trains_on_corrupted_inputs_with_clean_targets_when_asked():
     off = T.Stage2(AmodalVAE(8, 16, 32, GEOMETRY_FEATURES), T.VAEConfig(**TINY), data["occ"], data["occ_wh"])
     sim, clean, _, _ = off.simulate(batch)
     assert sim is clean and "noise" not in sim                          # the default: clean inputs
-    cfg = T.VAEConfig(**{**TINY, "noise_input": True, "train_noise": 3.0, "clean_prob": 0.0, "noise_from": 0,
+    cfg = T.VAEConfig(**{**TINY, "train_noise": 3.0, "clean_prob": 0.0, "noise_from": 0,
                           "flip": False})
-    on = T.Stage2(AmodalVAE(8, 16, 32, GEOMETRY_FEATURES, noise_input=True), cfg, data["occ"], data["occ_wh"])
+    on = T.Stage2(AmodalVAE(8, 16, 32, GEOMETRY_FEATURES), cfg, data["occ"], data["occ_wh"])
     torch.manual_seed(0)
     sim, clean, _, y = on.simulate(batch)
     assert bool((sim["noise"] > 0).any())

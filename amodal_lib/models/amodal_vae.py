@@ -18,12 +18,7 @@ frame. Decided here (``docs/design.md``, "The networks"):
   object stands tells its size (the ground plane), which a crop has lost too.
 - The partial encoder ``q(z | y_hat)`` takes two channels: the crop and a constant flag that says
   which frame the crop is in (0: the visible box, 1: the GT amodal box, where the transformer
-  is bypassed: supplementary Figs 7-8). Models built with ``noise_input=True`` take a third
-  constant channel, the *noise level* of the visible mask: how far its boundary may lie from the
-  true one (a segmenter's mask), in pixels of the 28x28 crop (0: a mask to trust, as annotations
-  are); their transformer is given it too. Trained on clean and corrupted masks alike, such a
-  model completes a clean mask as a clean-trained one does and a noisy one as a noise-trained one
-  (``docs/design.md``, "Segmenter masks").
+  is bypassed: supplementary Figs 7-8).
 
 Relative boxes are ``(x0, y0, x1, y1)`` in units of the input box (the input box is [0, 1]^2).
 
@@ -151,18 +146,6 @@ def box_geometry(boxes: torch.Tensor, height, width) -> torch.Tensor:
                         torch.log(bw / h) / 3, torch.log(bh / h) / 3], dim=1)
 
 
-MAX_NOISE_LEVEL = 8.0  # crop pixels: a larger level says no more (the mask is mostly noise)
-
-
-def crop_noise_level(strength, frame_wh: torch.Tensor) -> torch.Tensor:
-    """(N,) a noise strength in image pixels (a number, or (N,)) in pixels of the 28x28 crops of
-    frames ``frame_wh`` (N, 2) image pixels wide and high: what the partial encoder and the
-    transformer of a ``noise_input`` model are told."""
-    wh = torch.as_tensor(frame_wh, dtype=torch.float32).reshape(-1, 2).clamp_min(1.0)
-    s = torch.as_tensor(strength, dtype=torch.float32, device=wh.device)
-    return (s * S / torch.sqrt(wh[:, 0] * wh[:, 1])).clamp(0.0, MAX_NOISE_LEVEL)
-
-
 def mirror_boxes(boxes: torch.Tensor, width) -> torch.Tensor:
     """xyxy image boxes of horizontally flipped images of the given widths."""
     w = torch.as_tensor(width, dtype=boxes.dtype, device=boxes.device).reshape(-1)
@@ -200,11 +183,6 @@ def warp_to_frame(probs: torch.Tensor, src_boxes: torch.Tensor, dst_boxes: torch
     return F.grid_sample(probs.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
 
 
-def _constant(value, like: torch.Tensor) -> torch.Tensor:
-    """A per-sample scalar (or one scalar for all) as a constant channel shaped like ``like`` (N, 1, H, W)."""
-    return torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1).expand_as(like)
-
-
 # --------------------------------------------------------------------------- the model
 @dataclass
 class Completion:
@@ -226,18 +204,14 @@ class AmodalVAE(nn.Module):
     """Encoder q(z|y) and decoder p(y|z) (stage 1), partial encoder q(z|y_hat) and spatial
     transformer (stages 2-3). ``config`` holds the constructor arguments (for checkpoints)."""
 
-    def __init__(self, width: int = 32, latent_dim: int = 64, hidden: int = 256, geometry: int = 0,
-                 noise_input: bool = False):
+    def __init__(self, width: int = 32, latent_dim: int = 64, hidden: int = 256, geometry: int = 0):
         super().__init__()
         self.config = {"width": int(width), "latent_dim": int(latent_dim), "hidden": int(hidden),
                        "geometry": int(geometry)}
-        if noise_input:  # only when set: checkpoints of models without it keep their configuration
-            self.config["noise_input"] = True
         self.latent_dim = latent_dim
-        self.noise_input = bool(noise_input)
         self.encoder = Encoder(1, width, latent_dim, hidden)
         self.decoder = Decoder(width, latent_dim, hidden)
-        self.partial_encoder = Encoder(3 if noise_input else 2, width, latent_dim, hidden)
+        self.partial_encoder = Encoder(2, width, latent_dim, hidden)
         self.transformer = SpatialTransformer(width, geometry=geometry)
 
     # -- pieces
@@ -246,7 +220,7 @@ class AmodalVAE(nn.Module):
         return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
 
     def init_partial_from_full(self) -> None:
-        """Start the partial encoder as a copy of the full one (the flag and noise channels' weights 0)."""
+        """Start the partial encoder as a copy of the full one (the flag channel's weights 0)."""
         src, dst = self.encoder.state_dict(), self.partial_encoder.state_dict()
         for k, v in src.items():
             if dst[k].shape == v.shape:
@@ -256,16 +230,11 @@ class AmodalVAE(nn.Module):
                 dst[k][:, : v.shape[1]] = v
         self.partial_encoder.load_state_dict(dst)
 
-    def encode_partial(self, crops: torch.Tensor, frame_flag: torch.Tensor | float = 0.0,
-                       noise: torch.Tensor | float = 0.0):
-        """q(z | y_hat): crops (N, 28, 28), flag 0 (visible-box frame) or 1 (GT amodal-box frame);
-        ``noise``: the visible masks' noise level in crop pixels (models built with ``noise_input``;
-        0: trust the mask)."""
+    def encode_partial(self, crops: torch.Tensor, frame_flag: torch.Tensor | float = 0.0):
+        """q(z | y_hat): crops (N, 28, 28), flag 0 (visible-box frame) or 1 (GT amodal-box frame)."""
         x = crops.unsqueeze(1).float()
-        channels = [x, _constant(frame_flag, x)]
-        if self.noise_input:
-            channels.append(_constant(noise, x))
-        return self.partial_encoder(torch.cat(channels, dim=1))
+        flag = torch.as_tensor(frame_flag, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1).expand_as(x)
+        return self.partial_encoder(torch.cat([x, flag], dim=1))
 
     def predict_boxes(self, crops: torch.Tensor, log_aspect: Optional[torch.Tensor] = None,
                       geometry: Optional[torch.Tensor] = None) -> torch.Tensor:

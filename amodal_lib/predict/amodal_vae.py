@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from ..data import crops as C
 from ..data import masks as M
 from ..data.records import AnnotationSet
-from ..models.amodal_vae import S, AmodalVAE, box_geometry, crop_noise_level, warp_to_frame
+from ..models.amodal_vae import S, AmodalVAE, box_geometry, warp_to_frame
 from .evidence import estimate_noise, fuse_instances, soft_known_pixels
 
 FRAMES = ("fit", "transformer")
@@ -172,7 +172,7 @@ def known_pixel_nll(model: AmodalVAE, context_hi: torch.Tensor, context_lo: torc
     inside the image (0). Returns ``(nll, probs, mu, logvar)``; nll in units of 28x28 pixels."""
     n = len(boxes)
     x = warp_to_frame(context_hi[:, 0], _context_box(n, boxes.device), boxes, S)
-    mu, logvar = model.encode_partial(x, 1.0, _frame_levels(noise, vis_wh, boxes))
+    mu, logvar = model.encode_partial(x, 1.0)
     probs = torch.sigmoid(model.decoder(mu))
     lo = context_lo.shape[-1]
     p = warp_to_frame(probs, boxes, _context_box(n, boxes.device), lo).clamp(1e-4, 1 - 1e-4)
@@ -180,15 +180,6 @@ def known_pixel_nll(model: AmodalVAE, context_hi: torch.Tensor, context_lo: torc
     vis, background = soft_known_pixels(context_lo, noise, px)
     nll = -(torch.log(p) * vis).flatten(1).sum(1) - (torch.log1p(-p) * background).flatten(1).sum(1)
     return nll * (CONTEXT_SCALE * S / lo) ** -2, probs, mu, logvar
-
-
-def _frame_levels(noise: Optional[torch.Tensor], vis_wh: Optional[torch.Tensor], rel: torch.Tensor):
-    """The noise level (crop pixels) of crops in frames ``rel`` (relative to visible boxes of
-    ``vis_wh`` pixels), for a visible-mask noise of ``noise`` (N,) image pixels; 0 without one."""
-    if noise is None:
-        return 0.0
-    frame_wh = vis_wh.to(rel.device) * (rel[:, 2:] - rel[:, :2]).clamp_min(1e-3)
-    return crop_noise_level(noise.to(rel.device), frame_wh).to(rel.device)
 
 
 @torch.no_grad()
@@ -289,8 +280,7 @@ def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predic
         if box == "amodal-gt":
             in_boxes = C.frame_boxes(instances, "amodal")
             crops = C.crop_masks(instances, mask="visible", boxes=in_boxes)
-            lv = crop_noise_level(strength, in_boxes[:, 2:] - in_boxes[:, :2])
-            mu, logvar = _batched(lambda s: model.encode_partial(crops[s].to(dev), 1.0, lv[s].to(dev)), n, batch_size)
+            mu, logvar = _batched(lambda s: model.encode_partial(crops[s].to(dev), 1.0), n, batch_size)
             rel = _unit(n).clone()
             fitted = torch.zeros(n, dtype=torch.bool)
         else:
@@ -298,8 +288,7 @@ def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predic
             crops = C.crop_masks(instances, mask="visible", boxes=in_boxes)
             geo, la = instance_geometry(instances, in_boxes), log_aspect_of(in_boxes)
             vis_wh = in_boxes[:, 2:] - in_boxes[:, :2]
-            lv = crop_noise_level(strength, vis_wh)
-            mu, logvar = _batched(lambda s: model.encode_partial(crops[s].to(dev), 0.0, lv[s].to(dev)), n, batch_size)
+            mu, logvar = _batched(lambda s: model.encode_partial(crops[s].to(dev), 0.0), n, batch_size)
             rel = torch.cat([model.predict_boxes(crops[s].to(dev), la[s].to(dev), geo[s].to(dev)).cpu()
                              for s in _slices(n, batch_size)]) if n else torch.zeros(0, 4)
             fitted = torch.zeros(n, dtype=torch.bool)
@@ -319,9 +308,7 @@ def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predic
                     rel[iso] = ISOLATED_FRAME * rel[iso] + (1 - ISOLATED_FRAME) * _unit(len(iso))
                     x = C.crop_masks([instances[k] for k in iso.tolist()], "visible",
                                      image_boxes(rel[iso], in_boxes[iso]))
-                    li = _frame_levels(strength[iso], vis_wh[iso], rel[iso]) if noise else torch.zeros(len(iso))
-                    mu[iso], logvar[iso] = _batched(lambda s: model.encode_partial(x[s].to(dev), 1.0, li[s].to(dev)),
-                                                    len(iso), batch_size)
+                    mu[iso], logvar[iso] = _batched(lambda s: model.encode_partial(x[s].to(dev), 1.0), len(iso), batch_size)
         std = (0.5 * logvar).exp()
         probs = torch.cat([torch.sigmoid(model.decoder(mu[s].to(dev))).cpu() for s in _slices(n, batch_size)]) \
             if n else torch.zeros(0, S, S)

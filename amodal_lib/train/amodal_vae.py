@@ -92,8 +92,7 @@ def train_stage(stage: int, data: dict, run_dir, cfg: VAEConfig, seed: int = 0, 
     dist = dist or E.setup_distributed(device)
     E.seed_everything(seed + 1000 * stage + dist.rank)
     if stage == 1:
-        vae = AmodalVAE(cfg.width, cfg.latent_dim, cfg.hidden, GEOMETRY_FEATURES if cfg.geometry else 0,
-                        noise_input=cfg.noise_input)
+        vae = AmodalVAE(cfg.width, cfg.latent_dim, cfg.hidden, GEOMETRY_FEATURES if cfg.geometry else 0)
     else:
         prev = stage_path(run_dir, stage - 1)
         if not stage_done(run_dir, stage - 1):
@@ -102,12 +101,6 @@ def train_stage(stage: int, data: dict, run_dir, cfg: VAEConfig, seed: int = 0, 
                                     f"train stage {stage - 1} first")
         vae, _ = _vae_from_checkpoint(prev, "cpu")
         if stage == 2:
-            if vae.noise_input != cfg.noise_input:  # stage 1 does not use the partial encoder: rebuild it
-                cfg_model = {**vae.config, "noise_input": cfg.noise_input}
-                fresh = AmodalVAE(**cfg_model)
-                fresh.encoder.load_state_dict(vae.encoder.state_dict())
-                fresh.decoder.load_state_dict(vae.decoder.state_dict())
-                vae = fresh
             vae.init_partial_from_full()
     cal = run_dir / CALIBRATION_FILE
     vae.noise_calibration = read_json(cal) if cal.is_file() else None   # what validation's "auto" noise reads

@@ -27,10 +27,10 @@ from torch import nn
 from ..data import as_annotations, crops as C
 from ..errors import ArgumentError, DataError
 from ..data.corruption import corrupt_crops
-from ..models.amodal_vae import S, AmodalVAE, box_to_params, crop_noise_level, warp_to_frame
+from ..models.amodal_vae import S, AmodalVAE, box_to_params, warp_to_frame
 from ..predict.amodal_vae import complete_instances, log_aspect_of
 from ..profiles import get_profile
-from .occlusions import (corrupt_partial, geometry_of, input_noise_levels, partial_inputs, sim_geometry,
+from .occlusions import (corrupt_partial, geometry_of, partial_inputs, sim_geometry,
                          simulate_occlusions)
 from .validation import Validation
 
@@ -64,13 +64,12 @@ class VAEConfig:
     max_occluded: float = 0.9
     unoccluded_prob: float = 0.3  # share of stage-2 samples left whole (as many real instances are)
     box_weight: float = 1.0
-    # segmenter masks (docs/design.md, "Segmenter masks"). Off by default: on the real file a model
+    # segmenter masks (docs/design.md, "Segmenter masks"). Off by default: on the real file models
     # trained on corrupted masks completed clean masks worse and corrupted ones no better than the
-    # default (the soft visible evidence at completion time is what helps). With noise_input and
-    # train_noise > 0 the partial encoder gets the noise level as an input and stages 2 and 3 corrupt
-    # its input (data/corruption.py's model, strength uniform in [0, train_noise] pixels; a share
-    # clean_prob left clean) while the target stays the clean mask; the transformer sees clean masks
-    noise_input: bool = False
+    # default (the soft visible evidence at completion time is what helps). With train_noise > 0
+    # stages 2 and 3 corrupt the partial encoder's input (data/corruption.py's model, strength uniform
+    # in [0, train_noise] pixels; a share clean_prob left clean) while the target stays the clean
+    # mask; the transformer learns from the clean masks
     train_noise: float = 0.0
     clean_prob: float = 0.4
     noise_from: int = 1000  # stage 2 learns from clean masks first, then from both (its last steps)
@@ -288,8 +287,7 @@ class Stage2(_Stage):
         self._step = step
         sim, clean, amodal, y = self.simulate(batch)
         x = partial_inputs(sim, amodal)
-        level = input_noise_levels(sim, batch["full_wh"], amodal)
-        mu, logvar = self.vae.encode_partial(x, amodal.float(), level)
+        mu, logvar = self.vae.encode_partial(x, amodal.float())
         logits = self.vae.decoder(self.vae.reparameterize(mu, logvar))
         bce = bce_sum(logits, y).mean()
         if self.cfg.match_posterior:
@@ -311,7 +309,7 @@ class Stage2(_Stage):
 def training_noise(cfg: VAEConfig, n: int, device) -> Optional[torch.Tensor]:
     """(n,) segmenter-noise strengths in pixels for one batch (uniform in [0, ``cfg.train_noise``], a
     share ``cfg.clean_prob`` exactly 0), or None when the model is not trained on noisy masks."""
-    if not cfg.noise_input or cfg.train_noise <= 0:
+    if cfg.train_noise <= 0:
         return None
     s = torch.rand(n, device=device) * cfg.train_noise
     return torch.where(torch.rand(n, device=device) < cfg.clean_prob, torch.zeros_like(s), s)
@@ -353,13 +351,11 @@ class Stage3(_Stage):
         if f is not None:
             x, ctx = _flip(x, f), _flip(ctx, f)
         strength = training_noise(self.cfg, len(x), x.device)
-        level = torch.zeros(len(x), device=x.device)
         x_clean = x
         if strength is not None:  # the input is a segmenter's mask; the known pixels stay the clean ones
             wh = (batch["vis_box"][:, 2:] - batch["vis_box"][:, :2]).clamp_min(1.0)
             x = corrupt_crops(x, S / wh[:, 0], S / wh[:, 1], strength)
-            level = crop_noise_level(strength, wh)
-        mu, logvar = self.vae.encode_partial(x, 0.0, level)
+        mu, logvar = self.vae.encode_partial(x, 0.0)
         probs = torch.sigmoid(self.vae.decoder(self.vae.reparameterize(mu, logvar)).float())
         boxes = self.vae.predict_boxes(x_clean, la, geometry_of(batch["vis_box"], batch["vis_hw"], f))
         warped = warp_to_frame(probs, boxes, self.context_box(len(x), x.device), ctx.shape[-1])
@@ -373,10 +369,7 @@ class Stage3(_Stage):
         out = {"bce": bce, "kl": kl}
         if self.cfg.anchor_weight:
             with torch.no_grad():
-                channels = [x.unsqueeze(1), torch.zeros_like(x).unsqueeze(1)]
-                if self.vae.noise_input:
-                    channels.append(level.reshape(-1, 1, 1, 1).expand_as(channels[0]))
-                mu2, logvar2 = self.anchor(torch.cat(channels, 1))
+                mu2, logvar2 = self.anchor(torch.cat([x.unsqueeze(1), torch.zeros_like(x).unsqueeze(1)], 1))
             out["anchor_kl"] = kl_between(mu, logvar, mu2, logvar2).mean()
             loss = loss + self.cfg.anchor_weight * out["anchor_kl"]
         return {"loss": loss, **out}

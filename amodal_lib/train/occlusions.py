@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.corruption import corrupt_crops
-from ..models.amodal_vae import S, box_geometry, crop_noise_level, mirror_boxes, warp_to_frame
+from ..models.amodal_vae import S, box_geometry, mirror_boxes, warp_to_frame
 
 
 def geometry_of(boxes: torch.Tensor, hw: torch.Tensor, flipped: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -145,18 +145,6 @@ def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     inter = (rb - lt).clamp_min(0).prod(1)
     area = (a[:, 2:] - a[:, :2]).prod(1) + (b[:, 2:] - b[:, :2]).prod(1) - inter
     return inter / area.clamp_min(1e-8)
-
-
-def input_noise_levels(sim: dict, full_wh: torch.Tensor, amodal_frame: torch.Tensor) -> torch.Tensor:
-    """(B,) the noise level the partial encoder and transformer are told for :func:`partial_inputs`'
-    crops: the strength in pixels of the 28x28 crop of the frame each is given in
-    (:func:`amodal_lib.models.amodal_vae.crop_noise_level`)."""
-    strength = sim.get("noise")
-    if strength is None:
-        return torch.zeros(len(full_wh), device=full_wh.device)
-    vb = sim["vis_box"]
-    frame_wh = torch.where(amodal_frame[:, None], full_wh.float(), full_wh.float() * (vb[:, 2:] - vb[:, :2]))
-    return crop_noise_level(strength, frame_wh)
 
 
 def partial_inputs(sim: dict, amodal_frame: torch.Tensor) -> torch.Tensor:
