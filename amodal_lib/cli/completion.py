@@ -7,6 +7,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .. import registry
 from ..data import masks as M
 from ..errors import ArgumentError
@@ -53,11 +55,19 @@ def complete(ns) -> int:
         print(f"threshold {threshold:g} ({source})", file=sys.stderr)
     if visible is not None:
         return _complete_visible(ns, ann, model, threshold, visible)
-    preds = registry.complete(ns.method, ann, model, threshold=threshold, box=ns.box, samples=ns.samples,
-                              frame=ns.frame, seed=ns.seed)
-    write_predictions(ns.out, ann, preds)
-    print(f"wrote {len(preds)} predictions to {ns.out}")
+    batches = registry.complete_batches(ns.method, ann, model, threshold=threshold, box=ns.box, samples=ns.samples,
+                                        frame=ns.frame, seed=ns.seed, workers=0)   # one process per core
+    n = write_predictions(ns.out, ann, _progress(batches, len(ann)))
+    print(f"wrote {n} predictions to {ns.out}")
     return 0
+
+
+def _progress(batches, total: int):
+    """The batches of a completion, counted on a progress bar (on a terminal)."""
+    with tqdm(total=total, unit="mask", desc="completing", disable=None, leave=False) as bar:
+        for part in batches:
+            yield part
+            bar.update(len(part))
 
 
 def _load_visible(path, ann):
@@ -73,11 +83,12 @@ def _load_visible(path, ann):
 
 
 def _complete_visible(ns, ann, model, threshold, visible) -> int:
-    preds = registry.complete_from_visible(ns.method, ann, visible, model, source=str(ns.visible), threshold=threshold,
-                                           box=ns.box, samples=ns.samples, frame=ns.frame, seed=ns.seed)
-    write_predictions(ns.out, ann, preds)
-    empty = sum(1 for k, r in visible.items() if k in preds and not int(M.area(r)))
-    print(f"wrote {len(preds)} predictions to {ns.out}, completing the visible masks of {ns.visible}"
+    batches = registry.complete_from_visible_batches(ns.method, ann, visible, model, source=str(ns.visible),
+                                                     threshold=threshold, box=ns.box, samples=ns.samples,
+                                                     frame=ns.frame, seed=ns.seed, workers=0)
+    n = write_predictions(ns.out, ann, _progress(batches, len(ann)))
+    empty = sum(1 for r in visible.values() if not int(M.area(r)))
+    print(f"wrote {n} predictions to {ns.out}, completing the visible masks of {ns.visible}"
           + (f" ({empty} empty: left empty)" if empty else ""))
     return 0
 
