@@ -134,6 +134,16 @@ def context_windows(ann: AnnotationSet, instances: Sequence[Instance], scale: fl
             yield k, (x1 - c0, y1 - r0, x2 - c0, y2 - r0), own, others
 
 
+def context_stack(own: np.ndarray, others: np.ndarray) -> torch.Tensor:
+    """(1, 3, h, w) float32: the channels of :func:`context_crops` over one window (its own visible
+    mask, the others', and ones: all of a window lies inside the image)."""
+    win = torch.empty(1, 3, *own.shape)
+    win[0, 0].copy_(torch.from_numpy(own))
+    win[0, 1].copy_(torch.from_numpy(others))
+    win[0, 2].fill_(1.0)
+    return win
+
+
 def context_crops(ann: AnnotationSet, instances: Sequence[Instance], scale: float = 3.0, size: int = 64
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """What is known around each instance, from modal information only (:func:`context_windows`).
@@ -146,8 +156,8 @@ def context_crops(ann: AnnotationSet, instances: Sequence[Instance], scale: floa
     """
     out = torch.zeros(len(instances), 3, size, size)
     for k, roi, own, others in context_windows(ann, instances, scale):
-        win = torch.from_numpy(np.stack([own, others, np.ones_like(own)]).astype(np.float32))
-        out[k] = roi_align(win[None], torch.tensor([[0.0, *roi]]), (size, size), 1.0, 2, aligned=True)[0]
+        out[k] = roi_align(context_stack(own, others), torch.tensor([[0.0, *roi]]), (size, size), 1.0, 2,
+                           aligned=True)[0]
     return out, scale_boxes(frame_boxes(instances, "visible"), scale)
 
 

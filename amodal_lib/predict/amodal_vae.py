@@ -3,7 +3,7 @@
 One straight pipeline, run on bounded batches of instances in file order (:func:`iter_completions`;
 :func:`complete_instances` collects it), each step a function of this module:
 
-    crop (:func:`crop_inputs`) -> encode (:func:`encode`) -> fit the frame (:func:`frames`) ->
+    crop (:func:`crop_inputs`) -> fit the frame (:func:`frames`) -> encode (:func:`encode`) ->
     decode (:func:`decode`) -> paste (:func:`paste_instances`: ``crops.iter_paste_regions``) ->
     combine with the visible evidence inside the instance's region (:func:`instance_region`,
     :func:`combine_evidence`) -> encode RLE (``rle.encode_windows``)
@@ -176,28 +176,23 @@ def crop_inputs(instances: Sequence, box: str) -> tuple:
     return C.crop_masks(instances, mask="visible", boxes=boxes), boxes, 1.0 if box == "amodal-gt" else 0.0
 
 
-def encode(model: AmodalVAE, crops: torch.Tensor, flag: float, dev) -> tuple:
-    """Step 2, encode: the partial encoder's posterior ``(mu, logvar)`` of the crops, on the CPU."""
-    mu, logvar = model.encode_partial(crops.to(dev), flag)
-    return mu.cpu(), logvar.cpu()
+def frames(model: AmodalVAE, instances: Sequence, crops: torch.Tensor, in_boxes: torch.Tensor, frame: str,
+           surroundings: Optional[Surroundings], dev, scorer: Optional[FF.Scorer] = None) -> tuple:
+    """Step 2, the full-object frame relative to the visible box: ``(rel (N, 4), fitted (N,), posterior)``.
 
-
-def frames(model: AmodalVAE, instances: Sequence, crops: torch.Tensor, in_boxes: torch.Tensor, mu, logvar,
-           frame: str, surroundings: Optional[Surroundings], dev, scorer: Optional[FF.Scorer] = None) -> tuple:
-    """Step 3, the full-object frame relative to the visible box: ``(rel (N, 4), fitted (N,), mu, logvar)``.
-
-    The transformer's box (module doc); with ``frame="fit"``, fitted to the known pixels where an
-    instance touches something (:func:`amodal_lib.predict.frame_fit.fit_frames`, its posterior from
-    the fitted frame; ``scorer``: its :class:`~amodal_lib.predict.frame_fit.Scorer`, made once
-    per run) and drawn halfway back to the visible box where it touches nothing (its posterior
-    from that frame, the GT-frame flag)."""
+    The transformer's box (module doc; ``posterior`` None: the instances are encoded in their
+    visible boxes); with ``frame="fit"``, fitted to the known pixels where an instance touches
+    something (:func:`amodal_lib.predict.frame_fit.fit_frames`, its posterior from the fitted
+    frame; ``scorer``: its :class:`~amodal_lib.predict.frame_fit.Scorer`, made once per run) and
+    drawn halfway back to the visible box where it touches nothing (its posterior from that frame,
+    the GT-frame flag): ``posterior`` is then ``(mu, logvar)`` of every instance."""
     n = len(instances)
     geo, la = instance_geometry(instances, in_boxes), log_aspect_of(in_boxes)
     rel = model.predict_boxes(crops.to(dev), la.to(dev), geo.to(dev)).cpu()
     fitted = torch.zeros(n, dtype=torch.bool)
     if frame != "fit" or not n:
-        return rel, fitted, mu, logvar
-    mu, logvar = mu.clone(), logvar.clone()
+        return rel, fitted, None
+    mu, logvar = torch.zeros(n, model.latent_dim), torch.zeros(n, model.latent_dim)
     fitted = surroundings.touch_something(instances)
     idx = torch.nonzero(fitted).flatten()
     for s in range(0, len(idx), FIT_BATCH):   # a few hundred context crops at a time
@@ -212,7 +207,14 @@ def frames(model: AmodalVAE, instances: Sequence, crops: torch.Tensor, in_boxes:
         rel[iso] = ISOLATED_FRAME * rel[iso] + (1 - ISOLATED_FRAME) * _unit(len(iso))
         x = C.crop_masks([instances[k] for k in iso.tolist()], "visible", image_boxes(rel[iso], in_boxes[iso]))
         mu[iso], logvar[iso] = encode(model, x, 1.0, dev)
-    return rel, fitted, mu, logvar
+    return rel, fitted, (mu, logvar)
+
+
+def encode(model: AmodalVAE, crops: torch.Tensor, flag: float, dev) -> tuple:
+    """Step 3, encode: the partial encoder's posterior ``(mu, logvar)`` of the crops (``flag``: 0 in
+    the visible box, 1 in the full-object frame), on the CPU."""
+    mu, logvar = model.encode_partial(crops.to(dev), flag)
+    return mu.cpu(), logvar.cpu()
 
 
 def decode(model: AmodalVAE, mu: torch.Tensor, dev) -> torch.Tensor:
@@ -295,13 +297,14 @@ def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional
     fitted frame's, when made already."""
     instances = list(instances)
     dev = device or next(model.parameters()).device
+    n = len(instances)
     crops, in_boxes, flag = crop_inputs(instances, box)                              # crop
-    mu, logvar = encode(model, crops, flag, dev) if len(instances) else (torch.zeros(0, 1), torch.zeros(0, 1))
-    if box == "amodal-gt" or not len(instances):                                     # fit the frame
-        rel, fitted = _unit(len(instances)).clone(), torch.zeros(len(instances), dtype=torch.bool)
-    else:
-        rel, fitted, mu, logvar = frames(model, instances, crops, in_boxes, mu, logvar, frame, surroundings, dev,
-                                         scorer)
+    rel, fitted, posterior = _unit(n).clone(), torch.zeros(n, dtype=torch.bool), None
+    if box != "amodal-gt" and n:                                                     # fit the frame
+        rel, fitted, posterior = frames(model, instances, crops, in_boxes, frame, surroundings, dev, scorer)
+    if posterior is None:                                                            # encode
+        posterior = encode(model, crops, flag, dev) if n else (torch.zeros(0, 1), torch.zeros(0, 1))
+    mu, logvar = posterior
     std = (0.5 * logvar).exp()
     probs = decode(model, mu, dev)                                                   # decode
     sample_probs = decode_samples(model, mu, std, samples, BATCH, dev, generator) if samples else None

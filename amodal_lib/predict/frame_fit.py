@@ -26,7 +26,6 @@ import copy
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -67,8 +66,8 @@ def context(modal, instances: Sequence, by_image: Optional[dict] = None) -> Cont
     ``crops.context_crops``, ``by_image``: ``modal.by_image()`` when the caller has it)."""
     crops = torch.zeros(len(instances), 3, CONTEXT_HI, CONTEXT_HI)
     for k, roi, own, others in C.context_windows(modal, instances, CONTEXT_SCALE, by_image):
-        win = torch.from_numpy(np.stack([own, others, np.ones_like(own)]).astype(np.float32))[None]
-        crops[k] = roi_align(win, torch.tensor([[0.0, *roi]]), CONTEXT_HI, 1.0, 2, aligned=True)[0]
+        crops[k] = roi_align(C.context_stack(own, others), torch.tensor([[0.0, *roi]]), CONTEXT_HI, 1.0, 2,
+                             aligned=True)[0]
     return Context.of_crops(crops)
 
 
