@@ -31,6 +31,7 @@ from ..thresholds import PCNET_M
 from . import workers as W
 
 DEFAULT_THRESHOLD = PCNET_M   # Deocclusion's 0.2 (every threshold's home: amodal_lib.thresholds)
+NET_BATCH = 32                # crops per network call: larger batches' activations are fresh memory each time
 
 
 def square_boxes(instances: Sequence[Instance], frame: str = "visible") -> torch.Tensor:
@@ -84,7 +85,7 @@ def input_crops(ann: AnnotationSet, instances: Sequence[Instance], boxes: torch.
 
 @torch.no_grad()
 def predict_crops(model: PCNetM, ann: AnnotationSet, instances: Sequence[Instance], box: str = "visible",
-                  eraser: str = "occluders", batch_size: int = 256):
+                  eraser: str = "occluders", batch_size: int = NET_BATCH):
     """``(probs (N, S, S), inputs (N, 2, S, S), boxes (N, 4))``: the class-1 probability in each
     instance's square crop. ``box``: "visible" or "amodal" (ground-truth amodal box);
     ``eraser``: "occluders" (``Instance.occluders``) or "neighbours" (touching instances)."""
@@ -113,7 +114,7 @@ def predict_crops(model: PCNetM, ann: AnnotationSet, instances: Sequence[Instanc
 
 
 def iter_completions(model: PCNetM, ann: AnnotationSet, instances: Optional[Sequence[Instance]] = None,
-                     threshold: float = DEFAULT_THRESHOLD, batch_size: int = 256, box: str = "visible",
+                     threshold: float = DEFAULT_THRESHOLD, batch_size: int = NET_BATCH, box: str = "visible",
                      eraser: str = "occluders", chunk: int = 2048, workers: int = 1) -> Iterator[dict]:
     """:func:`complete_instances` ``chunk`` instances at a time, in order: yields {annotation id: RLE}
     per chunk (what a caller writes out as it goes); ``workers`` > 1 runs the chunks on that many
@@ -130,7 +131,7 @@ def iter_completions(model: PCNetM, ann: AnnotationSet, instances: Optional[Sequ
 
 
 def complete_instances(model: PCNetM, ann: AnnotationSet, instances: Optional[Sequence[Instance]] = None,
-                       threshold: float = DEFAULT_THRESHOLD, batch_size: int = 256, box: str = "visible",
+                       threshold: float = DEFAULT_THRESHOLD, batch_size: int = NET_BATCH, box: str = "visible",
                        eraser: str = "occluders", chunk: int = 2048, progress: bool = False) -> dict:
     """{annotation id: RLE}: each instance's amodal mask, the network's class-1 probability
     pasted back at ``threshold`` and joined with the visible mask. ``ann`` is the whole split
