@@ -60,10 +60,11 @@ def _pss_kb(pid: int) -> int:
         return 0
 
 
-def run(cmd: list, env: dict) -> dict:
+def run(cmd: list, env: dict, cwd) -> dict:
     """Run ``cmd``; wall seconds, CPU seconds (it and its workers), peak PSS of the tree, peak RSS."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # in a folder of its own: ``python -m`` puts the working folder first on the path, before PYTHONPATH
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0]
 
     def poll():
@@ -100,7 +101,12 @@ def main(argv=None) -> None:
         work = Path(ns.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
         source = json.loads(Path(ns.source).read_text()) if ns.source else synth_source(200, 0, work)
-        print(f"code: {code}; source: {ns.source or 'the embedded data at 1242x375'}; "
+        imported = subprocess.run([sys.executable, "-c", "import amodal_lib; print(amodal_lib.__file__)"],
+                                  env=dict(os.environ, PYTHONPATH=str(code)), cwd=work, capture_output=True,
+                                  text=True).stdout.strip()
+        if not imported.startswith(str(code)):
+            raise SystemExit(f"the command line would run {imported}, not the checkout in {code}")
+        print(f"code: {Path(imported).parent}; source: {ns.source or 'the embedded data at 1242x375'}; "
               f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
         print(f"{'method':12s} {'instances':>9s} {'threads':>7s} {'wall s':>8s} {'masks/s':>8s} {'CPU s':>8s} "
               f"{'peak PSS MB':>11s} {'peak RSS MB':>11s}", flush=True)
@@ -121,7 +127,7 @@ def main(argv=None) -> None:
                     env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
                     cmd = [sys.executable, "-m", "amodal_lib", "complete", *args, "--annotations", str(path),
                            "--out", str(work / f"pred_{method}_{n}_t{t}.json")]
-                    r = run(cmd, env)
+                    r = run(cmd, env, work)
                     print(f"{method:12s} {n:>9,d} {t:>7d} {r['wall']:>8.1f} {n / r['wall']:>8.0f} {r['cpu']:>8.1f} "
                           f"{r['pss_mb']:>11.0f} {r['rss_mb']:>11.0f}", flush=True)
 

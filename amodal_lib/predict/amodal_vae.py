@@ -1,7 +1,8 @@
 """Amodal-VAE inference: instance records in, amodal masks (image-size RLE) out.
 
 One straight pipeline, run on bounded batches of instances in file order (:func:`iter_completions`;
-:func:`complete_instances` collects it), each step a function of this module:
+:func:`iter_masks` runs the batches on one process per core, :func:`complete_instances` collects
+them), each step a function of this module:
 
     crop (:func:`crop_inputs`) -> fit the frame (:func:`frames`) -> encode (:func:`encode`) ->
     decode (:func:`decode`) -> paste (:func:`paste_instances`: ``crops.iter_paste_regions``) ->
@@ -20,9 +21,10 @@ box, never as a full frame, so memory does not grow with the file. Where the fra
     pixels are 1, and pixels that no instance covers are background, 0 (pixels under another
     instance may hide it: unknown). The frame is then *fitted* to those known pixels: starting
     from the transformer's box, each side that faces another instance or the border is moved
-    (:data:`EXTENSIONS` visible-box sizes out) to the position whose completion (the partial
+    (``frame_fit.EXTENSIONS`` visible-box sizes out) to the position whose completion (the partial
     encoder in that frame, GT-frame flag) has the smallest negative log-likelihood of the known
-    pixels (:func:`fit_frames`; two rounds of coordinate search, batched). Its completion is then
+    pixels (:func:`amodal_lib.predict.frame_fit.fit_frames`; two rounds of coordinate search,
+    batched). Its completion is then
     kept inside what may hide it: its own and the other instances' visible masks (``allowed``).
     An isolated instance (touching nothing in the file) is not clipped: whatever hides it is not in
     the file, so the background around it is not trusted. Its frame is the transformer's box
