@@ -55,8 +55,10 @@ def input_crops(ann: AnnotationSet, instances: Sequence[Instance], boxes: torch.
 
     ``occluders``: {id: ids} to use instead of each ``Instance.occluders``. Each box (plus a pixel
     for bilinear sampling) is decoded from the RLEs of the instance and of those of its occluders
-    that reach into it, never a whole image (``crops.sample_window``: the same values as aligning
-    whole images, since the rest is never sampled).
+    that reach into it, never a whole image (``crops.sample_window``: the values of aligning whole
+    images, since the rest is never sampled, up to float32 rounding of the sample positions in the
+    window's coordinates: a sample within ~1e-5 of 0.5 can binarise the other way; 2 of 1,246
+    held-out KITTI MOTS masks differed from whole-image aligning, by 34 pixels in all).
     """
     out = torch.zeros(len(instances), 2, size, size)
     by_image = ann.by_image()
