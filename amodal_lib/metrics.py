@@ -26,7 +26,7 @@ from .data import masks as M
 from .data.readers import read_json
 from .data.records import VISIBLE_RATIO_BINS, AnnotationSet
 from .errors import AnnotationError, PredictionError, shown
-from .io import atomic_write_text
+from .io import atomic_write
 
 SCORE_COLUMNS = ["A_full", "A_invisible", "B_full", "B_invisible"]   # :func:`scores_row`'s, after method and n
 PROTOCOLS = {"A": "pooled: sum of intersections / sum of unions",
@@ -125,6 +125,7 @@ def load_predictions(path, ann: Optional[AnnotationSet] = None) -> dict:
     if not isinstance(data, list):
         raise PredictionError(path, None, "", "expected a list of results")
     sizes = {i.id: (i.height, i.width) for i in ann.instances} if ann is not None else None
+    totals = M.counts_totals([r.get("segmentation") for r in data if isinstance(r, dict)])
     out: dict = {}
     where: dict = {}
     for k, r in enumerate(data):
@@ -149,17 +150,36 @@ def load_predictions(path, ann: Optional[AnnotationSet] = None) -> dict:
                 raise PredictionError(path, rid, "segmentation",
                                       "an RLE with its 'size' is needed when no annotation file gives the image size")
             h, w = size
-        out[rid] = M.segm_to_rle(seg, h, w, path=path, record=rid, field="segmentation", error=PredictionError)
+        out[rid] = M.segm_to_rle(seg, h, w, path=path, record=rid, field="segmentation", error=PredictionError,
+                                 totals=totals)
     return out
 
 
-def write_predictions(path, ann_or_instances, masks: dict) -> None:
-    """Write {annotation id: RLE} as COCO results JSON, atomically."""
-
+def write_predictions(path, ann_or_instances, masks) -> int:
+    """Write {annotation id: RLE} as COCO results JSON, atomically; ``masks`` may also be an
+    iterable of such dicts (or of ``(id, RLE)`` pairs), written as they come (a completion streamed
+    batch by batch is never held whole). Returns the number of results written."""
     insts = ann_or_instances.instances if isinstance(ann_or_instances, AnnotationSet) else ann_or_instances
     img = {i.id: i.image_id for i in insts}
-    rows = [{"id": k, "image_id": img.get(k), "segmentation": M.to_json(r)} for k, r in masks.items()]
-    atomic_write_text(path, json.dumps(rows))
+
+    def pairs():
+        if isinstance(masks, dict):
+            yield from masks.items()
+            return
+        for part in masks:
+            yield from (part.items() if isinstance(part, dict) else [part])
+
+    count = 0
+
+    def write(f):   # the bytes of json.dumps(rows), one row at a time
+        nonlocal count
+        f.write("[")
+        for k, r in pairs():
+            f.write((", " if count else "") + json.dumps({"id": k, "image_id": img.get(k), "segmentation": M.to_json(r)}))
+            count += 1
+        f.write("]")
+    atomic_write(path, write, mode="w")
+    return count
 
 
 def format_table(result: dict, title: str = "") -> str:

@@ -27,7 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
+
+from tqdm.auto import tqdm
 
 from .data import masks as M
 from .data.records import with_visible
@@ -46,8 +48,10 @@ class Family:
     - ``train(annotations, run_dir, *, profile, seed, device, steps, resume, val_annotations,
       stage, progress, **options)``: the trained model, in eval mode (as ``load`` gives it);
     - ``load(checkpoint, device)``, ``is_trained(run_dir)``;
-    - ``complete(model, ann, instances, *, threshold, box, samples, frame, seed)``: {id: RLE};
-    - ``segment(model, ann, instances, *, threshold, box, progress)``: {id: RLE};
+    - ``complete(model, ann, instances, *, threshold, box, samples, frame, seed, workers)``: an
+      iterator of {id: RLE}, one per batch of instances, in order (their union is the completion;
+      ``workers``: processes to run the batches on, 0 for one per core);
+    - ``segment(model, ann, instances, *, threshold, box)``: an iterator of {id: RLE}, one per batch;
     - ``describe(model, run_dir, seconds)``: one line on a finished training (``amodal train``);
     - ``threshold(checkpoint)``: (the threshold a method binarises at when none is given, where it
       comes from: :func:`amodal_lib.thresholds.default_threshold`).
@@ -124,9 +128,13 @@ def _one_stage(train_fn: Callable) -> Callable:
     return train
 
 
+RULE_BATCH = 4096   # instances a rule completes per batch
+
+
 def _rule(fn: Callable) -> Callable:
-    def complete(model, ann, instances, **_):
-        return fn(instances)
+    def complete(model, ann, instances, **_):   # in this process: a rule's batches take no time
+        for s in range(0, len(instances), RULE_BATCH):
+            yield fn(instances[s:s + RULE_BATCH])
     return complete
 
 
@@ -150,7 +158,7 @@ def families() -> dict:
     # (seconds), which the command line's parser, a rule's completion and the evaluation never need.
     import torch
     from . import thresholds
-    from .predict import amodal_vae as vae_predict, pcnet as pcnet_predict, psp as psp_predict
+    from .predict import amodal_vae as vae_predict, pcnet as pcnet_predict, psp as psp_predict, workers as workers_predict
     from .train import amodal_vae as vae_train, inpaint, pcnet as pcnet_train, psp as psp_train, spade as spade_train, timing
 
     def train_vae(annotations, run_dir, **kwargs):
@@ -158,21 +166,21 @@ def families() -> dict:
         res["model"].train_log = res["log"]     # the lines its run printed: validation, checkpoints kept, threshold
         return res["model"]
 
-    def complete_vae(model, ann, instances, *, threshold, box, samples, frame, seed, noise=0.0):
-        out = vae_predict.complete_instances(model, instances, box=box, threshold=threshold, frame=frame, context=ann,
-                                             samples=int(samples), return_details=bool(samples),
-                                             generator=torch.Generator().manual_seed(int(seed)), noise=noise)
-        return out.sample_mean_masks() if samples else out
+    def complete_vae(model, ann, instances, *, threshold, box, samples, frame, seed, workers, noise=0.0):
+        return vae_predict.iter_masks(model, instances, box=box, threshold=threshold, frame=frame, context=ann,
+                                      samples=int(samples), generator=torch.Generator().manual_seed(int(seed)),
+                                      workers=workers or workers_predict.default_workers(), noise=noise)
 
-    def complete_pcnet(model, ann, instances, *, threshold, box, samples, frame, seed, noise=0.0):
+    def complete_pcnet(model, ann, instances, *, threshold, box, samples, frame, seed, workers, noise=0.0):
         if samples:
             raise ArgumentError("pcnet-m is deterministic: --samples does not apply")
-        return pcnet_predict.complete_instances(model, ann, instances, threshold=threshold,
-                                                box="amodal-gt" if box == "amodal-gt" else "visible")
+        return pcnet_predict.iter_completions(model, ann, instances, threshold=threshold,
+                                              box="amodal-gt" if box == "amodal-gt" else "visible",
+                                              workers=workers or workers_predict.default_workers())
 
-    def segment_psp(model, ann, instances, *, threshold, box, progress):
+    def segment_psp(model, ann, instances, *, threshold, box):
         t = psp_predict.DEFAULT_THRESHOLD if threshold is None else float(threshold)
-        return psp_predict.segment_instances(model, ann, instances, threshold=t, box=box, progress=progress)
+        return psp_predict.iter_segments(model, ann, instances, threshold=t, box=box)
 
     def describe_vae(model, run_dir, seconds):
         return (f"Amodal-VAE: {model.checkpoint} (stage {model.trained_stage}) in {seconds:.0f} s; threshold: "
@@ -292,7 +300,21 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
     :mod:`amodal_lib.predict.amodal_vae`), ``samples`` K > 0 thresholds the mean of K posterior
     samples' probabilities, drawn from ``seed``; ``noise``: the visible masks' noise in pixels, or
     "auto" to estimate it from their boundaries (:mod:`amodal_lib.predict.evidence`: 0 for annotations;
-    above 0, a segmenter's masks are treated as evidence, not truth, at the threshold searched for them)."""
+    above 0, a segmenter's masks are treated as evidence, not truth, at the threshold searched for
+    them). :func:`complete_batches` gives the same batch by batch."""
+    return {k: v for part in complete_batches(name, ann, model, instances, threshold=threshold, box=box,
+                                              samples=samples, frame=frame, seed=seed, noise=noise)
+            for k, v in part.items()}
+
+
+def complete_batches(name: str, ann, model=None, instances: Optional[Sequence] = None, *,
+                     threshold: Optional[float] = None, box: str = "predicted", samples: int = 0, frame: str = "fit",
+                     seed: int = 0, workers: int = 1, noise="auto") -> Iterator[dict]:
+    """:func:`complete` as an iterator of {annotation id: RLE}, one per batch of instances in order
+    (a thousand or so): what ``amodal complete`` writes out as it goes, so that memory does not
+    grow with the file. ``workers``: processes the learned methods run their batches on, on the
+    CPU (0: one per core; :mod:`amodal_lib.predict.workers`; the same masks). The arguments are
+    checked at the call, before any batch."""
     f = family(name, RULE, COMPLETION)
     instances = list(ann.instances if instances is None else instances)
     if f.role == RULE:
@@ -305,7 +327,7 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
     t = default_threshold(name, getattr(model, "checkpoint", None), noisy=level > 0)[0] if threshold is None \
         else float(threshold)
     return f.complete(model, ann, instances, threshold=t, box=box, samples=samples, frame=frame, seed=seed,
-                      noise=level)
+                      workers=workers, noise=level)
 
 
 def resolve_noise(name: str, model, instances: Sequence, noise="auto", frame: str = "fit",
@@ -324,14 +346,36 @@ def complete_from_visible(name: str, ann, visible: dict, model=None, instances: 
     """:func:`complete` with ``visible`` ({annotation id: RLE}, e.g. predicted masks) as every
     instance's visible mask, for the targets and for what surrounds them
     (:func:`amodal_lib.data.records.with_visible`). An instance whose given mask is empty has
-    nothing to complete: its completion is empty. Evaluate the result against ``ann`` itself."""
+    nothing to complete: its completion is empty. Evaluate the result against ``ann`` itself.
+    :func:`complete_from_visible_batches` gives the same batch by batch."""
+    return {k: v for part in complete_from_visible_batches(name, ann, visible, model, instances, source, **kwargs)
+            for k, v in part.items()}
+
+
+def complete_from_visible_batches(name: str, ann, visible: dict, model=None, instances: Optional[Sequence] = None,
+                                  source: str = "the visible masks", **kwargs) -> Iterator[dict]:
+    """:func:`complete_from_visible` batch by batch, in the order of ``instances`` (as
+    :func:`complete_batches`; the instances with an empty mask are completed as empty in place)."""
     swapped = with_visible(ann, visible, source)
     by_id = swapped.by_id()
     wanted = [by_id[i.id] for i in (ann.instances if instances is None else instances)]
     nonempty = [i for i in wanted if i.visible_area > 0]
-    out = complete(name, swapped, model, nonempty, **kwargs) if nonempty else {}
-    out.update({i.id: M.empty(i.height, i.width) for i in wanted if i.visible_area == 0})
-    return {i.id: out[i.id] for i in wanted}
+    batches = complete_batches(name, swapped, model, nonempty, **kwargs) if nonempty else iter(())
+
+    def in_order():
+        k = 0
+        for part in batches:
+            out = {}
+            for inst_id in part:   # the empty ones before each completed one, then it
+                while wanted[k].id != inst_id:
+                    out[wanted[k].id] = M.empty(wanted[k].height, wanted[k].width)
+                    k += 1
+                out[inst_id] = part[inst_id]
+                k += 1
+            yield out
+        if k < len(wanted):
+            yield {i.id: M.empty(i.height, i.width) for i in wanted[k:]}
+    return in_order()
 
 
 # --------------------------------------------------------------------------- segmentation networks
@@ -340,5 +384,18 @@ def segment(name: str, ann, model, instances: Optional[Sequence] = None, *, thre
     """{annotation id: RLE}: the visible mask of each of ``instances`` (default: all of ``ann``)
     predicted by the segmentation network ``model`` from ``ann``'s images (supplementary Table 1);
     ``box``: None for the one the network was trained with ("amodal" or "visible"); ``threshold``
-    None for 0.5."""
-    return family(name, SEGMENTER).segment(model, ann, instances, threshold=threshold, box=box, progress=progress)
+    None for 0.5. :func:`segment_batches` gives the same batch by batch."""
+    instances = list(ann.instances if instances is None else instances)
+    out: dict = {}
+    with tqdm(total=len(instances), desc=name, unit="mask", disable=not progress, leave=False) as bar:
+        for part in segment_batches(name, ann, model, instances, threshold=threshold, box=box):
+            out.update(part)
+            bar.update(len(part))
+    return out
+
+
+def segment_batches(name: str, ann, model, instances: Optional[Sequence] = None, *,
+                    threshold: Optional[float] = None, box: Optional[str] = None) -> Iterator[dict]:
+    """:func:`segment` as an iterator of {annotation id: RLE}, one per batch of instances in order
+    (what ``amodal segment`` writes out as it goes)."""
+    return family(name, SEGMENTER).segment(model, ann, instances, threshold=threshold, box=box)

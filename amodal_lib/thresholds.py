@@ -33,6 +33,7 @@ import torch
 
 from . import metrics, paper
 from .data import masks as M
+from .data import rle as R
 from .data.crops import paste_region
 from .data.readers import read_json
 from .data.records import AnnotationSet, Instance
@@ -69,17 +70,18 @@ def region_stats(inst: Instance, region, pred: np.ndarray, union_visible: bool =
     ``complete_instances(frame="fit")`` keeps a completion inside what may hide it.
     With ``union_visible`` each prediction is then joined with the visible mask V, as
     ``complete_instances(union_visible=True)`` does: |P u V| = |P| + |V| - |P n V| and so on."""
-    g = M.decode(inst.amodal).astype(bool)
-    v = M.decode(inst.visible).astype(bool)
-    ag, gv, av = int(g.sum()), int((g & v).sum()), int(v.sum())
+    ag, av = int(M.area(inst.amodal)), int(M.area(inst.visible))
+    gv = int(M.area(M.merge([inst.amodal, inst.visible], intersect=True)))
     m = len(pred)
     if region is None:
         ap = pg = pv = pgv = np.zeros(m, np.int64)
     else:
-        rows, cols, _ = region
-        gr, vr = g[rows, cols], v[rows, cols]
+        rows, cols, _ = region   # the masks are read inside the region only
+        win = (rows.start, rows.stop, cols.start, cols.stop)
+        gr = R.decode_window(inst.amodal, *win).astype(bool)
+        vr = R.decode_window(inst.visible, *win).astype(bool)
         if allowed is not None:
-            pred = pred & M.decode(allowed).astype(bool)[rows, cols]
+            pred = pred & R.decode_window(allowed, *win).astype(bool)
         ap = pred.sum((1, 2))
         pg = (pred & gr).sum((1, 2))
         pv = (pred & vr).sum((1, 2))

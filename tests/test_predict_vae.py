@@ -9,13 +9,14 @@ from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
 from amodal_lib.models import amodal_vae as V
 from amodal_lib.predict import amodal_vae as PV
+from amodal_lib.predict import frame_fit as FF
 
-L = PV.CONTEXT_HI
+L = FF.CONTEXT_HI
 
 
 def _coord(n):
     """Relative coordinate (unit = the visible box) of the pixel centres of an n-pixel context row."""
-    return (torch.arange(n) + 0.5) / n * PV.CONTEXT_SCALE - (PV.CONTEXT_SCALE - 1) / 2
+    return (torch.arange(n) + 0.5) / n * FF.CONTEXT_SCALE - (FF.CONTEXT_SCALE - 1) / 2
 
 
 def _context(neighbour_x=(1.0, 2.0), inside=True):
@@ -43,12 +44,12 @@ class FillFrame(nn.Module):
 
 
 def test_facing_sides():
-    lo = torch.nn.functional.adaptive_avg_pool2d(_context(), PV.CONTEXT_LO)
-    assert PV.facing_sides(lo).tolist() == [[False, False, True, False]]  # only the right side
-    lo = torch.nn.functional.adaptive_avg_pool2d(_context(None), PV.CONTEXT_LO)
-    assert not PV.facing_sides(lo).any()
-    lo = torch.nn.functional.adaptive_avg_pool2d(_context(None, inside=False), PV.CONTEXT_LO)
-    assert PV.facing_sides(lo).all()  # the image border on every side
+    lo = torch.nn.functional.adaptive_avg_pool2d(_context(), FF.CONTEXT_LO)
+    assert FF.facing_sides(lo).tolist() == [[False, False, True, False]]  # only the right side
+    lo = torch.nn.functional.adaptive_avg_pool2d(_context(None), FF.CONTEXT_LO)
+    assert not FF.facing_sides(lo).any()
+    lo = torch.nn.functional.adaptive_avg_pool2d(_context(None, inside=False), FF.CONTEXT_LO)
+    assert FF.facing_sides(lo).all()  # the image border on every side
 
 
 class LeftHalf(FillFrame):
@@ -67,19 +68,19 @@ def test_fit_never_reaches_into_known_background():
     start = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
     sides = torch.tensor([[False, False, True, False]])
     for far in (2.0, 1.5, 1.1):
-        box, probs, mu, std = PV.fit_frames(FillFrame(), _context((1.0, far)), start, sides)
+        box, probs, mu, std = FF.fit_frames(FillFrame(), _context((1.0, far)), start, sides)
         assert 1.0 <= box[0, 2].item() <= far + 0.03, far
         assert box[0, [0, 1, 3]].tolist() == [0.0, 0.0, 1.0]  # sides facing nothing stay put
         assert probs.shape == (1, V.S, V.S) and mu.shape == std.shape == (1, 2)
     # a side that may not move does not move, whatever the score
-    box, *_ = PV.fit_frames(FillFrame(), _context((1.0, 2.0)), start, torch.zeros(1, 4, dtype=torch.bool))
+    box, *_ = FF.fit_frames(FillFrame(), _context((1.0, 2.0)), start, torch.zeros(1, 4, dtype=torch.bool))
     assert box.tolist() == start.tolist()
 
 
 def test_fit_moves_a_side_to_where_the_prior_explains_the_visible_pixels():
     """With a prior whose objects fill the left half of their frame, only a frame twice the visible
     box's width covers the visible pixels without reaching into background."""
-    box, *_ = PV.fit_frames(LeftHalf(), _context((1.0, 1.1)), torch.tensor([[0.0, 0.0, 1.0, 1.0]]),
+    box, *_ = FF.fit_frames(LeftHalf(), _context((1.0, 1.1)), torch.tensor([[0.0, 0.0, 1.0, 1.0]]),
                             torch.tensor([[False, False, True, False]]))
     assert box[0].tolist() == pytest.approx([0.0, 0.0, 2.0, 1.0], abs=1e-6)
 

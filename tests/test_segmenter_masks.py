@@ -12,6 +12,7 @@ from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
 from amodal_lib.data.corruption import corrupt_crops, noise_strength, segmenter_noise
 from amodal_lib.data.records import with_visible
+from amodal_lib.predict import amodal_vae as PV
 from amodal_lib.predict import evidence as EV
 from amodal_lib.thresholds import default_threshold, noisy_threshold, write_threshold
 from amodal_lib.train import amodal_vae_stages as T
@@ -135,7 +136,9 @@ def test_soft_evidence_keeps_the_evidence_far_from_boundaries(test_set):
     boxes = torch.tensor([[i.visible_box[0], i.visible_box[1], i.visible_box[0] + i.visible_box[2],
                            i.visible_box[1] + i.visible_box[3]] for i in inst], dtype=torch.float32)
     unsure = torch.full((len(inst), 28, 28), 0.5)
-    out = EV.fuse_instances(unsure, boxes, inst, test_set, [1.0] * len(inst), 0.5, [True] * len(inst))
+    near = [[o.visible for o in test_set.instances if o.image_id == i.image_id and o.id != i.id] for i in inst]
+    trust = [i.visible for i in inst]          # not None: the background is trusted (a fitted frame)
+    out = PV.paste_instances(unsure, boxes, inst, 0.5, True, trust, 1.0, near)
     for i in inst:
         vis, got = M.decode(i.visible).astype(bool), M.decode(out[i.id]).astype(bool)
         deep = ndimage.binary_erosion(vis, iterations=4)
@@ -144,7 +147,7 @@ def test_soft_evidence_keeps_the_evidence_far_from_boundaries(test_set):
         far = ~ndimage.binary_dilation(anyone, iterations=4)     # known background, far from any mask
         assert not got[far].any()
     sure = torch.full((len(inst), 28, 28), 0.999)     # a confident completion beats soft evidence at the edge
-    out = EV.fuse_instances(sure, boxes, inst, test_set, [1.0] * len(inst), 0.5, [True] * len(inst))
+    out = PV.paste_instances(sure, boxes, inst, 0.5, True, trust, 1.0, near)
     assert all(M.area(out[i.id]) >= i.visible_area for i in inst)
 
 
@@ -181,3 +184,20 @@ def test_the_noise_a_completion_works_with():
     assert registry.resolve_noise("amodal-vae", None, [], "auto") == 0.0                      # nothing to read
     with pytest.raises(ValueError):
         registry.resolve_noise("amodal-vae", None, [], -1.0)
+
+
+def test_soft_completion_decodes_no_full_frame_and_equals_the_hard_one_at_noise_0(test_set, monkeypatch):
+    from amodal_lib.models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
+    torch.manual_seed(0)
+    vae = AmodalVAE(8, 16, 32, GEOMETRY_FEATURES).eval()
+    hard = PV.complete_instances(vae, test_set.instances, context=test_set)
+    assert PV.complete_instances(vae, test_set.instances, context=test_set, noise=0.0) == hard
+    vae.noise_calibration = EV.calibrate(load_annotations(tiny_dataset()["train"]).instances)   # as training writes it
+    assert PV.complete_instances(vae, test_set.instances, context=test_set, noise="auto") == hard   # annotations
+
+    def refuse(*_):
+        raise AssertionError("a full frame was decoded")
+    monkeypatch.setattr(M.mask_utils, "decode", refuse)
+    soft = PV.complete_instances(vae, test_set.instances, context=test_set, noise=1.5, return_details=True)
+    assert len(soft.masks) == len(test_set) and soft.noise == 1.5
+    assert soft.paste(soft.probs) == soft.masks                 # a threshold sweep pastes as completion did

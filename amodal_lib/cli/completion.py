@@ -8,6 +8,8 @@ import math
 import sys
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .. import registry
 from ..data import masks as M
 from ..data.records import with_visible
@@ -57,11 +59,19 @@ def complete(ns) -> int:
         print(f"threshold {threshold:g} ({source})", file=sys.stderr)
     if visible is not None:
         return _complete_visible(ns, ann, model, threshold, visible, noise)
-    preds = registry.complete(ns.model, ann, model, threshold=threshold, box=ns.box, samples=ns.samples,
-                              frame=ns.frame, seed=ns.seed, noise=noise)
-    write_predictions(ns.out, ann, preds)
-    print(f"wrote {len(preds)} predictions to {ns.out}")
+    batches = registry.complete_batches(ns.model, ann, model, threshold=threshold, box=ns.box, samples=ns.samples,
+                                        frame=ns.frame, seed=ns.seed, workers=0, noise=noise)   # one process per core
+    n = write_predictions(ns.out, ann, _progress(batches, len(ann)))
+    print(f"wrote {n} predictions to {ns.out}")
     return 0
+
+
+def _progress(batches, total: int):
+    """The batches of a completion, counted on a progress bar (on a terminal)."""
+    with tqdm(total=total, unit="mask", desc="completing", disable=None, leave=False) as bar:
+        for part in batches:
+            yield part
+            bar.update(len(part))
 
 
 def _noise(ns, model, given) -> float:
@@ -98,12 +108,12 @@ def _load_visible(path, ann):
 
 
 def _complete_visible(ns, ann, model, threshold, visible, noise: float) -> int:
-    preds = registry.complete_from_visible(ns.model, ann, visible, model, source=str(ns.visible), threshold=threshold,
-                                           noise=noise,
-                                           box=ns.box, samples=ns.samples, frame=ns.frame, seed=ns.seed)
-    write_predictions(ns.out, ann, preds)
-    empty = sum(1 for k, r in visible.items() if k in preds and not int(M.area(r)))
-    print(f"wrote {len(preds)} predictions to {ns.out}, completing the visible masks of {ns.visible}"
+    batches = registry.complete_from_visible_batches(ns.model, ann, visible, model, source=str(ns.visible),
+                                                     threshold=threshold, box=ns.box, samples=ns.samples,
+                                                     frame=ns.frame, seed=ns.seed, workers=0, noise=noise)
+    n = write_predictions(ns.out, ann, _progress(batches, len(ann)))
+    empty = sum(1 for r in visible.values() if not int(M.area(r)))
+    print(f"wrote {n} predictions to {ns.out}, completing the visible masks of {ns.visible}"
           + (f" ({empty} empty: left empty)" if empty else ""))
     return 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from .. import registry
@@ -15,7 +16,7 @@ from ..errors import ArgumentError, CheckpointError, DataError
 from ..experiments import edit as E
 from ..io import atomic_write, atomic_write_json
 from ..metrics import write_predictions
-from ..predict.psp import visible_iou
+from ..predict.psp import overlap_iou, visible_overlaps
 from ..predict.spade import render_instance
 from ..profiles import RESULTS, get_profile, resolve_profile
 from .checks import check_output_file, check_threshold, checkpoint_inputs, load, read_picture
@@ -31,11 +32,17 @@ def segment(ns) -> int:
     if ann.images_dir is None:
         raise ArgumentError(f"--images DIR is needed: no 'images' folder beside {ns.annotations}")
     model = registry.load_model(ns.model, ns.checkpoint, ns.device)
-    masks = registry.segment(ns.model, ann, model, threshold=ns.threshold, box=ns.crop_box)
-    write_predictions(ns.out, ann, masks)
-    q = visible_iou(ann, masks)
-    print(f"wrote {len(masks)} visible masks to {ns.out} (against the file's visible masks: IoU {q['A']:.2f} pooled, "
-          f"{q['B']:.2f} mean per instance)" if masks else f"wrote 0 visible masks to {ns.out}")
+    by_id, overlaps = ann.by_id(), []
+
+    def scored(batches):   # each batch compared with the file's visible masks as it is written
+        for part in batches:
+            overlaps.append(visible_overlaps(by_id, part))
+            yield part
+    n = write_predictions(ns.out, ann, scored(registry.segment_batches(ns.model, ann, model, threshold=ns.threshold,
+                                                                       box=ns.crop_box)))
+    q = overlap_iou(*(np.concatenate(x) for x in zip(*overlaps))) if n else None
+    print(f"wrote {n} visible masks to {ns.out} (against the file's visible masks: IoU {q['A']:.2f} pooled, "
+          f"{q['B']:.2f} mean per instance)" if n else f"wrote 0 visible masks to {ns.out}")
     return 0
 
 

@@ -11,7 +11,7 @@ Boxes here are ``xyxy`` float tensors in image pixels; records store ``xywh``.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torchvision.ops import box_convert, roi_align
 
 from . import masks as M
+from . import rle as R
 from .records import AnnotationSet, Instance, group_by_image
 
 
@@ -45,6 +46,17 @@ def scale_boxes(boxes: torch.Tensor, factor: float) -> torch.Tensor:
     return torch.cat([c - half, c + half], dim=1)
 
 
+def sample_window(box, height: int, width: int, pad: int = 1) -> tuple:
+    """(c0, r0, c1, r1): the pixels of an image that bilinear samples inside the xyxy ``box`` read
+    (its pixels, plus ``pad`` beyond each edge), within the image (at least one pixel)."""
+    x1, y1, x2, y2 = box
+    c0 = int(min(max(np.floor(x1) - 1, 0), width - 1))
+    r0 = int(min(max(np.floor(y1) - 1, 0), height - 1))
+    c1 = int(max(min(np.ceil(x2) + pad, width), c0 + 1))
+    r1 = int(max(min(np.ceil(y2) + pad, height), r0 + 1))
+    return c0, r0, c1, r1
+
+
 def crop_masks(instances: Sequence[Instance], mask: str = "visible", boxes="visible", size: int = 28,
                sampling_ratio: int = 2, chunk: int = 256) -> torch.Tensor:
     """(N, size, size) float crops in [0, 1] of each instance's ``mask`` ("visible" or "amodal")
@@ -52,24 +64,14 @@ def crop_masks(instances: Sequence[Instance], mask: str = "visible", boxes="visi
     if not len(instances):
         return torch.zeros(0, size, size)
     b = frame_boxes(instances, boxes) if isinstance(boxes, str) else torch.as_tensor(boxes, dtype=torch.float32)
-    # Cut each mask's box (plus a pixel for bilinear sampling) out of its decoded image, then
-    # roi_align the windows in batches of similar size: cost follows box area, not image area.
-    windows: list = [None] * len(instances)
-    offsets = torch.zeros(len(instances), 4)
-    for idx in group_by_image(instances, positions=True).values():
-        rles = [getattr(instances[k], mask) for k in idx]
-        if any(r is None for r in rles):
-            raise ValueError(f"an instance of image {instances[idx[0]].image_id} has no {mask} mask")
-        h, w = instances[idx[0]].height, instances[idx[0]].width
-        full = M.mask_utils.decode(rles)  # (h, w, n), Fortran order
-        for j, k in enumerate(idx):
-            x1, y1, x2, y2 = b[k].tolist()
-            c0 = int(min(max(np.floor(x1) - 1, 0), w - 1))
-            r0 = int(min(max(np.floor(y1) - 1, 0), h - 1))
-            c1 = int(max(min(np.ceil(x2) + 1, w), c0 + 1))
-            r1 = int(max(min(np.ceil(y2) + 1, h), r0 + 1))
-            windows[k] = full[r0:r1, c0:c1, j]
-            offsets[k] = torch.tensor([c0, r0, c0, r0], dtype=torch.float32)
+    # Decode each mask's box (plus a pixel for bilinear sampling) straight from its RLE, then
+    # roi_align the windows in batches of similar size: cost follows box area, never image area.
+    rles = [getattr(inst, mask) for inst in instances]
+    if any(r is None for r in rles):
+        raise ValueError(f"an instance of image {instances[rles.index(None)].image_id} has no {mask} mask")
+    cuts = [sample_window(box, inst.height, inst.width) for box, inst in zip(b.tolist(), instances)]
+    windows = R.decode_windows(rles, [(r0, r1, c0, c1) for c0, r0, c1, r1 in cuts])
+    offsets = torch.tensor([[c0, r0, c0, r0] for c0, r0, _, _ in cuts], dtype=torch.float32).reshape(-1, 4)
     order = sorted(range(len(instances)), key=lambda k: windows[k].size)
     out = torch.zeros(len(instances), size, size)
     for s in range(0, len(order), chunk):
@@ -95,22 +97,20 @@ def crop_masks(instances: Sequence[Instance], mask: str = "visible", boxes="visi
     return out
 
 
-def context_crops(ann: AnnotationSet, instances: Sequence[Instance], scale: float = 3.0, size: int = 64
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """What is known around each instance, from modal information only.
+def context_windows(ann: AnnotationSet, instances: Sequence[Instance], scale: float = 3.0,
+                    by_image: Optional[dict] = None):
+    """What is known around each instance, from modal information only, as pixels: yields
+    ``(k, roi, own, others)`` per instance ``k``: its visible box grown by ``scale`` (xyxy, relative
+    to the window), and the window of the image that bilinear samples in that frame read
+    (:func:`sample_window`) of its own visible mask and of the union of every other instance's
+    visible mask in the image (pixels an occluder may hide), uint8.
 
-    Returns ``(crops, boxes)``: crops (N, 3, size, size) in the frame of the visible box grown by
-    ``scale`` (``boxes``, xyxy): channel 0 the instance's visible mask, channel 1 the union of
-    every other instance's visible mask in the image (pixels an occluder may hide), channel 2
-    the part of the frame inside the image (outside, nothing is known).
-
-    Each image's masks are decoded once; each instance's frame is cut out of them (plus a pixel
-    for bilinear sampling) before ``roi_align``, so the cost follows the frames' area, not the
-    image's: the same values as aligning whole images, since the cut is never sampled.
+    Each window is decoded from the RLEs of the instance and of the other instances whose boxes
+    reach into it, never a whole image: the cost follows the frames' area. ``by_image``:
+    ``ann.by_image()``, when the caller has it already.
     """
-    by_image = ann.by_image()
+    by_image = ann.by_image() if by_image is None else by_image
     b = scale_boxes(frame_boxes(instances, "visible"), scale)
-    out = torch.zeros(len(instances), 3, size, size)
     for image_id, idx in group_by_image(instances, positions=True).items():
         members = list(by_image.get(image_id, []))
         pos = {m.id: j for j, m in enumerate(members)}
@@ -118,19 +118,47 @@ def context_crops(ann: AnnotationSet, instances: Sequence[Instance], scale: floa
             if instances[k].id not in pos:
                 pos[instances[k].id] = len(members)
                 members.append(instances[k])
-        vis = M.decode_many([m.visible for m in members])  # (n, h, w) uint8
-        h, w = vis.shape[1:]
-        total = vis.sum(0, dtype=np.int32)
+        boxes = np.array([m.visible_box for m in members], dtype=np.float64).reshape(-1, 4)
+        parsed = R.runs_many([m.visible["counts"] for m in members])
         for k in idx:
+            inst = instances[k]
             x1, y1, x2, y2 = b[k].tolist()
-            c0, r0 = int(min(max(np.floor(x1) - 1, 0), w - 1)), int(min(max(np.floor(y1) - 1, 0), h - 1))
-            c1, r1 = int(max(min(np.ceil(x2) + 2, w), c0 + 1)), int(max(min(np.ceil(y2) + 2, h), r0 + 1))
-            own = vis[pos[instances[k].id], r0:r1, c0:c1]
-            others = np.minimum(total[r0:r1, c0:c1] - own, 1)
-            win = torch.from_numpy(np.stack([own, others, np.ones_like(own)]).astype(np.float32))
-            roi = torch.tensor([[0.0, x1 - c0, y1 - r0, x2 - c0, y2 - r0]])
-            out[k] = roi_align(win[None], roi, (size, size), 1.0, 2, aligned=True)[0]
-    return out, b
+            c0, r0, c1, r1 = sample_window((x1, y1, x2, y2), inst.height, inst.width, pad=2)
+            me = pos[inst.id]
+            own = R.decode_window(members[me].visible, r0, r1, c0, c1, parsed[me])
+            others = np.zeros_like(own)
+            for j in np.flatnonzero((boxes[:, 0] < c1) & (boxes[:, 0] + boxes[:, 2] > c0) &
+                                    (boxes[:, 1] < r1) & (boxes[:, 1] + boxes[:, 3] > r0)):
+                if j != me:
+                    others |= R.decode_window(members[j].visible, r0, r1, c0, c1, parsed[j])
+            yield k, (x1 - c0, y1 - r0, x2 - c0, y2 - r0), own, others
+
+
+def context_stack(own: np.ndarray, others: np.ndarray) -> torch.Tensor:
+    """(1, 3, h, w) float32: the channels of :func:`context_crops` over one window (its own visible
+    mask, the others', and ones: all of a window lies inside the image)."""
+    win = torch.empty(1, 3, *own.shape)
+    win[0, 0].copy_(torch.from_numpy(own))
+    win[0, 1].copy_(torch.from_numpy(others))
+    win[0, 2].fill_(1.0)
+    return win
+
+
+def context_crops(ann: AnnotationSet, instances: Sequence[Instance], scale: float = 3.0, size: int = 64
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """What is known around each instance, from modal information only (:func:`context_windows`).
+
+    Returns ``(crops, boxes)``: crops (N, 3, size, size) in the frame of the visible box grown by
+    ``scale`` (``boxes``, xyxy): channel 0 the instance's visible mask, channel 1 the union of
+    every other instance's visible mask in the image (pixels an occluder may hide), channel 2
+    the part of the frame inside the image (outside, nothing is known); the same values as
+    aligning whole images, since the rest of an image is never sampled.
+    """
+    out = torch.zeros(len(instances), 3, size, size)
+    for k, roi, own, others in context_windows(ann, instances, scale):
+        out[k] = roi_align(context_stack(own, others), torch.tensor([[0.0, *roi]]), (size, size), 1.0, 2,
+                           aligned=True)[0]
+    return out, scale_boxes(frame_boxes(instances, "visible"), scale)
 
 
 def paste_region(probs: torch.Tensor, box, height: int, width: int):
@@ -171,19 +199,18 @@ def _regions(boxes: torch.Tensor, height: int, width: int) -> np.ndarray:
     return np.stack([c0, r0, np.maximum(c1, c0), np.maximum(r1, r0)], 1)
 
 
-def paste_masks(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence[Instance],
-                threshold: float = 0.5, chunk: int = 64, union_visible: bool = False) -> list:
-    """Crops (N, S, S) pasted back into each instance's image and binarised at ``threshold``:
-    one compressed RLE per instance; with ``union_visible`` joined with the instance's visible
-    mask (an amodal mask contains the visible one, so a completion keeps every visible pixel).
+def iter_paste_regions(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence[Instance], chunk: int = 8):
+    """Crops (N, S, S) pasted into the pixels of their image boxes (N, 4), a few at a time: yields
+    ``(ks, origins, values)`` per batch of up to ``chunk`` instances of one image size, ``ks`` their
+    indices, ``origins`` the (row, column) of each box's first pixel in its image and ``values`` the
+    float32 arrays of the probabilities at the pixels of each box (inside the image).
 
     The same mapping as :func:`paste_probs`, batched: instances of one image size are sorted by
-    box size and pasted ``chunk`` at a time with one ``grid_sample`` over a padded grid and one
-    pycocotools ``encode``.
+    box size and pasted ``chunk`` at a time with one ``grid_sample`` over a padded grid; only the
+    boxes' pixels are ever held, never a full frame.
     """
     probs = probs.detach().cpu().float()
     boxes = torch.as_tensor(boxes).detach().cpu().float()
-    out: list = [None] * len(instances)
     by_size = defaultdict(list)
     for k, inst in enumerate(instances):
         by_size[(inst.height, inst.width)].append(k)
@@ -205,13 +232,24 @@ def paste_masks(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence[In
             gy = (rows - bx[:, 1:2]) / bh[:, None] * 2 - 1
             grid = torch.stack([gx[:, None, :].expand(-1, hh, -1), gy[:, :, None].expand(-1, -1, ww)], dim=-1)
             vals = F.grid_sample(probs[ks][:, None], grid, mode="bilinear", padding_mode="zeros",
-                                 align_corners=False)[:, 0] >= threshold
-            full = np.zeros((h, w, len(ks)), dtype=np.uint8, order="F")
-            vals = vals.numpy()
-            for j, (c0, r0, c1, r1) in enumerate(rg):
-                full[r0:r1, c0:c1, j] = vals[j, : r1 - r0, : c1 - c0]
-            for k, rle in zip(ks, M.mask_utils.encode(full)):
-                out[k] = M.merge([rle, instances[k].visible]) if union_visible else rle
+                                 align_corners=False)[:, 0].numpy()
+            yield ks, [(int(r0), int(c0)) for c0, r0, _, _ in rg], \
+                [vals[j, : r1 - r0, : c1 - c0] for j, (c0, r0, c1, r1) in enumerate(rg)]
+
+
+def paste_masks(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence[Instance],
+                threshold: float = 0.5, chunk: int = 8, union_visible: bool = False) -> list:
+    """Crops (N, S, S) pasted back into each instance's image (:func:`iter_paste_regions`) and
+    binarised at ``threshold`` (``>=``): one compressed RLE per instance, encoded from its box alone
+    (:func:`amodal_lib.data.rle.encode_windows`); with ``union_visible`` joined with the instance's
+    visible mask (an amodal mask contains the visible one, so a completion keeps every visible pixel).
+    """
+    out: list = [None] * len(instances)
+    t = np.float32(threshold)
+    for ks, origins, values in iter_paste_regions(probs, boxes, instances, chunk):
+        h, w = instances[ks[0]].height, instances[ks[0]].width
+        for k, rle in zip(ks, R.encode_windows([v >= t for v in values], origins, h, w)):
+            out[k] = M.merge([rle, instances[k].visible]) if union_visible else rle
     return out
 
 

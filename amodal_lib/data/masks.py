@@ -13,6 +13,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..errors import AnnotationError, shown  # AnnotationError: defined in amodal_lib.errors, re-exported here
+from . import rle as R
 
 RLE = dict  # {"size": [h, w], "counts": bytes}
 
@@ -109,38 +110,28 @@ def _rle_counts_total(counts: bytes) -> int:
 
     pycocotools does not check that a compressed RLE covers the whole image, and a
     truncated string decodes to garbage; this is the check. Characters outside the code's
-    alphabet ('0' to 'o') and run lengths over 2**64 are refused.
+    alphabet ('0' to 'o') and run lengths over 2**64 are refused (ValueError, with the reason).
     """
-    if counts and (min(counts) < 48 or max(counts) > 111):
-        c = next(c for c in counts if not 48 <= c <= 111)
-        raise ValueError(f"character {chr(c)!r} is outside the RLE alphabet '0'..'o'")
-    runs: list[int] = []
-    i, n = 0, len(counts)
-    while i < n:
-        x, k, more = 0, 0, True
-        while more:
-            if i >= n:
-                raise ValueError("the counts string ends inside a number")
-            if k >= 13:
-                raise ValueError("a run length over 2**64")
-            c = counts[i] - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            i += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        if x < 0:
-            raise ValueError("negative run length")
-        runs.append(x)
-    total = sum(runs)
-    return total
+    return R.runs_total(counts)
+
+
+def counts_totals(segms: Sequence) -> dict:
+    """{compressed counts string: :func:`_rle_counts_total`} of the RLE masks among ``segms``
+    (anything else is passed over), checked in one vectorised pass: a reader computes it for a
+    whole file and gives it to :func:`segm_to_rle`, which then checks each mask by a look-up.
+    Strings the pass cannot decide are left out (:func:`segm_to_rle` reads them alone)."""
+    strings = [seg["counts"] for seg in segms
+               if isinstance(seg, dict) and isinstance(seg.get("counts"), (str, bytes))]
+    try:
+        raw = [c.encode("ascii") if isinstance(c, str) else c for c in strings]
+    except UnicodeEncodeError:
+        return {}
+    totals = R.runs_totals(raw)
+    return {c: int(t) for c, t in zip(strings, totals.tolist()) if t >= 0}
 
 
 def segm_to_rle(segm: Any, height: int, width: int, *, path: Any = "?", record: Any = None,
-                field: str = "segmentation", error: type = AnnotationError) -> RLE:
+                field: str = "segmentation", error: type = AnnotationError, totals: Optional[dict] = None) -> RLE:
     """One compressed RLE from COCO polygons (a list of flat lists) or RLE (compressed or not).
 
     Raises ``error`` (an :class:`AnnotationError`) naming ``path``, ``record`` and ``field`` on
@@ -192,6 +183,7 @@ def segm_to_rle(segm: Any, height: int, width: int, *, path: Any = "?", record: 
                 raise bad(f"RLE run lengths sum to {total}, not height*width = {height * width}")
             return mask_utils.frPyObjects({"size": [height, width], "counts": [int(c) for c in counts]},
                                           height, width)
+        total = totals.get(counts) if totals and isinstance(counts, (str, bytes)) else None
         if isinstance(counts, str):
             try:
                 counts = counts.encode("ascii")
@@ -199,10 +191,11 @@ def segm_to_rle(segm: Any, height: int, width: int, *, path: Any = "?", record: 
                 raise bad("RLE 'counts' must be an ASCII string") from None
         if not isinstance(counts, bytes):
             raise bad("RLE 'counts' must be a string or a list")
-        try:
-            total = _rle_counts_total(counts)
-        except ValueError as e:
-            raise bad(f"corrupt RLE counts ({e})") from None
+        if total is None:
+            try:
+                total = _rle_counts_total(counts)
+            except ValueError as e:
+                raise bad(f"corrupt RLE counts ({e})") from None
         if total != height * width:
             raise bad(f"truncated or corrupt RLE: runs cover {total} of {height * width} pixels")
         return {"size": [height, width], "counts": counts}

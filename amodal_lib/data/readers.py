@@ -190,10 +190,10 @@ def _record_id(value, what: str = "an annotation id") -> Optional[str]:
     return None
 
 
-def _mask(segm, img, path, ann_id, field_name) -> tuple:
+def _mask(segm, img, path, ann_id, field_name, totals: Optional[dict] = None) -> tuple:
     if segm is None:
         raise AnnotationError(path, ann_id, field_name, "missing")
-    rle = M.segm_to_rle(segm, img["height"], img["width"], path=path, record=ann_id, field=field_name)
+    rle = M.segm_to_rle(segm, img["height"], img["width"], path=path, record=ann_id, field=field_name, totals=totals)
     a = int(M.area(rle))
     if a == 0:
         raise AnnotationError(path, ann_id, field_name, "empty mask (no pixel inside the image)")
@@ -201,8 +201,8 @@ def _mask(segm, img, path, ann_id, field_name) -> tuple:
 
 
 def _instance(path, ann: dict, images: dict, cats: dict, vis_field: str, vis_box_field: Optional[str],
-              amodal_field: Optional[str], amodal_box_field: Optional[str], depth_field: Optional[str] = None
-              ) -> Instance:
+              amodal_field: Optional[str], amodal_box_field: Optional[str], depth_field: Optional[str] = None,
+              totals: Optional[dict] = None) -> Instance:
     if not isinstance(ann, dict):
         raise AnnotationError(path, None, "annotations[]", "not an object")
     ann_id = ann.get("id")
@@ -229,12 +229,12 @@ def _instance(path, ann: dict, images: dict, cats: dict, vis_field: str, vis_box
         raise AnnotationError(path, ann_id, depth_field, f"must be an integer, got {shown(depth)}")
     if vis_box_field:
         _check_box(ann.get(vis_box_field), path, ann_id, vis_box_field)
-    vis, vbox, varea = _mask(ann.get(vis_field), img, path, ann_id, vis_field)
+    vis, vbox, varea = _mask(ann.get(vis_field), img, path, ann_id, vis_field, totals)
     amodal = abox = aarea = None
     if amodal_field:
         if amodal_box_field:
             _check_box(ann.get(amodal_box_field), path, ann_id, amodal_box_field)
-        amodal, abox, aarea = _mask(ann.get(amodal_field), img, path, ann_id, amodal_field)
+        amodal, abox, aarea = _mask(ann.get(amodal_field), img, path, ann_id, amodal_field, totals)
         if aarea < varea:  # annotators' amodal should contain the visible part; make it so
             amodal = M.merge([amodal, vis])
             abox, aarea = tuple(float(v) for v in M.to_bbox(amodal)), int(M.area(amodal))
@@ -256,6 +256,8 @@ def _read_coco_like(data, path, strict, schema, **fields) -> AnnotationSet:
     col = _Collector(path, strict)
     crowd = 0
     seen: dict = {}
+    mask_fields = [f for f in (fields.get("vis_field"), fields.get("amodal_field")) if f]
+    totals = M.counts_totals([a.get(f) for a in data["annotations"] if isinstance(a, dict) for f in mask_fields])
     for k, ann in enumerate(data["annotations"]):
         aid = ann.get("id") if isinstance(ann, dict) else None
         if _record_id(aid) is None:
@@ -267,7 +269,7 @@ def _read_coco_like(data, path, strict, schema, **fields) -> AnnotationSet:
         if isinstance(ann, dict) and ann.get("iscrowd", 0):
             crowd += 1
             continue
-        col.attempt(lambda ann=ann: _instance(path, ann, images, cats, **fields))
+        col.attempt(lambda ann=ann: _instance(path, ann, images, cats, **fields, totals=totals))
     _check_image_loads(col, images)
     if fields.get("amodal_field"):
         set_amodal_occluders(col.instances)

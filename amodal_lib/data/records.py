@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import PredictionError
 from . import masks as M
+from . import rle as R
 
 # Visible-area-ratio bins used by every per-bin report (supplementary Fig 1's x axis).
 VISIBLE_RATIO_BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
@@ -212,16 +213,11 @@ def set_modal_neighbours(instances: list) -> None:
     """Occluders for modal-only data: the other instances of the image touching each one.
 
     Only pairs whose boxes (grown by one pixel) meet are decoded, and only inside that
-    joint window, so this stays cheap on crowded images.
+    joint window (straight from the RLEs, :func:`amodal_lib.data.rle.decode_window`), so this
+    stays cheap on crowded images and never decodes a whole frame.
     """
+    pairs = []   # (a, b, window) of the instances whose grown boxes meet, per image
     for group in group_by_image(instances).values():
-        nb = {i.id: [] for i in group}
-        full: dict = {}
-
-        def pixels(inst):
-            if inst.id not in full:
-                full[inst.id] = M.decode(inst.visible).astype(bool)
-            return full[inst.id]
         boxes = np.array([i.visible_box for i in group], dtype=np.float64).reshape(-1, 4)
         for a in range(len(group)):
             for b in range(a + 1, len(group)):
@@ -232,15 +228,20 @@ def set_modal_neighbours(instances: list) -> None:
                 if x0 >= x1 or y0 >= y1:
                     continue
                 ia, ib = group[a], group[b]
-                xs = slice(max(int(np.floor(x0)), 0), int(np.ceil(x1)))
-                ys = slice(max(int(np.floor(y0)), 0), int(np.ceil(y1)))
-                ma = pixels(ia)[ys, xs]
-                mb = pixels(ib)[ys, xs]
-                if _touching(ma, mb):
-                    nb[ia.id].append(ib.id)
-                    nb[ib.id].append(ia.id)
-        for i in group:
-            i.occluders = tuple(nb[i.id])
+                c0, c1 = max(int(np.floor(x0)), 0), min(int(np.ceil(x1)), ia.width)
+                r0, r1 = max(int(np.floor(y0)), 0), min(int(np.ceil(y1)), ia.height)
+                pairs.append((ia, ib, (r0, r1, c0, c1)))
+    involved = list({id(i): i for p in pairs for i in p[:2]}.values())
+    parsed = dict(zip(map(id, involved), R.runs_many([i.visible["counts"] for i in involved])))
+    nb: dict = {id(i): [] for i in instances}
+    for ia, ib, win in pairs:
+        ma = R.decode_window(ia.visible, *win, run_lengths=parsed[id(ia)]).astype(bool)
+        mb = R.decode_window(ib.visible, *win, run_lengths=parsed[id(ib)]).astype(bool)
+        if _touching(ma, mb):
+            nb[id(ia)].append(ib.id)
+            nb[id(ib)].append(ia.id)
+    for i in instances:
+        i.occluders = tuple(nb[id(i)])
 
 
 def box_touches_border(box, height: int, width: int, margin: float = 0.5) -> bool:

@@ -1,8 +1,21 @@
 """Amodal-VAE inference: instance records in, amodal masks (image-size RLE) out.
 
-:func:`complete_instances` crops each visible mask, encodes it, decodes the posterior mode (or
-samples), places the 28x28 completion in a full-object frame, pastes it back into the image at a
-threshold and joins the visible mask (an amodal mask contains it). Where the frame comes from:
+One straight pipeline, run on bounded batches of instances in file order (:func:`iter_completions`;
+:func:`iter_masks` runs the batches on one process per core, :func:`complete_instances` collects
+them), each step a function of this module:
+
+    crop (:func:`crop_inputs`) -> fit the frame (:func:`frames`) -> encode (:func:`encode`) ->
+    decode (:func:`decode`) -> paste (:func:`paste_instances`: ``crops.iter_paste_regions``) ->
+    combine with the visible evidence inside the instance's region (:func:`instance_region`,
+    :func:`combine_evidence`) -> encode RLE (``rle.encode_windows``)
+
+Visible masks that a segmenter made (a boundary a pixel or three off) are evidence, not truth: with
+a ``noise`` above 0 (pixels; "auto" estimates it, :func:`resolve_noise`) the frame is fitted to
+blurred known pixels and step 6 weighs the blurred masks against the completion
+(:mod:`amodal_lib.predict.evidence`) instead of joining and clipping.
+
+Only crops (28x28), posteriors, boxes and RLEs are held; every mask is read and written inside its
+box, never as a full frame, so memory does not grow with the file. Where the frame comes from:
 
 ``frame="transformer"`` (the paper's variant)
     The spatial transformer regresses the full-object box from the visible-box crop (and, in
@@ -13,9 +26,10 @@ threshold and joins the visible mask (an amodal mask contains it). Where the fra
     pixels are 1, and pixels that no instance covers are background, 0 (pixels under another
     instance may hide it: unknown). The frame is then *fitted* to those known pixels: starting
     from the transformer's box, each side that faces another instance or the border is moved
-    (:data:`EXTENSIONS` visible-box sizes out) to the position whose completion (the partial
+    (``frame_fit.EXTENSIONS`` visible-box sizes out) to the position whose completion (the partial
     encoder in that frame, GT-frame flag) has the smallest negative log-likelihood of the known
-    pixels (:func:`fit_frames`; two rounds of coordinate search, batched). Its completion is then
+    pixels (:func:`amodal_lib.predict.frame_fit.fit_frames`; two rounds of coordinate search,
+    batched). Its completion is then
     kept inside what may hide it: its own and the other instances' visible masks (``allowed``).
     An isolated instance (touching nothing in the file) is not clipped: whatever hides it is not in
     the file, so the background around it is not trusted. Its frame is the transformer's box
@@ -34,24 +48,25 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data import crops as C
 from ..data import masks as M
+from ..data import rle as R
 from ..data.records import AnnotationSet
-from ..models.amodal_vae import S, AmodalVAE, box_geometry, warp_to_frame
-from .evidence import estimate_noise, fuse_instances, soft_known_pixels
+from ..models.amodal_vae import S, AmodalVAE, box_geometry
+from . import evidence as EV
+from . import frame_fit as FF
+from . import workers as W
 
 FRAMES = ("fit", "transformer")
-CONTEXT_SCALE = 4.0       # the fitting frame: the visible box grown 4x about its centre
-CONTEXT_HI, CONTEXT_LO = 112, 56  # its resolution for resampling the input, and for scoring
-EXTENSIONS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.4)  # how far a side may move out, in visible-box sizes
-NEIGHBOUR_BAND = 0.25     # a side faces a neighbour when one lies within this many box sizes of it
 ISOLATED_FRAME = 0.5      # an isolated instance's frame: this far from its visible box to the transformer's
-UNIT = ((0.0, 0.0, 1.0, 1.0),)
+FIT_BATCH = 256           # fitted instances whose context crops are held at once
+BATCH = 4096              # instances per batch (see batches)
+NET_BATCH = 1024          # the networks' batch within them (see batches)
 
 
 # --------------------------------------------------------------------------- results
@@ -63,7 +78,9 @@ class InstanceCompletions:
     ``probs``: (N, 28, 28) mode probabilities; ``sample_probs``: (N, k, 28, 28) or None;
     ``boxes``: (N, 4) xyxy image boxes of the crops; ``mu``/``std``: the posteriors;
     ``allowed``: per instance None or the RLE its completion is kept inside (``frame="fit"``);
-    ``fitted``: (N,) bool, whose frame was fitted to known pixels."""
+    ``fitted``: (N,) bool, whose frame was fitted to known pixels; ``noise``: the visible masks'
+    noise in pixels it was completed at, and with it ``neighbours``: per instance the other visible
+    masks of its image (RLEs)."""
     masks: dict
     ids: list
     probs: torch.Tensor
@@ -77,16 +94,13 @@ class InstanceCompletions:
     allowed: Optional[list] = field(default=None, repr=False)
     fitted: Optional[torch.Tensor] = None
     noise: float = 0.0
-    context: Optional[AnnotationSet] = field(default=None, repr=False)
+    neighbours: Optional[list] = field(default=None, repr=False)
 
     def paste(self, probs: torch.Tensor, threshold: Optional[float] = None) -> dict:
-        """{annotation id: RLE} of (N, 28, 28) crop probabilities in this result's boxes (joined with
-        the visible evidence as :func:`complete_instances` joined them)."""
-        t = self.threshold if threshold is None else threshold
-        if self.noise > 0:
-            return fuse_instances(probs, self.boxes, self.instances, self.context, [self.noise] * len(self.instances),
-                                  t, self.fitted.tolist())
-        return paste_instances(probs, self.boxes, self.instances, t, self.union_visible, self.allowed)
+        """{annotation id: RLE} of (N, 28, 28) crop probabilities in this result's boxes, joined with
+        the visible evidence as the completion joined them (``noise``, ``neighbours``)."""
+        return paste_instances(probs, self.boxes, self.instances, self.threshold if threshold is None else threshold,
+                               self.union_visible, self.allowed, self.noise, self.neighbours)
 
     def sample_masks(self, k: int) -> dict:
         """{annotation id: RLE} of posterior sample ``k`` (e.g. to pick the best of 20 against GT)."""
@@ -107,18 +121,46 @@ class InstanceCompletions:
         return self.sample_probs
 
 
-def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence, threshold: float = 0.5,
-                    union_visible: bool = True, allowed: Optional[list] = None) -> dict:
-    """{annotation id: RLE}: crops pasted into their image boxes (``crops.paste_masks``), binarised
-    at ``threshold``, kept inside ``allowed[k]`` where given, and (``union_visible``) joined with
-    the instance's visible mask: an amodal mask contains the visible one by definition, so no
-    visible pixel is lost to the 28x28 decoder."""
-    if not len(instances):
-        return {}
-    rles = C.paste_masks(probs, boxes, instances, threshold, union_visible=union_visible)
-    if allowed is not None:
-        rles = [r if a is None else M.merge([r, a], intersect=True) for r, a in zip(rles, allowed)]
-    return {inst.id: r for inst, r in zip(instances, rles)}
+@dataclass
+class Surroundings:
+    """What surrounds the instances being completed, from visible masks only: the modal view of
+    the set they come from (``modal``; no amodal label), its instances by id and by image."""
+    modal: AnnotationSet
+    by_id: dict
+    by_image: dict
+
+    @classmethod
+    def of(cls, instances: Sequence, context: Optional[AnnotationSet] = None) -> "Surroundings":
+        """The surroundings of ``instances`` in ``context`` (default: the instances themselves)."""
+        instances = list(instances)
+        ctx = context if context is not None else AnnotationSet("(instances)", "instances", instances, {}, {})
+        present = {i.id for i in ctx.instances}
+        if any(i.id not in present for i in instances):
+            ctx = dataclasses.replace(ctx, instances=list(ctx.instances) + [i for i in instances if i.id not in present])
+        modal = ctx.modal_view()
+        return cls(modal, {i.id: i for i in modal.instances}, modal.by_image())
+
+    def touch_something(self, instances: Sequence) -> torch.Tensor:
+        """(N,) bool: which instances touch another instance or the image border (their frame is fitted)."""
+        return torch.tensor([bool(self.by_id[i.id].occluders) or self.by_id[i.id].touches_border for i in instances],
+                            dtype=torch.bool).reshape(-1)
+
+    def neighbours(self, instances: Sequence) -> list:
+        """Per instance, the visible masks (RLEs) of the other instances of its image."""
+        return [[m.visible for m in self.by_image[i.image_id] if m.id != i.id] for i in instances]
+
+    def allowed(self, instances: Sequence, fitted: torch.Tensor) -> Optional[list]:
+        """Per instance: for fitted ones, the union of every visible mask of its image (its own and
+        what may hide it), an RLE; None (anywhere) for the others; None when none is fitted."""
+        if not bool(fitted.any()):
+            return None
+        union: dict = {}
+        out = []
+        for inst, f in zip(instances, fitted.tolist()):
+            if f and inst.image_id not in union:
+                union[inst.image_id] = M.merge([m.visible for m in self.by_image[inst.image_id]])
+            out.append(union[inst.image_id] if f else None)
+        return out
 
 
 # --------------------------------------------------------------------------- small geometry helpers
@@ -139,120 +181,252 @@ def log_aspect_of(boxes: torch.Tensor) -> torch.Tensor:
     return torch.log((boxes[:, 2] - boxes[:, 0]).clamp_min(1e-3) / (boxes[:, 3] - boxes[:, 1]).clamp_min(1e-3))
 
 
-def _context_box(n: int, device=None) -> torch.Tensor:
-    h = CONTEXT_SCALE / 2
-    return torch.tensor([[0.5 - h, 0.5 - h, 0.5 + h, 0.5 + h]], device=device).expand(n, 4)
+def _unit(n: int) -> torch.Tensor:
+    return torch.tensor(FF.UNIT).expand(n, 4)
 
 
-def _unit(n: int, device=None) -> torch.Tensor:
-    return torch.tensor(UNIT, device=device).expand(n, 4)
+# --------------------------------------------------------------------------- the pipeline's steps
+def crop_inputs(instances: Sequence, box: str) -> tuple:
+    """Step 1, crop: ``(crops (N, 28, 28), input boxes (N, 4) xyxy, frame flag)``: each visible mask
+    in its visible box (flag 0), or with ``box="amodal-gt"`` in the ground-truth amodal box (flag 1)."""
+    boxes = C.frame_boxes(instances, "amodal" if box == "amodal-gt" else "visible")
+    return C.crop_masks(instances, mask="visible", boxes=boxes), boxes, 1.0 if box == "amodal-gt" else 0.0
 
 
-# --------------------------------------------------------------------------- fitting the frame
-def facing_sides(context_lo: torch.Tensor, band: float = NEIGHBOUR_BAND) -> torch.Tensor:
-    """(N, 4) bool: which sides of the visible box (left, top, right, bottom) face another instance
-    or the image border within ``band`` visible-box sizes, in context crops (N, 3, L, L)."""
-    n = context_lo.shape[-1]
-    near = (context_lo[:, 1] > 0.5) | (context_lo[:, 2] < 0.5)  # another instance, or outside the image
-    coord = (torch.arange(n, device=context_lo.device) + 0.5) / n * CONTEXT_SCALE - (CONTEXT_SCALE - 1) / 2
-    inside = (coord >= 0) & (coord <= 1)
-    before, after = (coord < 0) & (coord > -band), (coord > 1) & (coord < 1 + band)
-    rows_in, cols_in = near[:, inside], near[:, :, inside]  # rows within the box's height / columns within its width
-    return torch.stack([rows_in[:, :, before].flatten(1).any(1), cols_in[:, before].flatten(1).any(1),
-                        rows_in[:, :, after].flatten(1).any(1), cols_in[:, after].flatten(1).any(1)], dim=1)
+def frames(model: AmodalVAE, instances: Sequence, crops: torch.Tensor, in_boxes: torch.Tensor, frame: str,
+           surroundings: Optional[Surroundings], dev, scorer: Optional[FF.Scorer] = None, noise: float = 0.0) -> tuple:
+    """Step 2, the full-object frame relative to the visible box: ``(rel (N, 4), fitted (N,), posterior)``.
+
+    The transformer's box (module doc; ``posterior`` None: the instances are encoded in their
+    visible boxes); with ``frame="fit"``, fitted to the known pixels where an instance touches
+    something (:func:`amodal_lib.predict.frame_fit.fit_frames`, its posterior from the fitted
+    frame; ``scorer``: its :class:`~amodal_lib.predict.frame_fit.Scorer`, made once per run) and
+    drawn halfway back to the visible box where it touches nothing (its posterior from that frame,
+    the GT-frame flag): ``posterior`` is then ``(mu, logvar)`` of every instance. ``noise`` (pixels):
+    the known pixels are read from the masks blurred by it (:func:`amodal_lib.predict.evidence.soft_known_pixels`)."""
+    n = len(instances)
+    geo, la = instance_geometry(instances, in_boxes), log_aspect_of(in_boxes)
+    rel = model.predict_boxes(crops.to(dev), la.to(dev), geo.to(dev)).cpu()
+    fitted = torch.zeros(n, dtype=torch.bool)
+    if frame != "fit" or not n:
+        return rel, fitted, None
+    mu, logvar = torch.zeros(n, model.latent_dim), torch.zeros(n, model.latent_dim)
+    fitted = surroundings.touch_something(instances)
+    idx = torch.nonzero(fitted).flatten()
+    for s in range(0, len(idx), FIT_BATCH):   # a few hundred context crops at a time
+        part = idx[s:s + FIT_BATCH]
+        around = FF.context(surroundings.modal, [surroundings.by_id[instances[k].id] for k in part.tolist()],
+                            surroundings.by_image)
+        b, _, m, std = FF.fit_frames(model, around.to(dev), rel[part].to(dev), FF.facing_sides(around.lo).to(dev),
+                                     scorer=scorer, noise=noise,
+                                     vis_wh=(in_boxes[part, 2:] - in_boxes[part, :2]).to(dev))
+        rel[part], mu[part], logvar[part] = b.cpu(), m.cpu(), (2 * std.log()).cpu()
+    iso = torch.nonzero(~fitted).flatten()
+    if len(iso):  # halfway to the visible box, completed in that frame (GT-frame flag)
+        rel[iso] = ISOLATED_FRAME * rel[iso] + (1 - ISOLATED_FRAME) * _unit(len(iso))
+        x = C.crop_masks([instances[k] for k in iso.tolist()], "visible", image_boxes(rel[iso], in_boxes[iso]))
+        mu[iso], logvar[iso] = encode(model, x, 1.0, dev)
+    return rel, fitted, (mu, logvar)
 
 
-def known_pixel_nll(model: AmodalVAE, context_hi: torch.Tensor, context_lo: torch.Tensor, boxes: torch.Tensor,
-                    noise: Optional[torch.Tensor] = None, vis_wh: Optional[torch.Tensor] = None):
-    """Complete in the candidate frames ``boxes`` (relative to the visible box) and score them.
-
-    The visible mask is resampled into each frame (28x28), encoded with the GT-frame flag and
-    decoded at the posterior mode; the completion, placed in its frame, is compared in the
-    context frame with the known pixels: visible (1) and background, covered by no instance and
-    inside the image (0). Returns ``(nll, probs, mu, logvar)``; nll in units of 28x28 pixels."""
-    n = len(boxes)
-    x = warp_to_frame(context_hi[:, 0], _context_box(n, boxes.device), boxes, S)
-    mu, logvar = model.encode_partial(x, 1.0)
-    probs = torch.sigmoid(model.decoder(mu))
-    lo = context_lo.shape[-1]
-    p = warp_to_frame(probs, boxes, _context_box(n, boxes.device), lo).clamp(1e-4, 1 - 1e-4)
-    px = None if vis_wh is None else lo / (CONTEXT_SCALE * torch.sqrt(vis_wh.prod(1).clamp_min(1.0))).to(p.device)
-    vis, background = soft_known_pixels(context_lo, noise, px)
-    nll = -(torch.log(p) * vis).flatten(1).sum(1) - (torch.log1p(-p) * background).flatten(1).sum(1)
-    return nll * (CONTEXT_SCALE * S / lo) ** -2, probs, mu, logvar
+def encode(model: AmodalVAE, crops: torch.Tensor, flag: float, dev) -> tuple:
+    """Step 3, encode: the partial encoder's posterior ``(mu, logvar)`` of the crops (``flag``: 0 in
+    the visible box, 1 in the full-object frame), on the CPU."""
+    mu, logvar = model.encode_partial(crops.to(dev), flag)
+    return mu.cpu(), logvar.cpu()
 
 
-@torch.no_grad()
-def fit_frames(model: AmodalVAE, context_hi: torch.Tensor, start: torch.Tensor, sides: torch.Tensor,
-               rounds: int = 2, extensions: Sequence[float] = EXTENSIONS, batch_size: int = 2048,
-               noise: Optional[torch.Tensor] = None, vis_wh: Optional[torch.Tensor] = None):
-    """Coordinate search of the full-object frame (module doc). ``context_hi``: (N, 3, H, H) context
-    crops (visible, others, inside the image) in the visible box grown :data:`CONTEXT_SCALE` x;
-    ``start``: (N, 4) relative boxes to start from; ``sides``: (N, 4) bool, the sides that may move.
-    Returns ``(boxes, probs, mu, std)`` of the best frames found."""
-    lo = F.adaptive_avg_pool2d(context_hi, CONTEXT_LO)
-    best = start.clone()
+def decode(model: AmodalVAE, mu: torch.Tensor, dev) -> torch.Tensor:
+    """Step 4, decode: the posterior mode's Bernoulli probabilities (N, 28, 28), on the CPU."""
+    return torch.sigmoid(model.decoder(mu.to(dev))).cpu() if len(mu) else torch.zeros(0, S, S)
 
-    def score(idx, boxes):
-        out = [known_pixel_nll(model, context_hi[idx[s:s + batch_size]], lo[idx[s:s + batch_size]],
-                               boxes[s:s + batch_size],
-                               None if noise is None else noise[idx[s:s + batch_size]],
-                               None if vis_wh is None else vis_wh[idx[s:s + batch_size]])
-               for s in range(0, len(idx), batch_size)]
-        return [torch.cat(t) for t in zip(*out)] if out else [torch.zeros(0)] * 4
 
-    best_nll = score(torch.arange(len(start)), best)[0] if len(start) else torch.zeros(0)
-    direction = torch.tensor([-1.0, -1.0, 1.0, 1.0])
-    for _ in range(rounds):
-        for side in range(4):
-            idx = torch.nonzero(sides[:, side]).flatten()
-            if not len(idx):
-                continue
-            ext = torch.tensor(extensions, dtype=torch.float32)
-            cand = best[idx][:, None].repeat(1, len(ext), 1)
-            cand[:, :, side] = UNIT[0][side] + direction[side] * ext[None]
-            flat = cand.reshape(-1, 4)
-            nll = score(idx.repeat_interleave(len(ext)), flat)[0].reshape(len(idx), len(ext))
-            j = nll.argmin(1)
-            better = nll[torch.arange(len(idx)), j] < best_nll[idx]
-            best[idx[better]] = cand[better, j[better]]
-            best_nll[idx[better]] = nll[better, j[better]]
-    _, probs, mu, logvar = score(torch.arange(len(best)), best) if len(best) else [None] * 4
-    return best, probs, mu, (0.5 * logvar).exp() if logvar is not None else None
+def decode_samples(model: AmodalVAE, mu, std, samples: int, batch_size: int, dev,
+                   generator: Optional[torch.Generator]) -> torch.Tensor:
+    """``samples`` posterior samples per instance, decoded: (N, k, 28, 28) (``generator``: repeatable)."""
+    parts = []
+    for s in range(0, len(mu), max(1, batch_size // samples)):
+        m, sd = mu[s:s + max(1, batch_size // samples)], std[s:s + max(1, batch_size // samples)]
+        eps = torch.randn(len(m), samples, mu.shape[1], generator=generator)
+        z = (m[:, None] + sd[:, None] * eps).reshape(-1, mu.shape[1]).to(dev)
+        parts.append(torch.sigmoid(model.decoder(z)).cpu().reshape(-1, samples, S, S))
+    return torch.cat(parts) if parts else torch.zeros(0, samples, S, S)
+
+
+def instance_region(inst, origin: tuple, shape: tuple, union_visible: bool = True) -> tuple:
+    """Step 6a, where an instance's completion can be: ``(r0, r1, c0, c1)``, the pixels of its
+    pasted box (``origin``, ``shape``) and, when it is joined with its visible mask, of the visible
+    mask's box. Outside it the completion is empty."""
+    r0, c0 = origin
+    r1, c1 = r0 + shape[0], c0 + shape[1]
+    if union_visible and inst.visible_area:
+        x, y, w, h = (int(v) for v in inst.visible_box)
+        r0, c0, r1, c1 = min(r0, y), min(c0, x), max(r1, y + h), max(c1, x + w)
+    return r0, r1, c0, c1
+
+
+def combine_evidence(probs: np.ndarray, threshold: float, visible: Optional[np.ndarray] = None,
+                     allowed: Optional[np.ndarray] = None) -> np.ndarray:
+    """Step 6b, for one instance, over its region (all arrays of the region's shape): its pasted
+    probabilities ``probs`` combined with the visible evidence: binarised at ``threshold``
+    (``>=``), joined with its visible mask ``visible`` (an amodal mask contains the visible one, so
+    no visible pixel is lost to the 28x28 decoder; None: not joined) and kept inside ``allowed``
+    (what may hide it; None: anywhere). Returns the bool mask of the region."""
+    mask = probs >= np.float32(threshold)
+    if visible is not None:
+        mask |= visible.astype(bool)
+    if allowed is not None:
+        mask &= allowed.astype(bool)
+    return mask
+
+
+def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence, threshold: float = 0.5,
+                    union_visible: bool = True, allowed: Optional[list] = None, noise: float = 0.0,
+                    neighbours: Optional[list] = None) -> dict:
+    """Steps 5 to 7: {annotation id: RLE} of crops ``probs`` (N, 28, 28) pasted into their image
+    boxes (``crops.iter_paste_regions``), each combined with its visible evidence inside its region
+    (:func:`instance_region`, :func:`combine_evidence`: the visible mask and ``allowed[k]``, an RLE
+    or None, decoded there only) and RLE-encoded from that region alone. With ``noise`` > 0 (pixels)
+    the evidence is soft instead (:func:`amodal_lib.predict.evidence.fuse_window`, over the region
+    grown by the blur's reach): ``neighbours[k]``, the other visible masks of the instance's image,
+    and ``allowed[k]`` not None, whether the background is trusted (a fitted frame)."""
+    if noise > 0:
+        trust = [allowed is not None and allowed[k] is not None for k in range(len(instances))]
+        return EV.paste_soft(probs, boxes, instances, threshold, noise, neighbours, trust)
+    out: list = [None] * len(instances)
+    for ks, origins, values in C.iter_paste_regions(probs, boxes, instances):
+        insts = [instances[k] for k in ks]
+        regions = [instance_region(i, o, v.shape, union_visible) for i, o, v in zip(insts, origins, values)]
+        visible = R.decode_windows([i.visible for i in insts], regions) if union_visible else [None] * len(ks)
+        fences = [None if allowed is None else allowed[k] for k in ks]
+        inside = [f for f in fences if f is not None]
+        decoded = iter(R.decode_windows(inside, [r for r, f in zip(regions, fences) if f is not None]))
+        masks = []
+        for (r0, r1, c0, c1), (o0, o1), v, vis, fence in zip(regions, origins, values, visible, fences):
+            p = np.zeros((r1 - r0, c1 - c0), np.float32)   # the probabilities over the region (0 off the box)
+            p[o0 - r0:o0 - r0 + v.shape[0], o1 - c0:o1 - c0 + v.shape[1]] = v
+            masks.append(combine_evidence(p, threshold, vis, None if fence is None else next(decoded)))
+        h, w = insts[0].height, insts[0].width
+        for k, rle in zip(ks, R.encode_windows(masks, [(r[0], r[2]) for r in regions], h, w)):
+            out[k] = rle
+    return {inst.id: r for inst, r in zip(instances, out)}
 
 
 # --------------------------------------------------------------------------- records in, RLE out
-def _surroundings(instances: list, context: Optional[AnnotationSet]):
-    """The modal view of what surrounds ``instances``: {id: Instance} with neighbours from visible
-    masks only, and the context set the crops are cut from."""
-    ctx = context if context is not None else AnnotationSet("(instances)", "instances", instances, {}, {})
-    present = {i.id for i in ctx.instances}
-    if any(i.id not in present for i in instances):
-        ctx = dataclasses.replace(ctx, instances=list(ctx.instances) + [i for i in instances if i.id not in present])
-    modal = ctx.modal_view()
-    return {i.id: i for i in modal.instances}, modal
-
-
-def _allowed_regions(instances: list, modal: AnnotationSet, fitted: torch.Tensor) -> list:
-    """Per instance: for fitted ones, the union of every visible mask of its image (its own and
-    what may hide it); None (anywhere) for the others."""
-    by_image = modal.by_image()
-    union: dict = {}
-    out = []
-    for inst, f in zip(instances, fitted.tolist()):
-        if not f:
-            out.append(None)
-            continue
-        if inst.image_id not in union:
-            union[inst.image_id] = M.merge([m.visible for m in by_image[inst.image_id]])
-        out.append(union[inst.image_id])
-    return out
-
-
 @torch.no_grad()
+def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional[Surroundings] = None,
+                   box: str = "predicted", threshold: float = 0.5, samples: int = 0, frame: str = "fit",
+                   union_visible: bool = True, device=None, generator: Optional[torch.Generator] = None,
+                   scorer: Optional[FF.Scorer] = None, noise: float = 0.0) -> InstanceCompletions:
+    """One batch of instances through the whole pipeline (module doc); the networks see it as one
+    batch. ``surroundings``: what surrounds them (needed for ``frame="fit"`` and ``noise`` > 0);
+    ``scorer``: the fitted frame's, when made already; ``noise``: the visible masks' noise in
+    pixels (resolved: :func:`resolve_noise`)."""
+    instances = list(instances)
+    dev = device or next(model.parameters()).device
+    n = len(instances)
+    crops, in_boxes, flag = crop_inputs(instances, box)                              # crop
+    rel, fitted, posterior = _unit(n).clone(), torch.zeros(n, dtype=torch.bool), None
+    if box != "amodal-gt" and n:                                                     # fit the frame
+        rel, fitted, posterior = frames(model, instances, crops, in_boxes, frame, surroundings, dev, scorer, noise)
+    if posterior is None:                                                            # encode
+        posterior = encode(model, crops, flag, dev) if n else (torch.zeros(0, 1), torch.zeros(0, 1))
+    mu, logvar = posterior
+    std = (0.5 * logvar).exp()
+    probs = decode(model, mu, dev)                                                   # decode
+    sample_probs = decode_samples(model, mu, std, samples, BATCH, dev, generator) if samples else None
+    img_boxes = image_boxes(rel, in_boxes) if len(instances) else torch.zeros(0, 4)
+    allowed = surroundings.allowed(instances, fitted) if surroundings is not None else None
+    near = surroundings.neighbours(instances) if noise > 0 else None
+    masks = paste_instances(probs, img_boxes, instances, threshold, union_visible, allowed, noise, near)  # paste, RLE
+    return InstanceCompletions(masks, [i.id for i in instances], probs, img_boxes, mu, std, sample_probs,
+                               threshold, instances, union_visible, allowed, fitted, noise, near)
+
+
+def batches(n: int, batch_size: int = BATCH) -> list:
+    """The slices of ``n`` instances that go through the pipeline together: ``batch_size`` at a time,
+    each cut into :data:`NET_BATCH` rows, its last piece between one and two times that (a batch of
+    fewer is one piece). The networks' arithmetic for one row can depend on how many rows share
+    its batch when there are few (oneDNN picks its kernels by batch size); from a few hundred rows
+    up it does not (checked on real files), so these pieces give the same bits as whole batches of
+    ``batch_size``, in a quarter of the memory and faster."""
+    out = []
+    for a in range(0, n, batch_size):
+        m = min(batch_size, n - a)
+        k = max(1, m // NET_BATCH)
+        out += [slice(a + j * NET_BATCH, a + m if j == k - 1 else a + (j + 1) * NET_BATCH) for j in range(k)]
+    return out or [slice(0, 0)]
+
+
+def iter_completions(model: AmodalVAE, instances: Sequence, box: str = "predicted", threshold: float = 0.5,
+                     samples: int = 0, frame: str = "fit", context: Optional[AnnotationSet] = None,
+                     batch_size: int = BATCH, device=None, union_visible: bool = True,
+                     generator: Optional[torch.Generator] = None, noise: float | str = 0.0
+                     ) -> Iterator[InstanceCompletions]:
+    """:func:`complete_batch` of consecutive :func:`batches` of the instances, in order: what a
+    caller writes out batch by batch, holding one batch's crops at a time (arguments as
+    :func:`complete_instances`)."""
+    run = _Run(model, instances, box, threshold, samples, frame, context, batch_size, device, union_visible, generator,
+               noise)
+    with run:
+        yield from map(run.batch, run.slices)
+
+
+def iter_masks(model: AmodalVAE, instances: Sequence, box: str = "predicted", threshold: float = 0.5,
+               samples: int = 0, frame: str = "fit", context: Optional[AnnotationSet] = None,
+               batch_size: int = BATCH, device=None, union_visible: bool = True,
+               generator: Optional[torch.Generator] = None, workers: int = 1, noise: float | str = 0.0
+               ) -> Iterator[dict]:
+    """The masks of :func:`iter_completions`, {annotation id: RLE} per batch, in order: the posterior
+    mode's, or with ``samples`` the mean of the samples' probabilities. ``workers`` > 1 runs the
+    batches on that many processes (:func:`amodal_lib.predict.workers.ordered_map`; the same
+    masks), on the CPU and without samples (whose draws follow one another)."""
+    run = _Run(model, instances, box, threshold, samples, frame, context, batch_size, device, union_visible, generator,
+               noise)
+    on_cpu = torch.device(run.device).type == "cpu"
+    with run:
+        yield from W.ordered_map(run.masks, run.slices, workers if on_cpu and not samples else 1)
+
+
+class _Run:
+    """One completion's settings, checked, and what all its batches share (the surroundings)."""
+
+    def __init__(self, model, instances, box, threshold, samples, frame, context, batch_size, device,
+                 union_visible, generator, noise=0.0):
+        if box not in ("predicted", "amodal-gt"):
+            raise ValueError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
+        if frame not in FRAMES:
+            raise ValueError(f"frame must be one of {', '.join(FRAMES)}, got {frame!r}")
+        self.model, self.instances = model, list(instances)
+        noise = resolve_noise(model, self.instances, noise, frame, box)   # once, for the whole file
+        self.settings = dict(box=box, threshold=threshold, samples=samples, frame=frame, union_visible=union_visible,
+                             generator=generator, noise=noise)
+        self.device = device or next(model.parameters()).device
+        fit = frame == "fit" and box != "amodal-gt" and bool(self.instances)
+        self.surroundings = Surroundings.of(self.instances, context) if fit or noise > 0 else None
+        self.scorer = FF.Scorer(model) if fit else None
+        self.slices = batches(len(self.instances), batch_size)
+
+    def __enter__(self):
+        self.was_training = self.model.training
+        self.model.eval()
+        return self
+
+    def __exit__(self, *exc):
+        self.model.train(self.was_training)
+
+    def batch(self, s: slice) -> InstanceCompletions:
+        return complete_batch(self.model, self.instances[s], self.surroundings, device=self.device, scorer=self.scorer,
+                              **self.settings)
+
+    def masks(self, s: slice) -> dict:
+        done = self.batch(s)
+        return done.sample_mean_masks() if self.settings["samples"] else done.masks
+
+
 def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predicted", threshold: float = 0.5,
                        samples: int = 0, frame: str = "fit", context: Optional[AnnotationSet] = None,
-                       batch_size: int = 4096, device=None, return_details: bool = False,
+                       batch_size: int = BATCH, device=None, return_details: bool = False,
                        union_visible: bool = True, generator: Optional[torch.Generator] = None,
                        noise: float | str = 0.0):
     """Amodal masks for instance records, at full image resolution (module doc).
@@ -260,82 +434,33 @@ def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predic
     ``box``: "predicted" (the frame comes from ``frame``: "fit" or "transformer") or "amodal-gt"
     (evaluation only). ``context``: the annotation set the instances come from, whose other
     instances surround them (default: the given instances, grouped by image). ``samples`` = k
-    also decodes k posterior samples per instance (``generator`` makes them repeatable).
+    also decodes k posterior samples per instance (``generator`` makes them repeatable). ``noise``:
+    how far, in pixels, the visible masks' boundaries may lie from the truth (0: annotations, trusted;
+    "auto": estimated, :func:`resolve_noise`).
     Returns {annotation id: RLE} of the posterior mode; with ``return_details=True`` an
     :class:`InstanceCompletions`.
     """
-    if box not in ("predicted", "amodal-gt"):
-        raise ValueError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
-    if frame not in FRAMES:
-        raise ValueError(f"frame must be one of {', '.join(FRAMES)}, got {frame!r}")
-    instances = list(instances)
-    n = len(instances)
-    noise = resolve_noise(model, instances, noise, frame, box)
-    modal = None
-    dev = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        strength = torch.full((n,), float(noise))
-        if box == "amodal-gt":
-            in_boxes = C.frame_boxes(instances, "amodal")
-            crops = C.crop_masks(instances, mask="visible", boxes=in_boxes)
-            mu, logvar = _batched(lambda s: model.encode_partial(crops[s].to(dev), 1.0), n, batch_size)
-            rel = _unit(n).clone()
-            fitted = torch.zeros(n, dtype=torch.bool)
-        else:
-            in_boxes = C.frame_boxes(instances, "visible")
-            crops = C.crop_masks(instances, mask="visible", boxes=in_boxes)
-            geo, la = instance_geometry(instances, in_boxes), log_aspect_of(in_boxes)
-            vis_wh = in_boxes[:, 2:] - in_boxes[:, :2]
-            mu, logvar = _batched(lambda s: model.encode_partial(crops[s].to(dev), 0.0), n, batch_size)
-            rel = torch.cat([model.predict_boxes(crops[s].to(dev), la[s].to(dev), geo[s].to(dev)).cpu()
-                             for s in _slices(n, batch_size)]) if n else torch.zeros(0, 4)
-            fitted = torch.zeros(n, dtype=torch.bool)
-            if frame == "fit" and n:
-                by_id, modal = _surroundings(instances, context)
-                fitted = torch.tensor([bool(by_id[i.id].occluders) or by_id[i.id].touches_border for i in instances])
-                idx = torch.nonzero(fitted).flatten()
-                if len(idx):
-                    sub = [by_id[instances[k].id] for k in idx.tolist()]
-                    ctx_hi, _ = C.context_crops(modal, sub, scale=CONTEXT_SCALE, size=CONTEXT_HI)
-                    sides = facing_sides(F.adaptive_avg_pool2d(ctx_hi, CONTEXT_LO))
-                    b, _, m_, s_ = fit_frames(model, ctx_hi.to(dev), rel[idx].to(dev), sides.to(dev),
-                                              noise=strength[idx] if noise else None, vis_wh=vis_wh[idx])
-                    rel[idx], mu[idx], logvar[idx] = b.cpu(), m_.cpu(), (2 * s_.log()).cpu()
-                iso = torch.nonzero(~fitted).flatten()
-                if len(iso):  # halfway to the visible box, completed in that frame (GT-frame flag)
-                    rel[iso] = ISOLATED_FRAME * rel[iso] + (1 - ISOLATED_FRAME) * _unit(len(iso))
-                    x = C.crop_masks([instances[k] for k in iso.tolist()], "visible",
-                                     image_boxes(rel[iso], in_boxes[iso]))
-                    mu[iso], logvar[iso] = _batched(lambda s: model.encode_partial(x[s].to(dev), 1.0), len(iso), batch_size)
-        std = (0.5 * logvar).exp()
-        probs = torch.cat([torch.sigmoid(model.decoder(mu[s].to(dev))).cpu() for s in _slices(n, batch_size)]) \
-            if n else torch.zeros(0, S, S)
-        sample_probs = None
-        if samples:
-            chunk = max(1, batch_size // samples)
-            parts = []
-            for s in _slices(n, chunk):
-                eps = torch.randn(len(mu[s]), samples, mu.shape[1], generator=generator)
-                z = (mu[s][:, None] + std[s][:, None] * eps).reshape(-1, mu.shape[1]).to(dev)
-                parts.append(torch.sigmoid(model.decoder(z)).cpu().reshape(-1, samples, S, S))
-            sample_probs = torch.cat(parts) if parts else torch.zeros(0, samples, S, S)
-    finally:
-        model.train(was_training)
-    img_boxes = image_boxes(rel, in_boxes) if n else torch.zeros(0, 4)
-    if noise > 0:   # the visible masks are evidence, not truth (amodal_lib.predict.evidence)
-        if modal is None:
-            _, modal = _surroundings(instances, context)
-        det = InstanceCompletions({}, [i.id for i in instances], probs, img_boxes, mu, std, sample_probs, threshold,
-                                  instances, False, None, fitted, float(noise), modal)
-        det.masks = det.paste(probs)
-    else:
-        allowed = _allowed_regions(instances, modal, fitted) if bool(fitted.any()) else None
-        det = InstanceCompletions(paste_instances(probs, img_boxes, instances, threshold, union_visible, allowed),
-                                  [i.id for i in instances], probs, img_boxes, mu, std, sample_probs, threshold,
-                                  instances, union_visible, allowed, fitted)
-    return det if return_details else det.masks
+    parts = list(iter_completions(model, instances, box, threshold, samples, frame, context, batch_size, device,
+                                  union_visible, generator, noise))
+    if not return_details:
+        return {k: v for p in parts for k, v in p.masks.items()}
+    return _joined(parts, threshold, union_visible)
+
+
+def _joined(parts: list, threshold: float, union_visible: bool) -> InstanceCompletions:
+    """One :class:`InstanceCompletions` of several batches'."""
+    def cat(name):
+        got = [getattr(p, name) for p in parts]
+        return None if any(g is None for g in got) else torch.cat(got)
+    allowed = None
+    if any(p.allowed is not None for p in parts):
+        allowed = [a for p in parts for a in (p.allowed if p.allowed is not None else [None] * len(p.ids))]
+    noise = parts[0].noise if parts else 0.0
+    near = [n for p in parts for n in p.neighbours] if noise > 0 else None
+    return InstanceCompletions({k: v for p in parts for k, v in p.masks.items()}, [i for p in parts for i in p.ids],
+                               cat("probs"), cat("boxes"), cat("mu"), cat("std"), cat("sample_probs"), threshold,
+                               [i for p in parts for i in p.instances], union_visible, allowed, cat("fitted"), noise,
+                               near)
 
 
 def resolve_noise(model: AmodalVAE, instances: Sequence, noise: float | str, frame: str = "fit",
@@ -350,19 +475,7 @@ def resolve_noise(model: AmodalVAE, instances: Sequence, noise: float | str, fra
     if isinstance(noise, str):
         if noise != "auto":
             raise ValueError(f"noise must be pixels >= 0 or 'auto', got {noise!r}")
-        return estimate_noise(instances, getattr(model, "noise_calibration", None)) if instances else 0.0
+        return EV.estimate_noise(instances, getattr(model, "noise_calibration", None)) if instances else 0.0
     if not float(noise) >= 0:
         raise ValueError(f"noise must be pixels >= 0 or 'auto', got {noise!r}")
     return float(noise)
-
-
-def _slices(n: int, size: int) -> list:
-    return [slice(s, s + size) for s in range(0, n, size)]
-
-
-def _batched(fn, n: int, batch_size: int):
-    """(mu, logvar) of ``fn(slice)`` over batches, on the CPU."""
-    outs = [fn(s) for s in _slices(n, batch_size)]
-    if not outs:
-        return torch.zeros(0, 1), torch.zeros(0, 1)
-    return torch.cat([o[0].cpu() for o in outs]), torch.cat([o[1].cpu() for o in outs])

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..data import masks as M
+from ..data import crops as C
+from ..data import rle as R
 from ..data.corruption import blur_crops, segmenter_noise
-from ..data.crops import paste_region
 from ..data.records import AnnotationSet, group_by_image, with_visible
 
 SIGMA_PER_NOISE = 1.3   # the evidence's blur, per pixel of noise
@@ -63,48 +63,60 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def fuse_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence, context: AnnotationSet,
-                   noise_px: Sequence[float], threshold: float, trust_background: Sequence[bool]) -> dict:
-    """{annotation id: RLE} of (N, 28, 28) crop probabilities in their image ``boxes`` (xyxy) joined
-    with soft evidence (module doc): ``context`` holds the visible masks (the instances' own and
-    their neighbours'), ``noise_px`` each instance's noise, ``trust_background`` whether pixels
-    covered by no visible mask count as background for it."""
-    by_image = context.by_image()
-    decoded: dict = {}
-    t = float(_logit(np.float32(threshold)))
-    out = {}
-    for k, inst in enumerate(instances):
-        h, w = inst.height, inst.width
-        if inst.image_id not in decoded:
-            members = by_image.get(inst.image_id, [])
-            masks = M.decode_many([m.visible for m in members]).astype(bool) if members else np.zeros((0, h, w), bool)
-            decoded = {inst.image_id: ({m.id: j for j, m in enumerate(members)}, masks, masks.sum(0))}
-        pos, masks, total = decoded[inst.image_id]
-        s = float(noise_px[k])
-        sigma = SIGMA_PER_NOISE * s
-        margin = int(np.ceil(3 * sigma)) + 2
-        x0, y0, bw, bh = inst.visible_box
-        b = boxes[k].tolist()
-        c0, r0 = max(int(np.floor(min(b[0], x0))) - margin, 0), max(int(np.floor(min(b[1], y0))) - margin, 0)
-        c1 = min(int(np.ceil(max(b[2], x0 + bw))) + margin, w)
-        r1 = min(int(np.ceil(max(b[3], y0 + bh))) + margin, h)
-        result = np.zeros((h, w), np.uint8)
-        if c1 > c0 and r1 > r0:
-            own = masks[pos[inst.id]][r0:r1, c0:c1] if inst.id in pos else M.decode(inst.visible)[r0:r1, c0:c1] > 0
-            others = (total[r0:r1, c0:c1] - own) > 0 if inst.id in pos else total[r0:r1, c0:c1] > 0
+def margin(noise_px: float) -> int:
+    """Pixels of evidence beyond an instance's region that its blur reaches (3 sigma, and 2 more)."""
+    return int(np.ceil(3 * SIGMA_PER_NOISE * noise_px)) + 2 if noise_px > 0 else 0
+
+
+def fuse_window(probs: np.ndarray, own: np.ndarray, others: np.ndarray, noise_px: float, threshold: float,
+                trust_background: bool) -> np.ndarray:
+    """One instance's mask over a window of its image (all arrays of the window's shape, reaching
+    :func:`margin` pixels beyond where the completion can be): its pasted probabilities ``probs``
+    (0 off its box) joined with soft evidence (module doc): ``own``, its visible mask; ``others``,
+    the other instances' visible masks; ``trust_background``, whether pixels covered by no visible
+    mask count as background for it (a fitted frame's). Returns the bool mask of the window."""
+    evidence = own.astype(np.float32)
+    if trust_background:
+        evidence -= (~own.astype(bool) & ~others.astype(bool)).astype(np.float32)
+    if noise_px > 0:
+        evidence = ndimage.gaussian_filter(evidence, SIGMA_PER_NOISE * noise_px, mode="nearest")
+    return (_logit(probs) + WEIGHT * evidence) > float(_logit(np.float32(threshold)))
+
+
+def paste_soft(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence, threshold: float, noise_px: float,
+               neighbours: Optional[list], trust_background: Sequence[bool]) -> dict:
+    """{annotation id: RLE} of crops ``probs`` (N, 28, 28) pasted into their image ``boxes`` (xyxy)
+    and joined with soft evidence (:func:`fuse_window`), each over its pasted box and visible box
+    grown by :func:`margin` (clipped to the image), where its own and its ``neighbours[k]``' visible
+    masks (RLEs) are decoded, and nowhere else: no full frame is decoded."""
+    out: list = [None] * len(instances)
+    grow = margin(noise_px)
+    for ks, origins, values in C.iter_paste_regions(probs, boxes, instances):
+        insts = [instances[k] for k in ks]
+        h, w = insts[0].height, insts[0].width
+        masks, corners = [], []
+        for k, inst, (o0, o1), v in zip(ks, insts, origins, values):
+            r0, c0, r1, c1 = o0, o1, o0 + v.shape[0], o1 + v.shape[1]
+            if inst.visible_area:
+                x, y, bw, bh = (int(q) for q in inst.visible_box)
+                r0, c0, r1, c1 = min(r0, y), min(c0, x), max(r1, y + bh), max(c1, x + bw)
+            r0, c0, r1, c1 = max(r0 - grow, 0), max(c0 - grow, 0), min(r1 + grow, h), min(c1 + grow, w)
+            win = (r0, r1, c0, c1)
+            own = R.decode_windows([inst.visible], [win])[0]
+            near = neighbours[k] if neighbours is not None else []
+            others = np.zeros(own.shape, bool)
+            for m in (R.decode_windows(near, [win] * len(near)) if near else []):
+                others |= m.astype(bool)
             p = np.zeros((r1 - r0, c1 - c0), np.float32)
-            reg = paste_region(probs[k][None], b, h, w)
-            if reg is not None:
-                rows, cols, vals = reg
-                p[rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0] = vals[0]
-            evidence = own.astype(np.float32)
-            if trust_background[k]:
-                evidence -= (~own & ~others).astype(np.float32)
-            if sigma > 0:
-                evidence = ndimage.gaussian_filter(evidence, sigma, mode="nearest")
-            result[r0:r1, c0:c1] = (_logit(p) + WEIGHT * evidence) > t
-        out[inst.id] = M.encode(result)
-    return out
+            a0, b0 = max(o0, r0), max(o1, c0)                       # the pasted box, inside the window
+            a1, b1 = min(o0 + v.shape[0], r1), min(o1 + v.shape[1], c1)
+            if a1 > a0 and b1 > b0:
+                p[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = v[a0 - o0:a1 - o0, b0 - o1:b1 - o1]
+            masks.append(fuse_window(p, own, others, noise_px, threshold, bool(trust_background[k])))
+            corners.append((r0, c0))
+        for k, rle in zip(ks, R.encode_windows(masks, corners, h, w)):
+            out[k] = rle
+    return {inst.id: r for inst, r in zip(instances, out)}
 
 
 ROUGHNESS_SIGMA = 2.0   # pixels: the smoothing a mask's boundary is compared with
@@ -128,7 +140,7 @@ def boundary_roughness(instances: Sequence, max_instances: int = 400, min_area: 
         x, y, w, h = inst.visible_box
         c0, r0 = max(int(x) - m, 0), max(int(y) - m, 0)
         c1, r1 = min(int(np.ceil(x + w)) + m, inst.width), min(int(np.ceil(y + h)) + m, inst.height)
-        win = M.decode(inst.visible)[r0:r1, c0:c1].astype(bool)
+        win = R.decode_window(inst.visible, r0, r1, c0, c1).astype(bool)
         edge = win & ~ndimage.binary_erosion(win, border_value=1)
         if not edge.any():
             continue

@@ -18,13 +18,14 @@ validation); :func:`box_filled` is the baseline the network must beat (the whole
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..data import crops as C
 from ..data import masks as M
+from ..data import rle as R
 from ..data.images import crop_images
 from ..data.records import AnnotationSet, Instance
 from ..errors import ArgumentError
@@ -76,14 +77,15 @@ def predict_crops(model, ann: AnnotationSet, instances: Sequence[Instance], box:
 
 
 def _box_rles(instances: Sequence[Instance], boxes: torch.Tensor) -> list:
-    """Each xyxy box rasterised as an RLE of its instance's image (pixels whose centre it holds)."""
+    """Each xyxy box rasterised as an RLE of its instance's image (pixels whose centre it holds),
+    encoded from the box alone."""
     out = []
     for inst, b in zip(instances, boxes.tolist()):
-        m = np.zeros((inst.height, inst.width), np.uint8)
         c0, r0 = max(int(np.floor(b[0] + 0.5)), 0), max(int(np.floor(b[1] + 0.5)), 0)
         c1, r1 = min(int(np.ceil(b[2] - 0.5)), inst.width), min(int(np.ceil(b[3] - 0.5)), inst.height)
-        m[r0:max(r1, r0), c0:max(c1, c0)] = 1
-        out.append(M.encode(m))
+        window = np.ones((max(r1 - r0, 0), max(c1 - c0, 0)), bool)
+        out.append(R.encode_windows([window], [(min(r0, inst.height), min(c0, inst.width))], inst.height,
+                                    inst.width)[0])
     return out
 
 
@@ -102,6 +104,24 @@ def _never_empty(prob: torch.Tensor, frame: torch.Tensor, inst: Instance, box_rl
     return M.encode(m)
 
 
+def iter_segments(model, ann: AnnotationSet, instances: Optional[Sequence[Instance]] = None,
+                  threshold: float = DEFAULT_THRESHOLD, box: Optional[str] = None, batch_size: int = 256,
+                  chunk: int = 2048) -> Iterator[dict]:
+    """:func:`segment_instances` ``chunk`` instances at a time, in order: yields {annotation id: RLE}
+    per chunk (what a caller writes out as it goes)."""
+    instances = list(ann.instances if instances is None else instances)
+    for a in range(0, len(instances), chunk):
+        part = instances[a:a + chunk]
+        probs, frames, _ = predict_crops(model, ann, part, box, batch_size)
+        inside = _box_rles(part, gt_boxes(part, box or model.box))
+        pasted = C.paste_masks(probs, frames, part, threshold)
+        out = {}
+        for k, (inst, rle, b) in enumerate(zip(part, pasted, inside)):
+            m = M.merge([rle, b], intersect=True)
+            out[inst.id] = m if M.area(m) else _never_empty(probs[k], frames[k], inst, b)
+        yield out
+
+
 def segment_instances(model, ann: AnnotationSet, instances: Optional[Sequence[Instance]] = None,
                       threshold: float = DEFAULT_THRESHOLD, box: Optional[str] = None, batch_size: int = 256,
                       chunk: int = 2048, progress: bool = False) -> dict:
@@ -110,17 +130,10 @@ def segment_instances(model, ann: AnnotationSet, instances: Optional[Sequence[In
     from tqdm.auto import tqdm
     instances = list(ann.instances if instances is None else instances)
     out: dict = {}
-    bar = tqdm(total=len(instances), desc="ResNet-PSP", unit="mask", disable=not progress, leave=False)
-    for a in range(0, len(instances), chunk):
-        part = instances[a:a + chunk]
-        probs, frames, _ = predict_crops(model, ann, part, box, batch_size)
-        inside = _box_rles(part, gt_boxes(part, box or model.box))
-        pasted = C.paste_masks(probs, frames, part, threshold)
-        for k, (inst, rle, b) in enumerate(zip(part, pasted, inside)):
-            m = M.merge([rle, b], intersect=True)
-            out[inst.id] = m if M.area(m) else _never_empty(probs[k], frames[k], inst, b)
-        bar.update(len(part))
-    bar.close()
+    with tqdm(total=len(instances), desc="ResNet-PSP", unit="mask", disable=not progress, leave=False) as bar:
+        for part in iter_segments(model, ann, instances, threshold, box, batch_size, chunk):
+            out.update(part)
+            bar.update(len(part))
     return out
 
 
@@ -130,15 +143,26 @@ def box_filled(instances: Sequence[Instance], box: str = DEFAULT_BOX) -> dict:
     return {i.id: r for i, r in zip(instances, _box_rles(instances, gt_boxes(instances, box)))}
 
 
+def visible_overlaps(by_id: dict, masks: dict) -> tuple:
+    """(intersections, unions) float64 arrays of ``masks`` ({id: RLE}) with the visible masks of the
+    instances ``by_id`` ({id: Instance}) they name."""
+    inst = [by_id[k] for k in masks if k in by_id]
+    pred = [masks[i.id] for i in inst]
+    inter = np.array([M.area(M.merge([p, i.visible], intersect=True)) for p, i in zip(pred, inst)], np.float64)
+    union = np.array([M.area(p) + i.visible_area for p, i in zip(pred, inst)], np.float64) - inter
+    return inter, union
+
+
+def overlap_iou(inter: np.ndarray, union: np.ndarray) -> dict:
+    """{"n", "A" (pooled IoU, %), "B" (mean per-instance IoU, %)} of intersections and unions."""
+    if not len(inter):
+        return {"n": 0, "A": None, "B": None}
+    return {"n": len(inter), "A": float(100 * inter.sum() / max(union.sum(), 1.0)),
+            "B": float(100 * np.mean(inter / np.maximum(union, 1.0)))}
+
+
 def visible_iou(ann: AnnotationSet, masks: dict) -> dict:
     """How well ``masks`` ({id: RLE}) match the ground-truth visible masks of ``ann``'s instances:
     {"n", "A" (pooled IoU, %), "B" (mean per-instance IoU, %)}."""
-    inst = [i for i in ann.instances if i.id in masks]
-    if not inst:
-        return {"n": 0, "A": None, "B": None}
-    pred = [masks[i.id] for i in inst]
-    gt = [i.visible for i in inst]
-    inter = np.array([M.area(M.merge([p, g], intersect=True)) for p, g in zip(pred, gt)], np.float64)
-    union = np.array([M.area(p) + M.area(g) for p, g in zip(pred, gt)], np.float64) - inter
-    return {"n": len(inst), "A": float(100 * inter.sum() / max(union.sum(), 1.0)),
-            "B": float(100 * np.mean(inter / np.maximum(union, 1.0)))}
+    wanted = {i.id for i in ann.instances}
+    return overlap_iou(*visible_overlaps(ann.by_id(), {k: v for k, v in masks.items() if k in wanted}))
