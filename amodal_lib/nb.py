@@ -212,7 +212,8 @@ class Context:
     def validation_sets(self) -> dict:
         """{set name: AnnotationSet} of this run's Amodal-VAE validation (the amodal answers it is
         scored on: the val split's labels, with its images; or pasted occlusions, which have no
-        image file), read from its run folder."""
+        image file), read from its run folder. The same sets with a segmenter's visible masks, which
+        choose only the threshold for such masks, are not among them."""
         import dataclasses
         info = self.validation_info()
         if info is None:
@@ -220,7 +221,7 @@ class Context:
                                     "first (notebook 01, or ctx.train_amodal_vae())")
         images = self.annotations("val").images_dir if info["kind"] == "amodal labels" else None
         return {name: dataclasses.replace(load_annotations(self.run_dir("amodal-vae") / f), images_dir=images)
-                for name, f in info["files"].items()}
+                for name, f in info["files"].items() if name not in info.get("visible_files", {})}
 
     def amodal_vae(self, device: str = "auto", progress: bool = False):
         """The Amodal-VAE of this profile, seed and data (all three stages): :meth:`model`."""

@@ -273,11 +273,14 @@ def recorded_sweep(run_dir) -> pd.DataFrame:
     """The threshold sweep ``amodal train`` made on validation (``threshold_sweep.csv`` in
     ``run_dir``): one row per threshold and validation set, then one per threshold with ``set``
     "mean", the mean over the sets (``n`` summed) on which the choice is made (``docs/design.md``,
-    "Threshold criterion")."""
+    "Threshold criterion"). The rows of the sets with a segmenter's visible masks (``noisy``), which
+    choose threshold.json's "noisy" threshold instead, are left out."""
     path = Path(run_dir) / SWEEP_FILE
     if not path.is_file():
         raise MissingCheckpointError(path, "missing: train the run to its last stage (notebook 03, or ctx.amodal_vae())")
     sweep = pd.read_csv(path)
+    if "noisy" in sweep.columns:
+        sweep = sweep[~sweep.noisy.astype(bool)]
     mean = sweep.groupby("threshold", as_index=False).agg({"n": "sum", **{c: "mean" for c in SCORE_COLUMNS}})
     return pd.concat([sweep, mean.assign(set="mean")], ignore_index=True)[["set", "threshold", "n"] + SCORE_COLUMNS]
 
