@@ -323,11 +323,24 @@ def complete_batches(name: str, ann, model=None, instances: Optional[Sequence] =
         raise ArgumentError(f"{name} needs a trained model (a run folder or checkpoint)")
     if box not in BOXES:
         raise ArgumentError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
-    level = resolve_noise(name, model, instances, noise, frame, box)
-    t = default_threshold(name, getattr(model, "checkpoint", None), noisy=level > 0)[0] if threshold is None \
+    level, noisy = resolve_evidence(name, model, instances, noise, frame, box)
+    t = default_threshold(name, getattr(model, "checkpoint", None), noisy=noisy)[0] if threshold is None \
         else float(threshold)
     return f.complete(model, ann, instances, threshold=t, box=box, samples=samples, frame=frame, seed=seed,
                       workers=workers, noise=level)
+
+
+def resolve_evidence(name: str, model, instances: Sequence, noise="auto", frame: str = "fit",
+                     box: str = "predicted") -> tuple[float, bool]:
+    """(the noise in pixels a completion works with, whether the masks are a segmenter's): with
+    "auto", masks read as a segmenter's are taken as soft evidence at their estimated noise, or as
+    truth (noise 0) where the run's validation found that better (``threshold.json``,
+    :func:`amodal_lib.thresholds.noisy_evidence`); either way at the threshold searched for such masks."""
+    level = resolve_noise(name, model, instances, noise, frame, box)
+    from .thresholds import noisy_evidence   # deferred on purpose: torch, as families()
+    if level > 0 and noise == "auto" and noisy_evidence(getattr(model, "checkpoint", None)) == "hard":
+        return 0.0, True
+    return level, level > 0
 
 
 def resolve_noise(name: str, model, instances: Sequence, noise="auto", frame: str = "fit",

@@ -209,12 +209,36 @@ def sweep_thresholds(validation, details: Callable[[AnnotationSet], object], thr
     return _best_mean(clean, criterion), sweep
 
 
-def noisy_threshold(sweep: pd.DataFrame, criterion: str = "A_full") -> Optional[float]:
-    """The threshold for segmenter masks: the largest ``criterion`` averaged over the sweep's noisy
-    rows (:func:`sweep_thresholds`), or None when it has none."""
+def noisy_threshold(sweep: pd.DataFrame, criterion: str = "A_full") -> tuple:
+    """(threshold, evidence) for segmenter masks: the largest ``criterion`` averaged over the sweep's
+    noisy rows (:func:`sweep_thresholds`), among each ``evidence`` the sweep has ("soft": the masks
+    as evidence at their estimated noise; "hard": as truth; ties: soft), or (None, None) without noisy rows."""
     if "noisy" not in sweep.columns or not sweep.noisy.any():
-        return None
-    return _best_mean(sweep[sweep.noisy.astype(bool)], criterion)
+        return None, None
+    rows = sweep[sweep.noisy.astype(bool)]
+    if "evidence" not in rows.columns:
+        rows = rows.assign(evidence="soft")
+    best = None
+    for ev in sorted(rows.evidence.unique(), key=lambda e: e != "soft"):
+        part = rows[rows.evidence == ev]
+        t = _best_mean(part, criterion)
+        v = float(part[part.threshold == t].groupby("set")[criterion].mean().mean())
+        if best is None or v > best[2]:
+            best = (t, ev, v)
+    return best[0], best[1]
+
+
+def noisy_evidence(checkpoint) -> str:
+    """How a run takes a segmenter's masks, as its validation chose (``threshold.json``'s
+    ``noisy.evidence``): "soft" (evidence at their estimated noise; also a run without the choice)
+    or "hard" (as truth)."""
+    if checkpoint is None:
+        return "soft"
+    ck = Path(checkpoint)
+    stored = read_threshold(ck if ck.is_dir() else ck.parent) or {}
+    noisy = stored.get("noisy")
+    return noisy.get("evidence", "soft") if isinstance(noisy, dict) and noisy.get("evidence") in ("soft", "hard") \
+        else "soft"
 
 
 def _best_mean(sweep: pd.DataFrame, criterion: str) -> float:

@@ -106,17 +106,31 @@ def test_noisy_validation_sets_choose_a_threshold_not_the_checkpoint(test_set, t
     assert set(paths) == set(val.sets)
 
 
-def test_noisy_threshold_is_read_for_segmenter_masks(tmp_path):
+def test_noisy_threshold_is_read_for_segmenter_masks(tmp_path, test_set):
     import pandas as pd
     rows = [{"threshold": t, "set": "s", "noisy": nz, "n": 1, "A_full": (-(t - (0.7 if nz else 0.5)) ** 2),
              "A_invisible": 0.0, "B_full": 0.0, "B_invisible": 0.0} for t in (0.5, 0.6, 0.7) for nz in (False, True)]
     sweep = pd.DataFrame(rows)
-    assert noisy_threshold(sweep) == 0.7 and noisy_threshold(sweep[~sweep.noisy]) is None
+    assert noisy_threshold(sweep) == (0.7, "soft") and noisy_threshold(sweep[~sweep.noisy]) == (None, None)
+    hard = sweep[sweep.noisy].assign(evidence="hard", A_full=lambda d: d.A_full + 1.0)   # the masks as truth: better
+    assert noisy_threshold(pd.concat([sweep.assign(evidence="soft"), hard])) == (0.7, "hard")
     ck = tmp_path / "stage3.pt"
     ck.write_bytes(b"")
     write_threshold(tmp_path, 0.5, sweep, noisy={"threshold": 0.7})
     assert default_threshold("amodal-vae", ck)[0] == 0.5
     assert default_threshold("amodal-vae", ck, noisy=True)[0] == 0.7
+    from amodal_lib import registry
+    from amodal_lib.thresholds import noisy_evidence
+    assert noisy_evidence(ck) == "soft"                                     # a run without the choice
+    write_threshold(tmp_path, 0.5, sweep, noisy={"threshold": 0.7, "evidence": "hard"})
+    assert noisy_evidence(ck) == "hard" and noisy_evidence(None) == "soft"
+
+    class Stub:
+        checkpoint = str(ck)
+        noise_calibration = EV.DEFAULT_CALIBRATION
+    noisy = with_visible(test_set, segmenter_noise(test_set.instances, 2.0, seed=1), "noise").instances
+    assert registry.resolve_evidence("amodal-vae", Stub(), noisy, "auto") == (0.0, True)     # as truth, noisy threshold
+    assert registry.resolve_evidence("amodal-vae", Stub(), noisy, 1.0) == (1.0, True)        # said: as said
 
 
 def test_boundary_roughness_tells_a_segmenters_masks_from_annotations(test_set):

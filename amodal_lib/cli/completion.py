@@ -52,10 +52,10 @@ def complete(ns) -> int:
         raise ArgumentError(f"--box amodal-gt reads the ground-truth amodal boxes, and {ns.annotations} has none")
     model = registry.load_model(ns.model, ns.checkpoint, ns.device) if learned else None
     given = with_visible(ann, visible, str(ns.visible)) if visible is not None else ann
-    noise = _noise(ns, model, given)
+    noise, noisy = _noise(ns, model, given)
     threshold = ns.threshold
     if learned and threshold is None:
-        threshold, source = registry.default_threshold(ns.model, ns.checkpoint, noisy=noise > 0)
+        threshold, source = registry.default_threshold(ns.model, ns.checkpoint, noisy=noisy)
         print(f"threshold {threshold:g} ({source})", file=sys.stderr)
     if visible is not None:
         return _complete_visible(ns, ann, model, threshold, visible, noise)
@@ -74,25 +74,29 @@ def _progress(batches, total: int):
             bar.update(len(part))
 
 
-def _noise(ns, model, given) -> float:
-    """The visible masks' noise in pixels (``--visible-noise``: pixels, or "auto": estimated from
-    their boundaries), said on stderr when it is not 0."""
+def _noise(ns, model, given) -> tuple[float, bool]:
+    """(the visible masks' noise in pixels, whether they are a segmenter's) from ``--visible-noise``
+    (pixels, or "auto": estimated from their boundaries; :func:`amodal_lib.registry.resolve_evidence`),
+    said on stderr."""
     if "noise" not in registry.declared(ns.model, registry.RULE, registry.COMPLETION).complete_options:
         if ns.visible_noise != "auto":
             raise ArgumentError(f"--visible-noise applies to --model {_takers('noise')} only")
-        return 0.0
+        return 0.0, False
     try:
         level = float(ns.visible_noise) if ns.visible_noise != "auto" else "auto"
     except ValueError:
         raise ArgumentError(f"--visible-noise takes pixels >= 0 or 'auto', got {ns.visible_noise!r}") from None
     if level != "auto" and not (math.isfinite(level) and 0 <= level <= 20):
         raise ArgumentError(f"--visible-noise must lie in 0..20 pixels, got {ns.visible_noise}")
-    noise = registry.resolve_noise(ns.model, model, given.instances, level, ns.frame, ns.box)
+    noise, noisy = registry.resolve_evidence(ns.model, model, given.instances, level, ns.frame, ns.box)
     if noise > 0:
         how = "estimated from their boundaries" if level == "auto" else "--visible-noise"
         print(f"visible masks treated as a segmenter's, {noise:.2g} px off ({how}): evidence, not truth",
               file=sys.stderr)
-    return noise
+    elif noisy:
+        print("visible masks read as a segmenter's; taken as truth, as this run's validation found better",
+              file=sys.stderr)
+    return noise, noisy
 
 
 def _load_visible(path, ann):

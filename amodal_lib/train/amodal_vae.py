@@ -34,8 +34,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+import dataclasses
 from typing import Optional
 
+import pandas as pd
 import torch
 
 from ..data import as_annotations
@@ -227,16 +229,25 @@ def search_threshold(model: AmodalVAE, validation: Validation, cfg: VAEConfig, o
     ``threshold_sweep.csv`` into ``out_dir``; returns what threshold.json holds."""
     t, sweep = sweep_thresholds(validation, lambda a: complete_instances(
         model, a.instances, frame=cfg.frame, context=a, return_details=True, noise="auto"), cfg.thresholds)
+    sweep["evidence"] = "soft"
+    noisy_sets = {k: v for k, v in validation.sets.items() if validation.is_noisy(k)}
+    if noisy_sets:   # the same sets with the segmenter's masks taken as truth: validation says which helps
+        hard_val = dataclasses.replace(validation, sets=noisy_sets)
+        _, hard = sweep_thresholds(hard_val, lambda a: complete_instances(
+            model, a.instances, frame=cfg.frame, context=a, return_details=True, noise=0.0), cfg.thresholds)
+        sweep = pd.concat([sweep, hard.assign(evidence="hard")], ignore_index=True)
     at = sweep[(sweep.threshold == t) & ~sweep.noisy]
     info = {"threshold": t, "criterion": "largest protocol-A full mIoU on the validation sets (mean over sets)",
             "frame": cfg.frame, "stage": int(getattr(model, "trained_stage", 0)),
             "validation": validation.description,
             "scores": {row.set: {"A_full": row.A_full, "A_inv": row.A_invisible, "B_full": row.B_full,
                                  "B_inv": row.B_invisible} for row in at.itertuples()}}
-    tn = noisy_threshold(sweep)
-    if tn is not None:   # for a segmenter's masks (complete_instances with noise > 0)
-        atn = sweep[(sweep.threshold == tn) & sweep.noisy]
-        info["noisy"] = {"threshold": tn, "criterion": "the same, on the sets with a segmenter's visible masks",
+    tn, evidence = noisy_threshold(sweep)
+    if tn is not None:   # for a segmenter's masks: the threshold, and soft evidence or the masks as truth
+        atn = sweep[(sweep.threshold == tn) & sweep.noisy & (sweep.evidence == evidence)]
+        info["noisy"] = {"threshold": tn, "evidence": evidence,
+                         "criterion": "the same, on the sets with a segmenter's visible masks, with soft evidence "
+                                      "(the noise estimated) or the masks taken as truth",
                          "scores": {row.set: {"A_full": row.A_full, "A_inv": row.A_invisible, "B_full": row.B_full,
                                               "B_inv": row.B_invisible} for row in atn.itertuples()}}
     write_threshold(out_dir, t, sweep, **{k: v for k, v in info.items() if k != "threshold"})
