@@ -73,7 +73,7 @@ class VAEConfig:
     train_noise: float = 0.0
     clean_prob: float = 0.4
     noise_from: int = 1000  # stage 2 learns from clean masks first, then from both (its last steps)
-    val_noise: tuple = ("mild",)  # the threshold for segmenter masks is searched on each validation set with these noises
+    val_noise: tuple = ("mild", "strong")  # how segmenter masks are taken, and at what threshold, is chosen on these
     # stage 3
     stage3_instances: str = "occluded"  # "occluded" (touching others or the border) | "all"
     context_scale: float = 3.0
