@@ -263,11 +263,12 @@ class Context:
         self._record(out / f"{name}.md")
         return csv
 
-    def save_json(self, obj: Any, name: str) -> Path:
+    def save_json(self, obj: Any, name: str) -> None:
+        """Write ``obj`` as ``tables/<name>.json`` and record it; returns nothing, so that a cell ending
+        with it shows no path of the machine that ran it."""
         path = self.out / "tables" / f"{name}.json"
         atomic_write_json(path, obj)
         self._record(path)
-        return path
 
     def load_json(self, name: str, notebook_hint: str = "") -> Any:
         """An artifact an upstream notebook saved with save_json; when it is missing, the error

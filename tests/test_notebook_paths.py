@@ -4,6 +4,7 @@ Notebook 10, which prints its run folder, runs at the smoke profile with its res
 folder outside the repository."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,11 @@ def test_an_executed_notebook_and_its_outputs_hold_no_absolute_path(tmp_path):
     machine = [str(REPO), str(results), str(tmp_path), str(Path.home()) + "/"]
     found = {name: [m for m in machine if m in text] for name, text in written.items()}
     assert not any(found.values()), found
+
+
+def test_the_committed_executed_notebooks_show_no_path_of_the_machine_that_ran_them():
+    """What a cell's last value displays is kept in results/notebooks: never a path object of the
+    machine (a saver that returned its path once showed the machine's own folder in two notebooks)."""
+    books = sorted((REPO / "results" / "notebooks").glob("*.ipynb"))
+    shown = {b.name: re.findall(r"PosixPath\('/[^']*'\)", b.read_text()) for b in books}
+    assert not any(shown.values()), {k: v for k, v in shown.items() if v}
