@@ -206,7 +206,7 @@ def sweep_thresholds(validation, details: Callable[[AnnotationSet], object], thr
         frames.append(sw.assign(set=name, noisy=validation.is_noisy(name)))
     sweep = pd.concat(frames, ignore_index=True)
     clean = sweep[~sweep.noisy] if (~sweep.noisy).any() else sweep
-    return _best_mean(clean, criterion), sweep
+    return _best(clean, criterion)[0], sweep
 
 
 def noisy_threshold(sweep: pd.DataFrame, criterion: str = "A_full") -> tuple:
@@ -220,9 +220,7 @@ def noisy_threshold(sweep: pd.DataFrame, criterion: str = "A_full") -> tuple:
         rows = rows.assign(evidence="soft")
     best = None
     for ev in sorted(rows.evidence.unique(), key=lambda e: e != "soft"):
-        part = rows[rows.evidence == ev]
-        t = _best_mean(part, criterion)
-        v = float(part[part.threshold == t].groupby("set")[criterion].mean().mean())
+        t, v = _best(rows[rows.evidence == ev], criterion)
         if best is None or v > best[2]:
             best = (t, ev, v)
     return best[0], best[1]
@@ -241,10 +239,13 @@ def noisy_evidence(checkpoint) -> str:
         else "soft"
 
 
-def _best_mean(sweep: pd.DataFrame, criterion: str) -> float:
+def _best(sweep: pd.DataFrame, criterion: str) -> tuple[float, float]:
+    """(threshold, value) of the largest ``criterion`` averaged over a sweep's rows per threshold."""
     mean = sweep.groupby("threshold", as_index=False)[SCORE_COLUMNS].mean()
     vals = mean[criterion].to_numpy(float)
-    return float(mean.threshold.to_numpy()[int(np.nanargmax(vals))])
+    k = int(np.nanargmax(vals))
+    return float(mean.threshold.to_numpy()[k]), float(vals[k])
+
 
 
 # --------------------------------------------------------------------------- stored and read back

@@ -253,15 +253,18 @@ def decode_samples(model: AmodalVAE, mu, std, samples: int, batch_size: int, dev
     return torch.cat(parts) if parts else torch.zeros(0, samples, S, S)
 
 
-def instance_region(inst, origin: tuple, shape: tuple, union_visible: bool = True) -> tuple:
+def instance_region(inst, origin: tuple, shape: tuple, union_visible: bool = True, grow: int = 0) -> tuple:
     """Step 6a, where an instance's completion can be: ``(r0, r1, c0, c1)``, the pixels of its
     pasted box (``origin``, ``shape``) and, when it is joined with its visible mask, of the visible
-    mask's box. Outside it the completion is empty."""
+    mask's box; ``grow`` pixels more on every side (within the image) where soft evidence is blurred
+    in from around it. Outside it the completion is empty."""
     r0, c0 = origin
     r1, c1 = r0 + shape[0], c0 + shape[1]
     if union_visible and inst.visible_area:
         x, y, w, h = (int(v) for v in inst.visible_box)
         r0, c0, r1, c1 = min(r0, y), min(c0, x), max(r1, y + h), max(c1, x + w)
+    if grow:
+        r0, c0, r1, c1 = max(r0 - grow, 0), max(c0 - grow, 0), min(r1 + grow, inst.height), min(c1 + grow, inst.width)
     return r0, r1, c0, c1
 
 
@@ -290,22 +293,28 @@ def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequenc
     the evidence is soft instead (:func:`amodal_lib.predict.evidence.fuse_window`, over the region
     grown by the blur's reach): ``neighbours[k]``, the other visible masks of the instance's image,
     and ``allowed[k]`` not None, whether the background is trusted (a fitted frame)."""
-    if noise > 0:
-        trust = [allowed is not None and allowed[k] is not None for k in range(len(instances))]
-        return EV.paste_soft(probs, boxes, instances, threshold, noise, neighbours, trust)
+    soft = noise > 0
+    joined = union_visible or soft   # soft evidence always reads the instance's visible mask
     out: list = [None] * len(instances)
     for ks, origins, values in C.iter_paste_regions(probs, boxes, instances):
         insts = [instances[k] for k in ks]
-        regions = [instance_region(i, o, v.shape, union_visible) for i, o, v in zip(insts, origins, values)]
-        visible = R.decode_windows([i.visible for i in insts], regions) if union_visible else [None] * len(ks)
+        regions = [instance_region(i, o, v.shape, joined, EV.margin(noise)) for i, o, v in zip(insts, origins, values)]
+        visible = R.decode_windows([i.visible for i in insts], regions) if joined else [None] * len(ks)
         fences = [None if allowed is None else allowed[k] for k in ks]
-        inside = [f for f in fences if f is not None]
-        decoded = iter(R.decode_windows(inside, [r for r, f in zip(regions, fences) if f is not None]))
+        clip = [(r, f) for r, f in zip(regions, fences) if f is not None and not soft]   # the hard rule's clip
+        decoded = iter(R.decode_windows([f for _, f in clip], [r for r, _ in clip]))
         masks = []
-        for (r0, r1, c0, c1), (o0, o1), v, vis, fence in zip(regions, origins, values, visible, fences):
+        for k, (r0, r1, c0, c1), (o0, o1), v, vis, fence in zip(ks, regions, origins, values, visible, fences):
             p = np.zeros((r1 - r0, c1 - c0), np.float32)   # the probabilities over the region (0 off the box)
             p[o0 - r0:o0 - r0 + v.shape[0], o1 - c0:o1 - c0 + v.shape[1]] = v
-            masks.append(combine_evidence(p, threshold, vis, None if fence is None else next(decoded)))
+            if soft:   # the image's other visible masks there; the background trusted where a frame was fitted
+                near = neighbours[k] if neighbours is not None else []
+                others = np.zeros(p.shape, bool)
+                for m in R.decode_windows(near, [(r0, r1, c0, c1)] * len(near)) if near else []:
+                    others |= m.astype(bool)
+                masks.append(EV.fuse_window(p, vis, others, noise, threshold, fence is not None))
+            else:
+                masks.append(combine_evidence(p, threshold, vis, None if fence is None else next(decoded)))
         h, w = insts[0].height, insts[0].width
         for k, rle in zip(ks, R.encode_windows(masks, [(r[0], r[2]) for r in regions], h, w)):
             out[k] = rle

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..data import crops as C
 from ..data import rle as R
 from ..data.corruption import blur_crops, segmenter_noise
 from ..data.records import AnnotationSet, group_by_image, with_visible
@@ -39,22 +38,16 @@ SIGMA_PER_NOISE = 1.3   # the evidence's blur, per pixel of noise
 WEIGHT = 4.0            # logit units the evidence adds far from a boundary
 
 
-def soft_known_pixels(context: torch.Tensor, noise_px: Optional[torch.Tensor], px_per_image_px: torch.Tensor):
+def soft_known_pixels(context: torch.Tensor, noise_px: float, px_per_image_px: torch.Tensor):
     """(visible, background) soft targets (N, L, L) of context crops (N, 3, L, L: own visible, others'
-    visible, inside the image) for the fitted frame's likelihood: with ``noise_px`` (N,) > 0 the masks
-    are blurred by ``SIGMA_PER_NOISE * noise`` image pixels (``px_per_image_px`` (N,): crop pixels per
-    image pixel) before the known pixels are read; without noise the hard rule (visible = 1, covered by
-    no instance and inside the image = 0)."""
+    visible, inside the image) for the fitted frame's likelihood: the masks blurred by
+    ``SIGMA_PER_NOISE * noise_px`` image pixels (``px_per_image_px`` (N,): crop pixels per image
+    pixel) before the known pixels are read. (Without noise the frame fit reads them hard: visible = 1,
+    covered by no instance and inside the image = 0.)"""
     vis, others, inside = context[:, 0], context[:, 1], context[:, 2]
-    if noise_px is None or not bool((noise_px > 0).any()):
-        v, o = (vis > 0.5).float(), (others > 0.5).float()
-        return v, (inside > 0.5).float() * (1 - v) * (1 - o)
     sigma = (SIGMA_PER_NOISE * noise_px * px_per_image_px).clamp_min(1e-3)
     v = blur_crops(vis, sigma, sigma, replicate=True).clamp(0, 1)
     o = blur_crops(others, sigma, sigma, replicate=True).clamp(0, 1)
-    hard = (noise_px <= 0)[:, None, None]
-    v = torch.where(hard, (vis > 0.5).float(), v)
-    o = torch.where(hard, (others > 0.5).float(), o)
     return v, (inside > 0.5).float() * (1 - v) * (1 - o)
 
 
@@ -81,42 +74,6 @@ def fuse_window(probs: np.ndarray, own: np.ndarray, others: np.ndarray, noise_px
     if noise_px > 0:
         evidence = ndimage.gaussian_filter(evidence, SIGMA_PER_NOISE * noise_px, mode="nearest")
     return (_logit(probs) + WEIGHT * evidence) > float(_logit(np.float32(threshold)))
-
-
-def paste_soft(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence, threshold: float, noise_px: float,
-               neighbours: Optional[list], trust_background: Sequence[bool]) -> dict:
-    """{annotation id: RLE} of crops ``probs`` (N, 28, 28) pasted into their image ``boxes`` (xyxy)
-    and joined with soft evidence (:func:`fuse_window`), each over its pasted box and visible box
-    grown by :func:`margin` (clipped to the image), where its own and its ``neighbours[k]``' visible
-    masks (RLEs) are decoded, and nowhere else: no full frame is decoded."""
-    out: list = [None] * len(instances)
-    grow = margin(noise_px)
-    for ks, origins, values in C.iter_paste_regions(probs, boxes, instances):
-        insts = [instances[k] for k in ks]
-        h, w = insts[0].height, insts[0].width
-        masks, corners = [], []
-        for k, inst, (o0, o1), v in zip(ks, insts, origins, values):
-            r0, c0, r1, c1 = o0, o1, o0 + v.shape[0], o1 + v.shape[1]
-            if inst.visible_area:
-                x, y, bw, bh = (int(q) for q in inst.visible_box)
-                r0, c0, r1, c1 = min(r0, y), min(c0, x), max(r1, y + bh), max(c1, x + bw)
-            r0, c0, r1, c1 = max(r0 - grow, 0), max(c0 - grow, 0), min(r1 + grow, h), min(c1 + grow, w)
-            win = (r0, r1, c0, c1)
-            own = R.decode_windows([inst.visible], [win])[0]
-            near = neighbours[k] if neighbours is not None else []
-            others = np.zeros(own.shape, bool)
-            for m in (R.decode_windows(near, [win] * len(near)) if near else []):
-                others |= m.astype(bool)
-            p = np.zeros((r1 - r0, c1 - c0), np.float32)
-            a0, b0 = max(o0, r0), max(o1, c0)                       # the pasted box, inside the window
-            a1, b1 = min(o0 + v.shape[0], r1), min(o1 + v.shape[1], c1)
-            if a1 > a0 and b1 > b0:
-                p[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = v[a0 - o0:a1 - o0, b0 - o1:b1 - o1]
-            masks.append(fuse_window(p, own, others, noise_px, threshold, bool(trust_background[k])))
-            corners.append((r0, c0))
-        for k, rle in zip(ks, R.encode_windows(masks, corners, h, w)):
-            out[k] = rle
-    return {inst.id: r for inst, r in zip(instances, out)}
 
 
 ROUGHNESS_SIGMA = 2.0   # pixels: the smoothing a mask's boundary is compared with

@@ -227,7 +227,7 @@ def fit_frames(model, around: Union[Context, torch.Tensor], start: torch.Tensor,
     if noise > 0 and vis_wh is not None and n:
         lo = around.lo.shape[-1]
         px = lo / (CONTEXT_SCALE * torch.sqrt(vis_wh.float().prod(1).clamp_min(1.0))).to(dev)
-        known = soft_known_pixels(around.lo, torch.full((n,), float(noise), device=dev), px)
+        known = soft_known_pixels(around.lo, float(noise), px)
     else:
         known = _known(around.lo)
     scorer = scorer or Scorer(model, exact)

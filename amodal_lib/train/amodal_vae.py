@@ -104,8 +104,6 @@ def train_stage(stage: int, data: dict, run_dir, cfg: VAEConfig, seed: int = 0, 
         vae, _ = _vae_from_checkpoint(prev, "cpu")
         if stage == 2:
             vae.init_partial_from_full()
-    cal = run_dir / CALIBRATION_FILE
-    vae.noise_calibration = read_json(cal) if cal.is_file() else None   # what validation's "auto" noise reads
     if stage in (1, 2):
         tr_idx, val_idx = _split(len(data["full"]), cfg.val_fraction, seed)
         keys = ("full", "full_wh", "full_box", "full_hw")

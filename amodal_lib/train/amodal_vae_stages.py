@@ -443,8 +443,9 @@ def make_eval_fn(stage: int, cfg: VAEConfig, held: dict, validation: Optional[Va
             scale = (cfg.context_scale * S / ctx.shape[-1]) ** -2
             out["val_bce_known"] = ((nll * weight).flatten(1).sum(1) * scale).mean()
         if stage >= 2 and validation is not None:
+            # the sets scored here are the clean ones (annotations: completed as truth, no noise to estimate)
             s = validation.score(lambda a: complete_instances(vae, a.instances, frame=cfg.frame, context=a,
-                                                              threshold=cfg.eval_threshold, noise="auto"))
+                                                              threshold=cfg.eval_threshold))
             out.update({f"val_{k}": v for k, v in s.items()})
         return {k: float(v) for k, v in out.items()}
 
