@@ -233,10 +233,8 @@ def noisy_evidence(checkpoint) -> str:
     if checkpoint is None:
         return "soft"
     ck = Path(checkpoint)
-    stored = read_threshold(ck if ck.is_dir() else ck.parent) or {}
-    noisy = stored.get("noisy")
-    return noisy.get("evidence", "soft") if isinstance(noisy, dict) and noisy.get("evidence") in ("soft", "hard") \
-        else "soft"
+    noisy = (read_threshold(ck if ck.is_dir() else ck.parent) or {}).get("noisy") or {}
+    return noisy.get("evidence", "soft")
 
 
 def _best(sweep: pd.DataFrame, criterion: str) -> tuple[float, float]:
@@ -260,10 +258,16 @@ def write_threshold(run_dir, threshold: float, sweep: Optional[pd.DataFrame] = N
     return path
 
 
+def _valid(t) -> bool:
+    """A stored threshold: a number in (0, 1]."""
+    return not isinstance(t, bool) and isinstance(t, (int, float)) and 0.0 < t <= 1.0
+
+
 def read_threshold(run_dir) -> Optional[dict]:
     """The content of ``run_dir/threshold.json`` (None when there is none); a
     :class:`~amodal_lib.errors.CheckpointError` naming the file when it is unreadable or its
-    ``threshold`` is not a number in (0, 1]."""
+    ``threshold`` is not a number in (0, 1], or its ``noisy`` (the threshold and evidence for a
+    segmenter's masks, where the run searched them) is malformed."""
     path = Path(run_dir) / FILE
     if not path.is_file():
         return None
@@ -276,9 +280,15 @@ def read_threshold(run_dir) -> Optional[dict]:
     if "threshold" not in data:
         raise CheckpointError(path, "field 'threshold': missing (train the run to its last stage again, "
                                     "or give --threshold)")
-    t = data["threshold"]
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < t <= 1.0:
-        raise CheckpointError(path, f"field 'threshold': must be a number in (0, 1], got {str(t)[:60]!r}")
+    if not _valid(data["threshold"]):
+        raise CheckpointError(path, f"field 'threshold': must be a number in (0, 1], got {str(data['threshold'])[:60]!r}")
+    noisy = data.get("noisy")
+    if noisy is not None:
+        if not isinstance(noisy, dict) or not _valid(noisy.get("threshold")):
+            raise CheckpointError(path, "field 'noisy.threshold': must be a number in (0, 1]")
+        if noisy.get("evidence", "soft") not in ("soft", "hard"):
+            raise CheckpointError(path, f"field 'noisy.evidence': must be 'soft' or 'hard', "
+                                        f"got {str(noisy.get('evidence'))[:60]!r}")
     return data
 
 
@@ -311,10 +321,6 @@ def recorded_sweep(run_dir) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- fallen back to
-def _valid(t) -> bool:
-    return not isinstance(t, bool) and isinstance(t, (int, float)) and 0.0 < t <= 1.0
-
-
 def default_threshold(method: str, checkpoint=None, noisy: bool = False) -> tuple[float, str]:
     """(the binarisation threshold ``method`` uses when none is given, where it comes from):
     Amodal-VAE's is the one its training searched on validation (``threshold.json`` in the run
@@ -327,7 +333,7 @@ def default_threshold(method: str, checkpoint=None, noisy: bool = False) -> tupl
         ck = Path(checkpoint)
         stored = read_threshold(ck if ck.is_dir() else ck.parent)
         if stored is not None:
-            if noisy and isinstance(stored.get("noisy"), dict) and _valid(stored["noisy"].get("threshold")):
+            if noisy and stored.get("noisy"):
                 return float(stored["noisy"]["threshold"]), ("searched on validation with a segmenter's visible masks "
                                                              "by amodal train (threshold.json)")
             return float(stored["threshold"]), "searched on validation by amodal train (threshold.json)"

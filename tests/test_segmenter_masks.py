@@ -124,6 +124,12 @@ def test_noisy_threshold_is_read_for_segmenter_masks(tmp_path, test_set):
     assert noisy_evidence(ck) == "soft"                                     # a run without the choice
     write_threshold(tmp_path, 0.5, sweep, noisy={"threshold": 0.7, "evidence": "hard"})
     assert noisy_evidence(ck) == "hard" and noisy_evidence(None) == "soft"
+    from amodal_lib.errors import CheckpointError
+    for bad in ({"threshold": 1.7}, {"threshold": 0.5, "evidence": "maybe"}, "0.5"):
+        write_threshold(tmp_path, 0.5, sweep, noisy=bad)
+        with pytest.raises(CheckpointError, match="noisy"):
+            default_threshold("amodal-vae", ck, noisy=True)
+    write_threshold(tmp_path, 0.5, sweep, noisy={"threshold": 0.7, "evidence": "hard"})
 
     class Stub:
         checkpoint = str(ck)
