@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import box_iou
 
 from ..data.corruption import corrupt_crops
 from ..models.amodal_vae import S, box_geometry, mirror_boxes, warp_to_frame
@@ -129,7 +130,7 @@ def corrupt_partial(sim: dict, full_wh: torch.Tensor, strength: torch.Tensor) ->
     inter = (partial * clean).flatten(1).sum(1)
     union = torch.maximum(partial, clean).flatten(1).sum(1).clamp_min(1.0)
     new_box, _ = _mask_boxes(partial)
-    ok = (inter / union >= MIN_NOISY_IOU) & (_box_iou(new_box, sim["vis_box"]) >= MIN_NOISY_BOX_IOU)
+    ok = (inter / union >= MIN_NOISY_IOU) & (box_iou(new_box, sim["vis_box"]).diag() >= MIN_NOISY_BOX_IOU)
     partial = torch.where(ok[:, None, None], partial, sim["partial"])
     strength = torch.where(ok, strength, torch.zeros_like(strength))
     return {**sim, "partial": partial, "noise": strength, **visible_frames(partial, full_wh)}
@@ -137,14 +138,6 @@ def corrupt_partial(sim: dict, full_wh: torch.Tensor, strength: torch.Tensor) ->
 
 MIN_NOISY_IOU = 0.5
 MIN_NOISY_BOX_IOU = 0.7
-
-
-def _box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of matching xyxy boxes (B, 4)."""
-    lt, rb = torch.maximum(a[:, :2], b[:, :2]), torch.minimum(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp_min(0).prod(1)
-    area = (a[:, 2:] - a[:, :2]).prod(1) + (b[:, 2:] - b[:, :2]).prod(1) - inter
-    return inter / area.clamp_min(1e-8)
 
 
 def partial_inputs(sim: dict, amodal_frame: torch.Tensor) -> torch.Tensor:
