@@ -94,21 +94,32 @@ def corrupt(mask: np.ndarray, kind: str, strength: float, rng: np.random.Generat
 def corrupt_masks(instances: Sequence[Instance], kind: str, strength: float, seed: int = 0) -> dict:
     """{annotation id: RLE}: each instance's visible mask corrupted by ``kind`` at ``strength``
     pixels, computed in a window about its box (module doc)."""
-    margin = int(np.ceil(abs(strength) * 4 + 4 * NOISE_SIGMA)) + 2
+    if strength == 0:
+        return {inst.id: inst.visible for inst in instances}
+    return _each_in_its_window(instances, int(np.ceil(abs(strength) * 4 + 4 * NOISE_SIGMA)) + 2,
+                               lambda inst: [int(seed), abs(hash(inst.id)) % 2**32],
+                               lambda win, others, rng: corrupt(win, kind, strength, rng))
+
+
+def _each_in_its_window(instances: Sequence[Instance], margin: int, seed_of, error) -> dict:
+    """{annotation id: RLE}: each instance's visible mask replaced, in a window ``margin`` pixels
+    about its box, by ``error(window, others, rng)`` (bool arrays of the window: its mask, the other
+    visible masks of its image; ``rng`` seeded by ``seed_of(instance)``); an empty mask stays empty."""
     out: dict = {}
     for group in group_by_image(list(instances)).values():
-        full = M.decode_many([i.visible for i in group])
+        full = M.decode_many([i.visible for i in group]).astype(bool)
         h, w = full.shape[1:]
+        total = full.sum(0)
         for inst, mask in zip(group, full):
-            if strength == 0 or not mask.any():
+            if not mask.any():
                 out[inst.id] = inst.visible
                 continue
             x, y, bw, bh = inst.visible_box
             c0, r0 = max(int(x) - margin, 0), max(int(y) - margin, 0)
             c1, r1 = min(int(np.ceil(x + bw)) + margin, w), min(int(np.ceil(y + bh)) + margin, h)
-            rng = np.random.default_rng([int(seed), abs(hash(inst.id)) % 2**32])
+            win = mask[r0:r1, c0:c1]
             res = np.zeros((h, w), np.uint8)
-            res[r0:r1, c0:c1] = corrupt(mask[r0:r1, c0:c1], kind, strength, rng)
+            res[r0:r1, c0:c1] = error(win, (total[r0:r1, c0:c1] - win) > 0, np.random.default_rng(seed_of(inst)))
             out[inst.id] = M.encode(res)
     return out
 
@@ -169,29 +180,11 @@ def segmenter_noise(instances: Sequence[Instance], strength: Union[str, float], 
     masks of its image (module doc). Strength 0 returns the masks unchanged; the same seed gives the
     same masks."""
     s = noise_strength(strength)
-    margin = int(np.ceil(6 * s + 4 * 4)) + 2
-    out: dict = {}
-    for group in group_by_image(list(instances)).values():
-        if s == 0:
-            out.update({inst.id: inst.visible for inst in group})
-            continue
-        full = M.decode_many([i.visible for i in group]).astype(bool)
-        h, w = full.shape[1:]
-        total = full.sum(0)
-        for inst, mask in zip(group, full):
-            if not mask.any():
-                out[inst.id] = inst.visible
-                continue
-            x, y, bw, bh = inst.visible_box
-            c0, r0 = max(int(x) - margin, 0), max(int(y) - margin, 0)
-            c1, r1 = min(int(np.ceil(x + bw)) + margin, w), min(int(np.ceil(y + bh)) + margin, h)
-            win = mask[r0:r1, c0:c1]
-            others = (total[r0:r1, c0:c1] - win) > 0
-            rng = np.random.default_rng([int(seed), zlib.crc32(str(inst.id).encode()), 7])  # not hash(): salted per process
-            res = np.zeros((h, w), np.uint8)
-            res[r0:r1, c0:c1] = _segmenter_error(win, others, s, rng)
-            out[inst.id] = M.encode(res)
-    return out
+    if s == 0:
+        return {inst.id: inst.visible for inst in instances}
+    return _each_in_its_window(instances, int(np.ceil(6 * s + 4 * 4)) + 2,
+                               lambda inst: [int(seed), zlib.crc32(str(inst.id).encode()), 7],   # not hash(): salted
+                               lambda win, others, rng: _segmenter_error(win, others, s, rng))
 
 
 def _gauss_kernels(sigma: torch.Tensor, size: int) -> torch.Tensor:
