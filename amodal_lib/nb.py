@@ -84,6 +84,7 @@ class Context:
         self.dataset = dataset
         self.t0 = time.time()
         self.outputs: list = []
+        self.chosen: dict = {}   # what the notebook's learned rows were scored with (record_choice)
         self._paths: Optional[dict] = None
         self._ann: dict = {}
         self._files: dict = {}
@@ -270,6 +271,12 @@ class Context:
         atomic_write_json(path, obj)
         self._record(path)
 
+    def record_choice(self, name: str, value: Any) -> None:
+        """Record in this run's manifest entry (``chosen``) what a result was made with, e.g. each
+        learned row's checkpoint and threshold (paths are written as :func:`relative` writes them);
+        returns nothing."""
+        self.chosen[name] = json.loads(relative(json.dumps(value)))
+
     def load_json(self, name: str, notebook_hint: str = "") -> Any:
         """An artifact an upstream notebook saved with save_json; when it is missing, the error
         names the notebook that makes it (:data:`ARTIFACTS`, or ``notebook_hint``)."""
@@ -289,6 +296,8 @@ class Context:
             "commit": git_commit(), "seconds": round(time.time() - self.t0, 1),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "outputs": self.outputs,
         }
+        if self.chosen:
+            entry["chosen"] = self.chosen
         path = RESULTS / "manifest.json"
         runs = json.loads(path.read_text()) if path.exists() else []
         runs = [r for r in runs if (r.get("notebook"), r.get("profile")) != (self.notebook, self.profile)]

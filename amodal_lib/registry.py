@@ -54,7 +54,9 @@ class Family:
     - ``segment(model, ann, instances, *, threshold, box)``: an iterator of {id: RLE}, one per batch;
     - ``describe(model, run_dir, seconds)``: one line on a finished training (``amodal train``);
     - ``threshold(checkpoint)``: (the threshold a method binarises at when none is given, where it
-      comes from: :func:`amodal_lib.thresholds.default_threshold`).
+      comes from: :func:`amodal_lib.thresholds.default_threshold`);
+    - ``variant(checkpoint, frame)``: the checkpoint a completion in ``frame`` reads (Amodal-VAE: the
+      run's checkpoint and threshold selected for that frame, where the run has them).
 
     ``stages``: its training stages (``--stage``); ``options``: {command-line flag: training
     keyword} it takes beyond the common ones; ``complete_options``: the flags of ``amodal
@@ -75,6 +77,7 @@ class Family:
     segment: Optional[Callable] = None
     describe: Optional[Callable] = None
     threshold: Optional[Callable] = None
+    variant: Optional[Callable] = None
 
 
 # What each family is. The command line parses, checks its input and answers --help from this
@@ -216,7 +219,7 @@ def families() -> dict:
 
     functions = {
         "amodal-vae": dict(train=train_vae, load=vae_train.load_model, complete=complete_vae, describe=describe_vae,
-                           is_trained=lambda run_dir: all(vae_train.stage_done(run_dir, s) for s in vae_train.STAGES)),
+                           variant=vae_train.variant_checkpoint, is_trained=lambda run_dir: all(vae_train.stage_done(run_dir, s) for s in vae_train.STAGES)),
         "pcnet-m": dict(train=_one_stage(_model_of(pcnet_train.train_pcnet)), load=pcnet_train.load_model,
                         is_trained=pcnet_train.is_trained, complete=complete_pcnet, describe=describe_pcnet),
         "resnet-psp": dict(train=_one_stage(_model_of(psp_train.train_psp)), load=psp_train.load_model,
@@ -279,6 +282,14 @@ def train(name: str, annotations, run_dir, *, profile: Optional[str] = None, see
 def load_model(name: str, checkpoint, device="auto"):
     """The trained model of a run folder or checkpoint file, in eval mode."""
     return family(name).load(checkpoint, device)
+
+
+def variant_checkpoint(name: str, checkpoint, frame: str = "fit"):
+    """The checkpoint a completion by ``name`` in ``frame`` reads: for Amodal-VAE, the checkpoint and
+    threshold its run selected for that frame on validation (``<run>/<frame>/``) when the run folder
+    ``checkpoint`` has them; else ``checkpoint``."""
+    f = family(name)
+    return f.variant(checkpoint, frame) if f.variant is not None and checkpoint is not None else checkpoint
 
 
 def default_threshold(name: str, checkpoint=None, noisy: bool = False) -> tuple[float, str]:

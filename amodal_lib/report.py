@@ -260,7 +260,7 @@ ENTRIES = {
                                 table("stage3_before_after", ("set", "method", *SCORES)), "stage3_val_miou",
                                 _selection("stage3_selection")),
     "04_threshold_search": Entry("the decoder threshold", table("threshold_choice"), "threshold_sweep", _threshold),
-    "05_mask_completion": Entry("mask completion: the main table", table("table_completion", ("method", "n", *SCORES)),
+    "05_mask_completion": Entry("mask completion: the main table", table("table_completion", ("method", "threshold", "n", *SCORES)),
                                 "fig5_pred_vs_gt", _completion),
     "06_miou_vs_occlusion": Entry("mIoU against the visible-area ratio (Fig 1)",
                                   table("gap_mode_vs_best", ("bin", "n", "A_full_gap", "A_invisible_gap", "B_full_gap",

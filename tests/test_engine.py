@@ -161,6 +161,31 @@ def test_select_survives_resume(tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_keep_holds_another_metric_best_weights_through_a_resume(tmp_path):
+    """``keep``: the best evaluation by another score is kept beside the run's own (checkpointed, so a
+    resumed run keeps it too), without being ended with."""
+    own = {0: 0.0, 5: 1.0, 10: 5.0, 15: 2.0, 20: 3.0}
+    other = {0: 0.0, 5: 4.0, 10: 1.0, 15: 2.0, 20: 3.0}
+
+    def run(folder, until=None):
+        tr = _trainer(folder, eval_fn=lambda m, s: {"score": own[s], "other": other[s]}, eval_every=5,
+                      select="score", keep=("other",))
+        tr.fit(until=until)
+        return tr
+    full = run(tmp_path / "a")
+    run(tmp_path / "b", until=12)   # killed after step 10's checkpoint: step 5 is the other's best so far
+    resumed = run(tmp_path / "b")
+    assert full.selected["step"] == 10
+    for tr in (full, resumed):
+        kept = tr.kept["other"]
+        assert kept["step"] == 5 and kept["value"] == 4.0
+    for (k, a), b in zip(full.kept["other"]["model"].items(), resumed.kept["other"]["model"].values()):
+        assert torch.equal(a, b), k
+    assert not all(torch.equal(a, full.raw_model.state_dict()[k]) for k, a in full.kept["other"]["model"].items())
+    ck = torch.load(tmp_path / "a" / "tiny.pt", weights_only=True)
+    assert ck["kept"]["other"]["step"] == 5
+
+
 def test_select_names_a_missing_metric(tmp_path):
     tr = _trainer(tmp_path, eval_fn=lambda m, s: {"other": 1.0}, eval_every=5, select="score")
     with pytest.raises(KeyError, match="select='score'.*other"):

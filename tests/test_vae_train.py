@@ -236,3 +236,35 @@ def test_cli_trains_all_stages_on_a_plain_coco_file(tmp_path, monkeypatch, capsy
                      "--out", str(tmp_path / "m.json")]) == 0
     scores = json.loads((tmp_path / "m.json").read_text())
     assert 0 < scores["overall"]["A"]["full"] <= 100
+
+
+def test_the_transformer_frame_is_selected_for_itself(trained, tmp_path, capsys):
+    """The paper's transformer frame gets its own checkpoint (the evaluation of stages 2-3 its own
+    validation score ranks first) and its own threshold, in ``<run>/transformer/``; ``amodal complete
+    --frame transformer`` reads them there, the fitted frame the run's own."""
+    from amodal_lib import registry
+    from amodal_lib.cli import main
+    from amodal_lib.thresholds import read_threshold
+    runs, _ = trained
+    run, var = runs["full"], runs["full"] / "transformer"
+    ck = torch.load(next(var.glob("stage*.pt")), weights_only=True)
+    sel = ck["extra"]["selected"]
+    assert ck["extra"]["variant"] == "transformer" and sel["stage"] in (2, 3)
+    # the variant's weights are those of the best transformer-frame evaluation of its stage ...
+    hist = torch.load(run / f"stage{sel['stage']}.pt", weights_only=True)["history"]
+    scores = {h["step"]: h["variant_transformer_score"] for h in hist if "variant_transformer_score" in h}
+    assert sel["value"] == pytest.approx(max(scores.values())) and scores[sel["step"]] == pytest.approx(sel["value"])
+    # ... and never worse than the other stage's best
+    for s in (2, 3):
+        other = torch.load(run / f"stage{s}.pt", weights_only=True)["kept"]["variant_transformer_score"]
+        assert other["value"] <= sel["value"] + 1e-9
+    assert read_threshold(var)["frame"] == "transformer" and read_threshold(run)["frame"] == "fit"
+    assert registry.variant_checkpoint("amodal-vae", run, "transformer") == var
+    assert registry.variant_checkpoint("amodal-vae", run, "fit") == run
+    test = tiny_dataset()["test"]
+    out = tmp_path / "t.json"
+    assert main(["complete", "--model", "amodal-vae", "--annotations", str(test), "--checkpoint", str(run),
+                 "--frame", "transformer", "--out", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert f"transformer frame: the checkpoint and threshold its run selected for it on validation ({var})" in err
+    assert f"threshold {read_threshold(var)['threshold']:g} " in err

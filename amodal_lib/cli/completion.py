@@ -50,6 +50,12 @@ def complete(ns) -> int:
     visible = _load_visible(ns.visible, ann)
     if ns.box == "amodal-gt" and not ann.has_amodal:
         raise ArgumentError(f"--box amodal-gt reads the ground-truth amodal boxes, and {ns.annotations} has none")
+    if learned:
+        chosen = registry.variant_checkpoint(ns.model, ns.checkpoint, ns.frame)
+        if str(chosen) != str(ns.checkpoint):
+            print(f"{ns.frame} frame: the checkpoint and threshold its run selected for it on validation ({chosen})",
+                  file=sys.stderr)
+            ns.checkpoint = chosen
     model = registry.load_model(ns.model, ns.checkpoint, ns.device) if learned else None
     given = with_visible(ann, visible, str(ns.visible)) if visible is not None else ann
     noise, noisy = _noise(ns, model, given)

@@ -18,7 +18,7 @@ the key matches, else completes again: one completion of the test split serves b
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -42,6 +42,7 @@ VAE_MODE = "Amodal-VAE (mode, fitted frame)"
 VAE_TRANSFORMER = "Amodal-VAE (mode, transformer frame: the paper's)"
 VAE_GT_BOX = "Amodal-VAE (mode, GT amodal box)"
 VAE_FRAMES = {"fit": VAE_MODE, "transformer": VAE_TRANSFORMER}
+FRAME_NAMES = {"fit": "fitted", "transformer": "transformer"}
 ORACLE = "oracle-28"
 
 
@@ -53,13 +54,15 @@ def vae_best_name(k: int) -> str:
 class MethodResults:
     """Per-instance tables (metrics.instance_table's columns) of every method run on one split, the
     masks of those a figure needs, and the Amodal-VAE details (InstanceCompletions) per frame:
-    "fit", "transformer", "amodal-gt"."""
+    "fit", "transformer", "amodal-gt"; ``thresholds``: {method: the threshold it binarised at} (the
+    learned methods)."""
     ann: AnnotationSet
     tables: dict
     masks: dict
     details: dict
     best: Optional[BestOfK] = None
     threshold: float = 0.5
+    thresholds: dict = field(default_factory=dict)
 
     def summaries(self) -> dict:
         return summaries(self.tables)
@@ -79,22 +82,69 @@ def complete_details(vae, instances, box: str = "predicted", threshold: float = 
                               context=context, return_details=True, generator=torch.Generator().manual_seed(seed))
 
 
+def frame_model(frame: str, vae, threshold: float, variants: Optional[dict] = None) -> tuple:
+    """(model, threshold) of Amodal-VAE in ``frame``: the frame's own, selected on validation for it
+    (``variants``: {frame: (model, threshold)}, :func:`chosen_variants`), else ``vae`` at ``threshold``."""
+    return (variants or {}).get(frame, (vae, threshold))
+
+
+def chosen_variants(ctx) -> dict:
+    """{frame: (model, threshold)} of the variant frames this notebook run's Amodal-VAE selected for
+    themselves on validation (the paper's transformer frame: its own checkpoint and threshold,
+    ``<run>/transformer/``); {} for a run made before variants (the frame is then scored with the run's
+    own checkpoint and threshold, and the notebook says so)."""
+    run = ctx.run_dir("amodal-vae")
+    out = {}
+    for frame in VAE_FRAMES:
+        v = registry.variant_checkpoint("amodal-vae", run, frame)
+        if v != run:
+            out[frame] = (registry.load_model("amodal-vae", v), thresholds.stored_threshold(v)["threshold"])
+    return out
+
+
+def variants_line(variants: dict, threshold: float) -> str:
+    """One sentence on how the paper's transformer frame is scored: with its own checkpoint and threshold
+    (``variants``, :func:`chosen_variants`), or, for a run made before variants, with the fitted frame's."""
+    if "transformer" not in variants:
+        return (f"transformer frame (the paper's): scored with the fitted frame's checkpoint and threshold "
+                f"(t = {threshold:g}): this run has no checkpoint of its own for it (trained before variants)")
+    model, t = variants["transformer"]
+    sel = getattr(model, "variant", None) or {}
+    where = f"stage {sel['stage']}, step {sel['step']}" if sel else "its own"
+    return (f"transformer frame (the paper's): its own checkpoint ({where}) and threshold t = {t:g}, both chosen "
+            f"on validation in that frame")
+
+
+def choices(res: "MethodResults", vae=None, variants: Optional[dict] = None) -> dict:
+    """What the learned rows of a main table were scored with, for the manifest: {"thresholds": {method:
+    t}, "checkpoints": {method: the checkpoint file}}."""
+    ckpts = {}
+    if vae is not None:
+        for frame, name in VAE_FRAMES.items():
+            model = frame_model(frame, vae, res.threshold, variants)[0]
+            ckpts[name] = str(getattr(model, "checkpoint", ""))
+    return {"thresholds": {k: float(v) for k, v in res.thresholds.items()}, "checkpoints": ckpts}
+
+
 def run_methods(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: int = 0, pcnet=None,
                 full_ann: Optional[AnnotationSet] = None, baselines: bool = True, gt_box: bool = True,
                 oracle: bool = True, pcnet_threshold: Optional[float] = None,
-                save_tables: Optional[Path] = None) -> MethodResults:
+                save_tables: Optional[Path] = None, variants: Optional[dict] = None) -> MethodResults:
     """Complete every instance of ``ann`` with each method and tabulate it. ``vae``: a trained
     AmodalVAE (posterior mode in the fitted frame and in the transformer's; with ``gt_box`` also in
     the GT amodal box; with ``samples`` = k also the best of k posterior samples of the fitted
     frame). ``full_ann``: the whole split (the occluders PCNet-M erases, what surrounds each
     instance for the fitted frame). ``pcnet``: a trained PCNet-M at ``pcnet_threshold`` (None: its
     0.2). ``baselines``: the visible mask and its convex hull; ``oracle``: the oracle-28 bound.
-    ``save_tables``: a file to store the per-instance tables in, for :func:`method_tables`."""
-    key = tables_key(ann, vae, threshold, pcnet, full_ann, pcnet_threshold) if save_tables else None
+    ``save_tables``: a file to store the per-instance tables in, for :func:`method_tables`.
+    ``variants``: {frame: (model, threshold)} of the frames completed with a checkpoint and threshold
+    of their own (:func:`chosen_variants`: the paper's transformer frame); the GT-box and best-of-k
+    rows are ``vae``'s at ``threshold``."""
+    key = tables_key(ann, vae, threshold, pcnet, full_ann, pcnet_threshold, variants) if save_tables else None
     inst = [i for i in ann.instances if i.amodal is not None]
     ann = ann.subset(inst)
     ids = [i.id for i in inst]
-    tables, masks, details, best = {}, {}, {}, None
+    tables, masks, details, best, used = {}, {}, {}, None, {}
     if baselines:
         for name, method in ((VISIBLE, "visible"), (HULL, "convex-hull")):
             masks[name] = registry.complete(method, ann, instances=inst)
@@ -102,29 +152,39 @@ def run_methods(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples: i
     if pcnet is not None:
         masks[PCNET] = registry.complete("pcnet-m", full_ann or ann, pcnet, inst, threshold=pcnet_threshold)
         tables[PCNET] = metrics.instance_table(ann, masks[PCNET])
+        used[PCNET] = pcnet_threshold if pcnet_threshold is not None else registry.default_threshold("pcnet-m")[0]
     if vae is not None:
         context = full_ann or ann
         for frame, name in VAE_FRAMES.items():
-            det = complete_details(vae, inst, threshold=threshold, samples=samples if frame == "fit" else 0,
+            model, t = frame_model(frame, vae, threshold, variants)
+            det = complete_details(model, inst, threshold=t, samples=samples if frame == "fit" else 0,
                                    frame=frame, context=context)
             details[frame] = det
             masks[name] = det.masks
-            tables[name] = probs_table(inst, det.probs, det.boxes, threshold, det.union_visible, det.allowed)
+            tables[name], used[name] = probs_table(inst, det.probs, det.boxes, t, det.union_visible, det.allowed), t
         if gt_box:
             dg = complete_details(vae, inst, box="amodal-gt", threshold=threshold)
             details["amodal-gt"] = dg
             masks[VAE_GT_BOX] = dg.masks
-            tables[VAE_GT_BOX] = probs_table(inst, dg.probs, dg.boxes, threshold, dg.union_visible)
+            tables[VAE_GT_BOX], used[VAE_GT_BOX] = probs_table(inst, dg.probs, dg.boxes, threshold, dg.union_visible), threshold
         if samples:
             det = details["fit"]
             best = best_of_k(inst, det.sample_probs, det.boxes, threshold, det.union_visible, det.allowed)
-            tables[vae_best_name(samples)] = best.table
+            tables[vae_best_name(samples)], used[vae_best_name(samples)] = best.table, threshold
     if oracle:
         masks[ORACLE] = dict(zip(ids, oracle_masks(inst)))
         tables[ORACLE] = metrics.instance_table(ann, masks[ORACLE])
     if save_tables:
         atomic_write(save_tables, lambda f: pd.to_pickle({"key": key, "tables": tables}, f))
-    return MethodResults(ann, tables, masks, details, best, threshold)
+    return MethodResults(ann, tables, masks, details, best, threshold, used)
+
+
+def with_thresholds(table: pd.DataFrame, used: dict) -> pd.DataFrame:
+    """``table`` (one row per method) with a ``threshold`` column after ``method``: the threshold each
+    learned method binarised at (``MethodResults.thresholds``), empty for the rules and oracle-28."""
+    out = table.copy()
+    out.insert(1, "threshold", [used.get(m, np.nan) for m in out.method])
+    return out
 
 
 def _weights_digest(model) -> str:
@@ -138,13 +198,15 @@ def _weights_digest(model) -> str:
 
 
 def tables_key(ann: AnnotationSet, vae=None, threshold: float = 0.5, pcnet=None,
-               full_ann: Optional[AnnotationSet] = None, pcnet_threshold: Optional[float] = None) -> str:
+               full_ann: Optional[AnnotationSet] = None, pcnet_threshold: Optional[float] = None,
+               variants: Optional[dict] = None) -> str:
     """A digest of what :func:`run_methods`'s per-instance tables depend on: the instances (ids and
-    the context split's ids), the weights of both models and the thresholds. (The number of
-    samples is in the name of the best-of-k table, the only one it changes.)"""
+    the context split's ids), the weights of the models (the variants' too) and the thresholds. (The
+    number of samples is in the name of the best-of-k table, the only one it changes.)"""
     ids = ",".join(str(i.id) for i in ann.instances)
     ctx_ids = ",".join(str(i.id) for i in full_ann.instances) if full_ann is not None else "-"
     parts = [ids, ctx_ids, _weights_digest(vae), _weights_digest(pcnet), repr(float(threshold)), repr(pcnet_threshold)]
+    parts += [f"{f}:{_weights_digest(m)}:{float(t)!r}" for f, (m, t) in sorted((variants or {}).items())]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()
 
 
@@ -152,12 +214,12 @@ def method_tables(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples:
                   full_ann: Optional[AnnotationSet] = None, cache: Optional[Path] = None, store: bool = False,
                   **flags) -> dict:
     """{method: per-instance table} of :func:`run_methods` (same arguments; ``flags``: its ``baselines``,
-    ``gt_box``, ``oracle``, ``pcnet_threshold``): read from ``cache`` when an earlier
+    ``gt_box``, ``oracle``, ``pcnet_threshold``, ``variants``): read from ``cache`` when an earlier
     ``run_methods(..., save_tables=cache)`` stored them for the same instances, models and thresholds
     (and, for the best-of-k table, the same k: its name holds it), else completed now (and, with
     ``store``, stored in ``cache`` for the next reader). Prints which."""
     if cache is not None and Path(cache).is_file():
-        key = tables_key(ann, vae, threshold, pcnet, full_ann, flags.get("pcnet_threshold"))
+        key = tables_key(ann, vae, threshold, pcnet, full_ann, flags.get("pcnet_threshold"), flags.get("variants"))
         try:
             stored = pd.read_pickle(cache)
         except Exception:   # an unreadable cache is ignored: the tables are completed again
@@ -172,7 +234,7 @@ def method_tables(ann: AnnotationSet, vae=None, threshold: float = 0.5, samples:
 
 
 def _expected_names(vae, pcnet, samples: int, baselines: bool = True, gt_box: bool = True, oracle: bool = True,
-                    pcnet_threshold: Optional[float] = None) -> list:
+                    pcnet_threshold: Optional[float] = None, variants: Optional[dict] = None) -> list:
     names = [VISIBLE, HULL] if baselines else []
     names += [PCNET] if pcnet is not None else []
     if vae is not None:
@@ -231,6 +293,24 @@ def threshold_choice(sweep: pd.DataFrame, chosen: float, paper_threshold: float)
         if len(hit):
             rows.append({"threshold": f"{label}: t = {t:g}", **hit.iloc[0][SCORE_COLUMNS].to_dict()})
     return pd.DataFrame(rows, columns=["threshold"] + SCORE_COLUMNS)
+
+
+def frame_thresholds(sweeps: dict, chosen: dict, own: str = "fit") -> pd.DataFrame:
+    """Each frame's threshold beside the run's own frame's (notebook 04): ``sweeps`` {frame: its
+    :func:`recorded_sweep`, made with the checkpoint selected for that frame}, ``chosen`` {frame: its
+    threshold of record}. One row per frame at its own threshold, and one per other frame at ``own``'s
+    threshold (how it was scored before each frame had its own), with the mean validation scores."""
+    rows = []
+    for frame, sweep in sweeps.items():
+        mean = sweep[sweep.set == "mean"] if "set" in sweep else sweep
+        for label, t in ((f"its own: t = {chosen[frame]:g}", chosen[frame]),
+                         *(((f"the {FRAME_NAMES.get(own, own)} frame's: t = {chosen[own]:g}", chosen[own]),)
+                           if frame != own and own in chosen
+                           else ())):
+            hit = mean[np.isclose(mean.threshold, t)]
+            if len(hit):
+                rows.append({"frame": frame, "threshold": label, **hit.iloc[0][SCORE_COLUMNS].to_dict()})
+    return pd.DataFrame(rows, columns=["frame", "threshold"] + SCORE_COLUMNS)
 
 
 def models_table_per_set(sets: dict, models: dict, threshold: float = 0.5, max_instances: Optional[int] = None,

@@ -28,7 +28,7 @@ from ..data.records import AnnotationSet
 from ..metrics import SCORE_COLUMNS
 from ..predict.psp import visible_iou
 from .analysis import per_bin_long
-from .comparison import PCNET, VAE_FRAMES, VAE_TRANSFORMER, VISIBLE
+from .comparison import PCNET, VAE_FRAMES, VAE_TRANSFORMER, VISIBLE, frame_model
 
 GT_INPUT = "GT visible mask"
 PREDICTED_INPUT = "predicted (ResNet-PSP)"
@@ -56,13 +56,15 @@ def segmentation_quality(ann: AnnotationSet, masks: dict) -> pd.DataFrame:
 
 
 def complete_methods(ann: AnnotationSet, visible: Optional[dict], vae=None, pcnet=None, threshold: float = 0.5,
-                     frames: Sequence[str] = ("fit", "transformer")) -> dict:
+                     frames: Sequence[str] = ("fit", "transformer"), variants: Optional[dict] = None) -> dict:
     """{method: {id: RLE}}: the instances of ``ann`` that have an amodal mask completed from
     ``visible`` ({id: RLE}; None: the file's own visible masks) by the input mask itself,
     Amodal-VAE in each of ``frames`` and PCNet-M (at its own 0.2); what surrounds each instance is
     the whole of ``ann``, with the same visible masks. Amodal-VAE completes the file's masks as truth
     at ``threshold``, other masks with its noise estimate ("auto", :mod:`amodal_lib.predict.evidence`)
-    at the threshold its run searched for such masks (``threshold.json``, else ``threshold``'s)."""
+    at the threshold its run searched for such masks (``threshold.json``, else ``threshold``'s).
+    ``variants``: {frame: (model, threshold)}, the frames with a checkpoint and threshold of their own
+    (:func:`amodal_lib.experiments.comparison.chosen_variants`); the others are ``vae``'s."""
     inst = [i for i in ann.instances if i.amodal is not None]
     given = visible if visible is not None else {i.id: i.visible for i in ann.instances}
 
@@ -72,9 +74,9 @@ def complete_methods(ann: AnnotationSet, visible: Optional[dict], vae=None, pcne
     if vae is not None:
         # masks that are not the file's: Amodal-VAE estimates their noise from their boundaries and, when
         # they read as a segmenter's, takes them as evidence at the threshold its training searched for them
-        t = threshold if visible is None else None
         for frame in frames:
-            out[VAE_FRAMES[frame]] = run("amodal-vae", vae, threshold=t, frame=frame,
+            model, t = frame_model(frame, vae, threshold, variants)
+            out[VAE_FRAMES[frame]] = run("amodal-vae", model, threshold=t if visible is None else None, frame=frame,
                                          noise=0.0 if visible is None else "auto")
     if pcnet is not None:
         out[PCNET] = run("pcnet-m", pcnet)
@@ -82,12 +84,13 @@ def complete_methods(ann: AnnotationSet, visible: Optional[dict], vae=None, pcne
 
 
 def run_inputs(ann: AnnotationSet, inputs: dict, vae=None, pcnet=None, threshold: float = 0.5,
-               frames: Sequence[str] = ("fit", "transformer"), gt_tables: Optional[dict] = None) -> dict:
+               frames: Sequence[str] = ("fit", "transformer"), gt_tables: Optional[dict] = None,
+               variants: Optional[dict] = None) -> dict:
     """{(input, method): metrics summary} of :func:`complete_methods` on each of ``inputs``
     ({input name: visible masks, or None for the GT}), scored against ``ann``'s ground truth.
     ``gt_tables``: the per-instance tables of the GT input already made by
     :func:`amodal_lib.experiments.comparison.method_tables` (the same completions: notebook 05's), used for
-    the input that is None instead of completing it again."""
+    the input that is None instead of completing it again. ``variants``: :func:`complete_methods`'s."""
     scored = ann.subset([i for i in ann.instances if i.amodal is not None])
     out = {}
     for name, visible in inputs.items():
@@ -96,7 +99,7 @@ def run_inputs(ann: AnnotationSet, inputs: dict, vae=None, pcnet=None, threshold
                            *([PCNET] if pcnet is not None else [])]:
                 out[(name, method)] = metrics.summarize(gt_tables[VISIBLE if method == INPUT_MASK else method])
             continue
-        for method, masks in complete_methods(ann, visible, vae, pcnet, threshold, frames).items():
+        for method, masks in complete_methods(ann, visible, vae, pcnet, threshold, frames, variants).items():
             out[(name, method)] = metrics.evaluate(scored, masks)
     return out
 
@@ -163,19 +166,20 @@ def drop_per_bin(results: dict, gt: str = GT_INPUT, predicted: str = PREDICTED_I
 
 def robustness(ann: AnnotationSet, vae=None, pcnet=None, threshold: float = 0.5,
                strengths: Sequence[float] = (1, 2, 3), kinds: Optional[Sequence[str]] = None,
-               frames: Sequence[str] = ("fit",), seed: int = 0) -> pd.DataFrame:
+               frames: Sequence[str] = ("fit",), seed: int = 0, variants: Optional[dict] = None) -> pd.DataFrame:
     """Every method of :func:`complete_methods` on ``ann``'s GT visible masks corrupted by each
     of ``kinds`` (default all of :data:`amodal_lib.data.corruption.KINDS` and :data:`SEGMENTER`, the
     segmenter-noise model of :func:`amodal_lib.data.corruption.segmenter_noise`) at each of ``strengths``
     (pixels; strength 0, the GT masks, is added). One row per (kind, strength, method): the
-    corrupted input's IoU with the GT visible masks (A, %), n and A / B full / invisible mIoU."""
+    corrupted input's IoU with the GT visible masks (A, %), n and A / B full / invisible mIoU.
+    ``variants``: :func:`complete_methods`'s."""
     kinds = list(kinds or (*KINDS, SEGMENTER))
     scored = ann.subset([i for i in ann.instances if i.amodal is not None])
     rows = []
 
     def score(kind, strength, visible):
         q = visible_iou(ann, visible)["A"] if visible is not None else 100.0
-        for method, masks in complete_methods(ann, visible, vae, pcnet, threshold, frames).items():
+        for method, masks in complete_methods(ann, visible, vae, pcnet, threshold, frames, variants).items():
             rows.append({"kind": kind, "strength": float(strength), "method": method, "input_visible_iou": q,
                          **{k: v for k, v in metrics.scores_row(method, metrics.evaluate(scored, masks)).items()
                             if k != "method"}})

@@ -24,6 +24,12 @@ validation worse (on real masks its known-pixel likelihood counts truly hidden p
 wherever the occluder is not annotated: poles, trees, unlabelled objects). After the last stage the
 threshold is searched on the same validation (``threshold.json``).
 
+The run's frame (``VAEConfig.frame``, the fitted one by default) is what selects the checkpoints. A
+variant frame (``VAEConfig.variants``: the paper's transformer frame) is scored at every evaluation
+too and gets what a fair comparison needs: the checkpoint its own validation score picks among
+every evaluation of stages 2 and 3, and its own threshold, in ``<run>/<frame>/``
+(:func:`write_variants`; ``amodal complete --frame transformer`` reads them from there).
+
 No amodal label is read by any stage: :func:`prepare` starts from ``ann.modal_view()``. Masks are
 cropped once per run into in-memory uint8 tensors. :func:`train_amodal_vae` runs the stages into
 one run directory (``stage1.pt``, ``stage2.pt``, ``stage3.pt``; stage k starts from stage k-1's);
@@ -50,7 +56,8 @@ from ..predict.evidence import calibrate
 from ..thresholds import noisy_threshold, read_threshold, sweep_thresholds, write_threshold
 from . import engine as E
 from . import timing
-from .amodal_vae_stages import STAGES, Stage1, Stage2, Stage3, VAEConfig, _split, make_eval_fn, prepare
+from .amodal_vae_stages import (STAGES, Stage1, Stage2, Stage3, VAEConfig, _split, make_eval_fn, prepare,
+                                 variant_frames, variant_key)
 from .validation import Validation, validation_split
 
 
@@ -89,7 +96,9 @@ def train_stage(stage: int, data: dict, run_dir, cfg: VAEConfig, seed: int = 0, 
                 dist: Optional[E.Dist] = None, steps: Optional[int] = None) -> tuple[AmodalVAE, list]:
     """Train one stage into ``run_dir/stage{k}.pt``, starting from stage k-1's checkpoint. With a
     ``validation`` (and ``cfg.select``), stages 2 and 3 end with their best validation checkpoint;
-    stage 3's candidates include its starting point (stage 2's weights), so it never ends worse."""
+    stage 3's candidates include its starting point (stage 2's weights), so it never ends worse. The
+    best evaluation of each variant frame (``cfg.variants``) is kept in the checkpoint too
+    (:func:`write_variants`)."""
     run_dir = Path(run_dir)
     dist = dist or E.setup_distributed(device)
     E.seed_everything(seed + 1000 * stage + dist.rank)
@@ -120,6 +129,7 @@ def train_stage(stage: int, data: dict, run_dir, cfg: VAEConfig, seed: int = 0, 
     mod = module(vae, cfg, data["occ"], data["occ_wh"]) if stage == 2 else module(vae, cfg)
     opt = torch.optim.Adam(mod.parameters_to_train(), lr=cfg.lr(stage))
     select = "val_score" if stage >= 2 and validation is not None and cfg.select else None
+    keep = [f"{variant_key(f)}_score" for f in variant_frames(cfg)] if select else []
     trainer = E.Trainer(
         mod, opt, train_data, batch_size=cfg.batch_size, steps=steps or cfg.steps(stage), run_dir=run_dir,
         name=f"stage{stage}", stage=str(stage), seed=seed + stage,
@@ -127,7 +137,7 @@ def train_stage(stage: int, data: dict, run_dir, cfg: VAEConfig, seed: int = 0, 
         eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
         config=asdict(cfg), extra={"model": vae.config, "stage": stage, "seed": seed},
         dist=dist, resume=resume, progress=progress, save_module=vae, select=select,
-        select_start=stage == 3)
+        select_start=stage == 3, keep=keep)
     history = trainer.fit()
     return vae.eval(), history
 
@@ -162,9 +172,10 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
     those already finished (an unfinished one resumes when ``resume``). ``steps`` overrides every
     stage's number of steps; ``overrides``: any :class:`VAEConfig` field, e.g. ``stage1_steps=200``.
     When the last stage is trained here, the threshold with the best validation full mIoU is
-    written to ``out_dir/threshold.json`` (:func:`amodal_lib.thresholds.sweep_thresholds`).
+    written to ``out_dir/threshold.json`` (:func:`amodal_lib.thresholds.sweep_thresholds`), and each
+    variant frame gets its own checkpoint and threshold in ``out_dir/<frame>/`` (:func:`write_variants`).
     Returns {"model", "history": {stage: [...]}, "seconds": {stage: s}, "config", "validation",
-    "threshold", "log": [lines]}.
+    "threshold", "variants", "log": [lines]}.
     """
     cfg = VAEConfig.from_profile(profile, **overrides)
     out_dir = Path(out_dir)
@@ -179,7 +190,7 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
                                              and (read_threshold(out_dir) or {}).get("stage") != last))
     dist = E.setup_distributed(device)
     result: dict = {"history": {}, "seconds": {}, "config": asdict(cfg), "model": None, "validation": None,
-                    "threshold": None, "log": []}
+                    "threshold": None, "variants": {}, "log": []}
 
     def say(line: str) -> None:
         result["log"].append(line)
@@ -216,15 +227,77 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
         say(stage_summary(s, hist, validation) + f" [{result['seconds'][s]:.0f} s]")
     result["model"] = load_model(out_dir, dist.device)
     if search and dist.is_main:
+        # the variants first: a run killed before threshold.json is written searches both again
+        result["variants"] = write_variants(out_dir, cfg, validation, last, dist.device)
+        for frame, info in result["variants"].items():
+            say(f"{frame} frame (a variant selected for itself): checkpoint of stage {info['stage']} step "
+                f"{info['step']} (its validation score {info['value']:.2f}), threshold {info['threshold']:g} "
+                f"-> {variant_dir(out_dir, frame)}")
         result["threshold"] = search_threshold(result["model"], validation, cfg, out_dir)
         say(f"threshold {result['threshold']['threshold']:g} (largest validation full mIoU, protocol A) "
             f"-> {out_dir / 'threshold.json'}")
     return result
 
 
+# --------------------------------------------------------------------------- variants
+def variant_dir(run_dir, frame: str) -> Path:
+    """Where a run keeps a variant frame's own checkpoint and threshold: ``run_dir/<frame>/``, itself
+    a run folder that :func:`load_model` and :func:`amodal_lib.thresholds.default_threshold` read."""
+    return Path(run_dir) / frame
+
+
+def variant_checkpoint(checkpoint, frame: str) -> Path:
+    """What a completion in ``frame`` reads from ``checkpoint``: the run's own checkpoint and threshold
+    for that frame (``<run>/<frame>/``, :func:`write_variants`) when ``checkpoint`` is a run folder that
+    has them, else ``checkpoint`` itself (a file, the run's own frame, or a run made before variants)."""
+    p = Path(checkpoint)
+    v = variant_dir(p, frame)
+    if p.is_dir() and any(v.glob("stage*.pt")) and (v / "threshold.json").is_file():
+        return v
+    return p
+
+
+def write_variants(out_dir, cfg: VAEConfig, validation: Validation, last: int, device="cpu") -> dict:
+    """Each variant frame of the run (:func:`~amodal_lib.train.amodal_vae_stages.variant_frames`, e.g. the
+    paper's transformer frame beside the fitted one), selected for itself: among every evaluation of
+    stages 2 to ``last`` (the stage checkpoints' ``kept`` weights; ties: the earlier), the checkpoint
+    with the best selection score in that frame, written as ``<frame>/stage{k}.pt``; then its own
+    threshold, searched on the same validation in that frame (``<frame>/threshold.json``,
+    :func:`search_threshold`). Returns {frame: {"stage", "step", "value", "threshold", "dir"}}."""
+    out = {}
+    for frame in variant_frames(cfg):
+        metric = f"{variant_key(frame)}_score"
+        best = None
+        for s in range(2, last + 1):
+            path = stage_path(out_dir, s)
+            ck = E.load_checkpoint(path, map_location="cpu")
+            kept = (ck.get("kept") or {}).get(metric)
+            if kept is not None and (best is None or kept["value"] > best[1]["value"]):
+                best = (s, kept, ck)
+        if best is None:
+            continue
+        s, kept, ck = best
+        folder = variant_dir(out_dir, frame)
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("stage*.pt"):   # an earlier selection of another stage
+            if old.name != f"stage{s}.pt":
+                old.unlink()
+        selected = {"stage": s, "step": int(kept["step"]), "metric": metric, "value": float(kept["value"])}
+        E.save_checkpoint(folder / f"stage{s}.pt", {"model": kept["model"], "done": True, "history": [],
+                                                   "extra": {**ck["extra"], "variant": frame, "selected": selected}})
+        model = load_model(folder, device)
+        info = search_threshold(model, validation, dataclasses.replace(cfg, frame=frame), folder)
+        out[frame] = {**{k: v for k, v in selected.items() if k != "metric"}, "threshold": info["threshold"],
+                      "dir": str(folder)}
+    return out
+
+
 def search_threshold(model: AmodalVAE, validation: Validation, cfg: VAEConfig, out_dir) -> dict:
     """Sweep ``cfg.thresholds`` on the validation sets, write ``threshold.json`` and
     ``threshold_sweep.csv`` into ``out_dir``; returns what threshold.json holds."""
+    if cfg.frame == "transformer":   # it takes any masks as given, at its one threshold: no noisy sets to search
+        validation = dataclasses.replace(validation, sets={k: v for k, v in validation.sets.items()
+                                                           if not validation.is_noisy(k)})
     t, sweep = sweep_thresholds(validation, lambda a: complete_instances(
         model, a.instances, frame=cfg.frame, context=a, return_details=True, noise="auto"), cfg.thresholds)
     sweep["evidence"] = "soft"
@@ -266,6 +339,7 @@ def load_model(run_dir_or_file, device="auto", stage: Optional[int] = None) -> A
     vae, ck = _vae_from_checkpoint(p, dev)
     vae.trained_stage = int(ck.get("extra", {}).get("stage", 0))
     vae.checkpoint = str(p)
+    vae.variant = ck.get("extra", {}).get("selected")   # a variant frame's: where its own selection found it
     cal = p.parent / CALIBRATION_FILE
     vae.noise_calibration = read_json(cal) if cal.is_file() else None
     return vae.eval()

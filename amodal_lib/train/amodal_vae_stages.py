@@ -92,6 +92,7 @@ class VAEConfig:
     eval_threshold: float = 0.5  # binarisation while selecting checkpoints
     frame: str = "fit"  # how completions find the full-object frame: "fit" | "transformer" (the paper's)
     select: bool = True  # stages 2 and 3 end with their best validation checkpoint
+    variants: tuple = ("transformer",)  # other frames that get a checkpoint and threshold of their own
     thresholds: tuple = tuple(round(0.05 * i, 2) for i in range(1, 20))  # swept for threshold.json
 
     @classmethod
@@ -381,10 +382,24 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a & b).sum(1).float() / (a | b).sum(1).clamp_min(1).float()
 
 
+def variant_frames(cfg: VAEConfig) -> tuple:
+    """The frames other than the run's own (``cfg.frame``) that are selected on validation for
+    themselves: each gets the checkpoint its own score picks among every evaluation of stages 2 and
+    3, and its own threshold (:func:`amodal_lib.train.amodal_vae.write_variants`)."""
+    return tuple(f for f in cfg.variants if f != cfg.frame) if cfg.select else ()
+
+
+def variant_key(frame: str) -> str:
+    """The prefix of a variant's validation scores in a stage's history (``variant_transformer_score``,
+    ``variant_transformer_<set>_A_full`` ...; the run's own are ``val_...``)."""
+    return f"variant_{frame}"
+
+
 def make_eval_fn(stage: int, cfg: VAEConfig, held: dict, validation: Optional[Validation], seed: int):
     """The validation callback of a stage: losses/IoU on held-out crops, and (stages 2 and 3) the
     completion mIoU of every validation set (``val_<set>_A_full`` ...) and the selection score
-    ``val_score`` (:class:`amodal_lib.train.validation.Validation`)."""
+    ``val_score`` (:class:`amodal_lib.train.validation.Validation`), in the run's frame; the same for
+    each of :func:`variant_frames` under :func:`variant_key`'s prefix."""
     dev_cache: dict = {}
 
     def on(model, key):
@@ -444,9 +459,11 @@ def make_eval_fn(stage: int, cfg: VAEConfig, held: dict, validation: Optional[Va
             out["val_bce_known"] = ((nll * weight).flatten(1).sum(1) * scale).mean()
         if stage >= 2 and validation is not None:
             # the sets scored here are the clean ones (annotations: completed as truth, no noise to estimate)
-            s = validation.score(lambda a: complete_instances(vae, a.instances, frame=cfg.frame, context=a,
-                                                              threshold=cfg.eval_threshold))
-            out.update({f"val_{k}": v for k, v in s.items()})
+            for frame in (cfg.frame, *variant_frames(cfg)):
+                s = validation.score(lambda a: complete_instances(vae, a.instances, frame=frame, context=a,
+                                                                  threshold=cfg.eval_threshold))
+                prefix = "val_" if frame == cfg.frame else f"{variant_key(frame)}_"
+                out.update({f"{prefix}{k}": v for k, v in s.items()})
         return {k: float(v) for k, v in out.items()}
 
     return evaluate

@@ -39,6 +39,10 @@ API
     the final checkpoint holds the selected weights, and its ``selected`` entry
     says which step they come from and their score ("train until converged on the validation
     set"). Only rank 0 evaluates: under DDP, load the final checkpoint to get the selection.
+    With ``keep=("metric", ...)`` the best evaluation's weights for each further metric are kept
+    too, without being ended with (a variant of the model that is selected on a score of its own,
+    e.g. Amodal-VAE's transformer frame): the final checkpoint's ``kept`` entry is {metric:
+    {"step", "value", "model"}}, checkpointed like ``best`` so that a resumed run keeps them.
     A loss that becomes NaN/inf raises :class:`NonFiniteLossError` naming the step and the stage;
     the last good checkpoint is left as it was. Only rank 0 writes files and shows a progress bar
     (``tqdm.auto``). What each call of ``fit`` cost (CPU and wall seconds, with the ``prepared``
@@ -72,7 +76,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.distributed as tdist
@@ -133,6 +137,8 @@ class Trainer:
     select: a metric of ``eval_fn`` (higher is better) whose best evaluation's weights the run
         ends with; None keeps the last step's. ``select_start``: the starting weights are
         evaluated and are a candidate too (off when they are untrained).
+    keep: further metrics of ``eval_fn`` whose best evaluation's weights are kept in the checkpoint
+        (``kept``) beside the run's own.
     prepared: {"cpu_s", "wall_s"} the family spent preparing ``data`` before the loop
         (:class:`amodal_lib.train.timing.Stopwatch`), recorded with each session's timing.
     """
@@ -145,7 +151,8 @@ class Trainer:
                  extra: Optional[dict] = None, device="auto", dist: Optional[Dist] = None,
                  amp: Optional[str] = "auto", resume: bool = True, progress: bool = True,
                  ddp_kwargs: Optional[dict] = None, save_module: Optional[nn.Module] = None,
-                 select: Optional[str] = None, select_start: bool = True, prepared: Optional[dict] = None):
+                 select: Optional[str] = None, select_start: bool = True, prepared: Optional[dict] = None,
+                 keep: Sequence[str] = ()):
         self.dist = dist or setup_distributed(device)
         self.device = self.dist.device
         self.raw_model = model.to(self.device)
@@ -182,6 +189,8 @@ class Trainer:
         self.select, self.select_start = select, select_start
         self.best: Optional[dict] = None  # {"step", "value", "model"}: the best evaluation so far
         self.selected: Optional[dict] = None  # {"metric", "step", "value"} once the run is done
+        self.keep = tuple(keep)
+        self.kept: dict = {}  # {metric: {"step", "value", "model"}}: the best evaluation of each of ``keep``
         self.prepared = prepared
         self._first_step: Optional[int] = None   # the step this call of fit started from (after resuming)
 
@@ -225,7 +234,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": rngs, "generator": self.generator.get_state(),
             "config": self.config, "extra": self.extra, "history": self.history,
-            "best": self.best, "selected": self.selected,
+            "best": self.best, "selected": self.selected, "kept": self.kept,
         }
 
     def load_state_dict(self, ck: dict) -> None:
@@ -247,7 +256,7 @@ class Trainer:
         set_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
         self.generator.set_state(ck["generator"])
         self.step, self.history, self.done = int(ck["step"]), list(ck["history"]), bool(ck["done"])
-        self.best, self.selected = ck.get("best"), ck.get("selected")
+        self.best, self.selected, self.kept = ck.get("best"), ck.get("selected"), dict(ck.get("kept") or {})
 
     def save(self) -> None:
         state = self.state_dict()  # collective when distributed: every rank calls it
@@ -386,18 +395,22 @@ class Trainer:
                    **{k: float(v) for k, v in metrics.items()}}
             self.history.append(rec)
             if self.select is not None:
-                self._consider(rec)
+                self.best = self._consider(rec, self.select, self.best, "select")
+            for metric in self.keep:
+                self.kept[metric] = self._consider(rec, metric, self.kept.get(metric), "keep")
         return rec
 
-    def _consider(self, rec: dict) -> None:
-        """Keep a copy of the weights when ``rec`` is the best evaluation so far (ties: the earlier)."""
-        if self.select not in rec:
-            raise KeyError(f"stage {self.stage}: select={self.select!r} but the evaluation returned "
+    def _consider(self, rec: dict, metric: str, best: Optional[dict], role: str) -> Optional[dict]:
+        """``best`` ({"step", "value", "model"} or None), or a copy of the weights when ``rec`` is a
+        better evaluation by ``metric`` (ties: the earlier)."""
+        if metric not in rec:
+            raise KeyError(f"stage {self.stage}: {role}={metric!r} but the evaluation returned "
                            f"only {sorted(k for k in rec if k not in ('split', 'stage', 'step'))}")
-        value = float(rec[self.select])
-        if math.isfinite(value) and (self.best is None or value > self.best["value"]):
+        value = float(rec[metric])
+        if math.isfinite(value) and (best is None or value > best["value"]):
             state = {k: v.detach().to("cpu", copy=True) for k, v in self.save_module.state_dict().items()}
-            self.best = {"step": self.step, "value": value, "model": state}
+            return {"step": self.step, "value": value, "model": state}
+        return best
 
     def _end_with_selection(self) -> None:
         """At the last step: load the best evaluation's weights (rank 0), and say which they are."""

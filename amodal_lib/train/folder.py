@@ -39,12 +39,16 @@ FORMAT = "amodal-run/1"
 # Every family's checkpoint names (Amodal-VAE's stages, the single-stage families' CHECKPOINT_NAME;
 # tests/test_hardening.py checks them against the modules)
 CHECKPOINT_NAMES = ("stage1", "stage2", "stage3", "pcnet", "psp", "inpaint-background", "inpaint-instance", "spade")
+VARIANT_FRAMES = ("fit", "transformer")   # the subfolders of Amodal-VAE's variant frames
 # What a training run writes into its folder (the engine's checkpoints, histories and timings, and
 # what an interrupted atomic write left; Amodal-VAE's validation sets and threshold; the record):
 # what starting over removes, and nothing else of the folder
 RUN_FILES = (*(f"{name}{ext}" for name in CHECKPOINT_NAMES for ext in (".pt", ".history.jsonl", ".timing.json")),
              *(f".{name}.pt.*.tmp" for name in CHECKPOINT_NAMES), "timing.json", "threshold.json",
-             "threshold_sweep.csv", "validation.json", "validation_*.json", "noise_calibration.json", RECORD)
+             "threshold_sweep.csv", "validation.json", "validation_*.json", "noise_calibration.json", RECORD,
+             # Amodal-VAE's variant frames, each selected for itself (train/amodal_vae.py write_variants)
+             *(f"{frame}/{name}" for frame in VARIANT_FRAMES for name in ("stage*.pt", ".stage*.pt.*.tmp",
+                                                                          "threshold.json", "threshold_sweep.csv")))
 # the settings in the order a difference is named
 KEYS = ("model", "profile", "data", "validation", "seed", "steps", "options", "overrides")
 REMEDY = "use --no-resume to start over in it, or another --out"
