@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from _fixtures_vae import TINY, tiny_dataset
-from amodal_lib import nb, viz
+from amodal_lib import nb, thresholds, viz
 from amodal_lib.experiments import comparison, stages
 
 
@@ -139,8 +139,8 @@ def test_recorded_sweep_and_choice(tiny_run):
     ctx.train_amodal_vae(upto=3, device="cpu", **FAST)
     sweep = comparison.recorded_sweep(ctx)
     raw = pd.read_csv(ctx.run_dir("amodal-vae") / "threshold_sweep.csv")
-    assert set(raw[raw.noisy].set) == {"labelled_mild", "labelled_strong"}   # the segmenter-mask rows
-    raw = raw[~raw.noisy]                                                    # are not the choice's
+    # a transformer-frame run takes any visible masks as given: no threshold is searched for a segmenter's
+    assert not raw.noisy.any() and "noisy" not in thresholds.read_threshold(ctx.run_dir("amodal-vae"))
     assert list(sweep.set.unique()) == ["labelled", "mean"] and len(sweep) == 2 * len(raw)
     mean = sweep[sweep.set == "mean"].reset_index(drop=True)
     assert np.allclose(mean.A_full, raw.groupby("threshold").A_full.mean().to_numpy())
@@ -151,6 +151,15 @@ def test_recorded_sweep_and_choice(tiny_run):
     assert comparison.threshold_choice(sweep, chosen["threshold"], 0.123).shape[0] == 1   # not swept: no row
     fig = viz.plot_threshold_sweep(sweep, chosen["threshold"], 0.1)
     plt.close(fig)
+
+
+def test_recorded_sweep_leaves_out_the_segmenter_mask_rows(tmp_path):
+    rows = [{"threshold": t, "n": 10, "A_full": a, "A_invisible": 1.0, "B_full": 1.0, "B_invisible": 1.0,
+             "set": s, "noisy": s.endswith("_mild")}
+            for s, a in (("labelled", 50.0), ("labelled_mild", 10.0)) for t in (0.4, 0.5)]
+    pd.DataFrame(rows).to_csv(tmp_path / thresholds.SWEEP_FILE, index=False)
+    sweep = thresholds.recorded_sweep(tmp_path)
+    assert list(sweep.set.unique()) == ["labelled", "mean"] and (sweep.A_full == 50.0).all()
 
 
 def test_stage_figures_on_a_tiny_run(tiny_run):
