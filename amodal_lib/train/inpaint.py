@@ -150,7 +150,9 @@ def instance_holes(targets: torch.Tensor, pool: torch.Tensor, cover=(0.1, 0.7), 
         S = targets.shape[-1]
         half = torch.zeros_like(targets)
         half[..., : S // 2] = 1.0
-        half = torch.where((torch.rand(len(targets), device=targets.device) < 0.5)[:, None, None], half, half.flip(-1))
+        coin = torch.rand(len(targets), generator=generator, device=generator.device) if generator is not None \
+            else torch.rand(len(targets), device=targets.device)   # ``generator``'s, so that a seeded set repeats
+        half = torch.where((coin.to(targets.device) < 0.5)[:, None, None], half, half.flip(-1))
         eraser = torch.where(ok[:, None, None], eraser, half)
     hole = (eraser * targets).unsqueeze(1)
     return (hole, eraser.unsqueeze(1)) if with_occluder else hole
