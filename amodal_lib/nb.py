@@ -254,15 +254,15 @@ class Context:
             display(Image(data=(out / f"{name}.png").read_bytes(), format="png"))
             plt.close(fig)
 
-    def save_table(self, df, name: str, floatfmt: str = ".2f") -> Path:
-        """Save a pandas DataFrame as results/tables/NAME.csv and NAME.md."""
+    def save_table(self, df, name: str, floatfmt: str = ".2f") -> None:
+        """Save a pandas DataFrame as results/tables/NAME.csv and NAME.md; returns nothing, so that a
+        cell ending with it shows no path of the machine that ran it (as :meth:`save_json`)."""
         out = self.out / "tables"
         csv = out / f"{name}.csv"
         atomic_write_text(csv, df.to_csv(index=False))
         atomic_write_text(out / f"{name}.md", to_markdown(df, floatfmt) + "\n")
         self._record(csv)
         self._record(out / f"{name}.md")
-        return csv
 
     def save_json(self, obj: Any, name: str) -> None:
         """Write ``obj`` as ``tables/<name>.json`` and record it; returns nothing, so that a cell ending

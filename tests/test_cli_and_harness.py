@@ -76,7 +76,7 @@ def test_context_saves_outputs_and_manifest(tmp_path, monkeypatch):
     fig, ax = plt.subplots()
     ax.plot([0, 1])
     ctx.save_figure(fig, "f")
-    ctx.save_table(pd.DataFrame({"method": ["x"], "A_full": [12.345]}), "t")
+    assert ctx.save_table(pd.DataFrame({"method": ["x"], "A_full": [12.345]}), "t") is None   # no path shown
     entry = ctx.finish()
     out = tmp_path / "smoke"                              # profiles other than default keep apart
     assert (out / "figures/f.png").exists() and (out / "figures/f.pdf").exists()
