@@ -115,7 +115,8 @@ def _completion(sub, common) -> None:
              "the answer's frame, for evaluation only)")
     add(c, "--frame", choices=("fit", "transformer"), default="fit",
         help="amodal-vae: the full-object frame fitted to the known pixels around each instance (fit, the default), "
-             "or the paper's spatial transformer on the crop alone")
+             "or the paper's spatial transformer on the crop alone, with the checkpoint and threshold its run chose "
+             "for it on validation (RUN/transformer/, where the run has them)")
     add(c, "--threshold", type=float, metavar="T", help=HELP["threshold"] + " (default: the run's threshold.json, else the model's)")
     add(c, "--samples", type=int, default=0, metavar="K",
         help=f"amodal-vae: average this many posterior samples, 0 to {MAX_SAMPLES} (default 0: the posterior mode)")
