@@ -51,7 +51,7 @@ from ..data.readers import read_json
 from ..errors import ArgumentError, CheckpointError, MissingCheckpointError
 from ..io import atomic_write_json
 from ..models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
-from ..predict.amodal_vae import complete_instances
+from ..predict.amodal_vae import complete_instances, takes_masks_as_given
 from ..predict.evidence import calibrate
 from ..thresholds import noisy_threshold, read_threshold, sweep_thresholds, write_threshold
 from . import engine as E
@@ -295,7 +295,7 @@ def write_variants(out_dir, cfg: VAEConfig, validation: Validation, last: int, d
 def search_threshold(model: AmodalVAE, validation: Validation, cfg: VAEConfig, out_dir) -> dict:
     """Sweep ``cfg.thresholds`` on the validation sets, write ``threshold.json`` and
     ``threshold_sweep.csv`` into ``out_dir``; returns what threshold.json holds."""
-    if cfg.frame == "transformer":   # it takes any masks as given, at its one threshold: no noisy sets to search
+    if takes_masks_as_given(cfg.frame):   # any masks are taken at its one threshold: no noisy sets to search
         validation = dataclasses.replace(validation, sets={k: v for k, v in validation.sets.items()
                                                            if not validation.is_noisy(k)})
     t, sweep = sweep_thresholds(validation, lambda a: complete_instances(
