@@ -176,3 +176,28 @@ def test_folded_batch_norms_compute_the_same_function():
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in enc.modules())
         assert torch.allclose(enc(x)[0], model.partial_encoder(x)[0], atol=1e-4)
         assert torch.allclose(dec(z), model.decoder(z), atol=1e-4)
+
+
+def test_padded_network_batches_give_each_row_its_own_result():
+    """The fit's network calls are padded to a few batch shapes (bounded kernel caches): each real
+    row gets what the unpadded call gives it, for one tensor or a tuple of them."""
+    torch.manual_seed(3)
+    model = V.AmodalVAE(width=8, latent_dim=16, hidden=32).eval()
+    z, crops = torch.randn(FF.PAD_ROWS + 5, 16), torch.rand(7, 28, 28)
+    with torch.no_grad():
+        out = FF.padded(model.decoder, z)
+        assert out.shape == (FF.PAD_ROWS + 5, 28, 28) and torch.allclose(out, model.decoder(z), atol=1e-5)
+        mu, logvar = FF.padded(lambda c: model.encode_partial(c, 1.0), crops)
+        want = model.encode_partial(crops, 1.0)
+        assert mu.shape == (7, 16) and torch.allclose(mu, want[0], atol=1e-5) and torch.allclose(logvar, want[1], atol=1e-5)
+        scorer = FF.Scorer(model)
+        assert torch.allclose(scorer(crops), FF.Scorer(model, exact=True)(crops), atol=0.05)
+
+
+def test_each_batch_gives_its_freed_memory_back(monkeypatch):
+    from amodal_lib.predict import workers as W
+    W.release_memory()   # glibc's malloc_trim where there is one, nothing elsewhere: never an error
+    given_back = []
+    monkeypatch.setattr(W, "release_memory", lambda: given_back.append(1))
+    assert list(W.ordered_map(lambda x: x * x, range(5), workers=1)) == [0, 1, 4, 9, 16]
+    assert len(given_back) == 5

@@ -225,7 +225,7 @@ def frames(model: AmodalVAE, instances: Sequence, crops: torch.Tensor, in_boxes:
     if len(iso):  # halfway to the visible box, completed in that frame (GT-frame flag)
         rel[iso] = ISOLATED_FRAME * rel[iso] + (1 - ISOLATED_FRAME) * _unit(len(iso))
         x = C.crop_masks([instances[k] for k in iso.tolist()], "visible", image_boxes(rel[iso], in_boxes[iso]))
-        mu[iso], logvar[iso] = encode(model, x, 1.0, dev)
+        mu[iso], logvar[iso] = FF.padded(lambda c: encode(model, c, 1.0, dev), x)
     return rel, fitted, (mu, logvar)
 
 

@@ -42,6 +42,7 @@ EXTENSIONS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.4)  # how far a side may mo
 NEIGHBOUR_BAND = 0.25     # a side faces a neighbour when one lies within this many box sizes of it
 UNIT = ((0.0, 0.0, 1.0, 1.0),)
 CANDIDATES_PER_BATCH = 512  # candidate frames scored per network call
+PAD_ROWS = 64             # the fit's network batches are padded to a multiple of this (padded)
 DIRECTION = (-1.0, -1.0, 1.0, 1.0)   # a side moves out: left and top down, right and bottom up
 
 
@@ -171,8 +172,23 @@ class Scorer:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fast:
             return torch.sigmoid(self.model.decoder(self.model.encode_partial(x, 1.0)[0]).float())
+        return padded(self._fast, x)
+
+    def _fast(self, x: torch.Tensor) -> torch.Tensor:
         inp = torch.stack([x, torch.ones_like(x)], 1).to(self.dtype).contiguous(memory_format=torch.channels_last)
         return torch.sigmoid(self.net(inp).float())
+
+
+def padded(fn, x: torch.Tensor, rows: int = PAD_ROWS):
+    """``fn(x)`` (a tensor or a tuple of them, one row per row of ``x``) with ``x`` padded by zero rows
+    to a multiple of ``rows``, the padding's rows dropped again. The networks then see a few batch
+    shapes instead of one per search step: oneDNN builds, and keeps in its cache, kernels for each
+    shape it sees, which on a long file held hundreds of MB per process."""
+    m = len(x)
+    if m % rows:
+        x = torch.cat([x, x.new_zeros(rows - m % rows, *x.shape[1:])])
+    out = fn(x)
+    return tuple(t[:m] for t in out) if isinstance(out, tuple) else out[:m]
 
 
 def _known(lo: torch.Tensor):
@@ -273,8 +289,8 @@ def complete_in_frames(model, vis_hi: torch.Tensor, boxes: torch.Tensor, batch_s
         b = boxes[s:s + batch_size]
         x = F.grid_sample(vis_hi[s:s + batch_size], frame_grid(context_box(len(b), b.device), b, S), mode="bilinear",
                           padding_mode="zeros", align_corners=False)[:, 0]
-        mu, logvar = model.encode_partial(x, 1.0)
-        outs.append((torch.sigmoid(model.decoder(mu)), mu, logvar))
+        mu, logvar = padded(lambda c: model.encode_partial(c, 1.0), x)
+        outs.append((torch.sigmoid(padded(model.decoder, mu)), mu, logvar))
     if not outs:
         return torch.zeros(0, S, S), torch.zeros(0, 1), torch.zeros(0, 1)
     return tuple(torch.cat(t) for t in zip(*outs))
