@@ -356,3 +356,24 @@ def test_figure_rows_follow_each_frame(ann):
         assert masks is res.masks[name] and set(iou) == set(boxes) == {i.id for i in ann.instances}
         k = 3
         assert torch.equal(boxes[res.details[key].ids[k]], res.details[key].boxes[k])
+
+
+def test_frame_or_shape_reads_a_perfect_frame_and_a_perfect_hidden_part(ann):
+    """The hidden-part oracle of the GT visible masks is the GT amodal mask; of eroded masks it keeps
+    their errors (below 100 full, above the input); the GT-box row completes in the GT box."""
+    from amodal_lib.data.corruption import corrupt_masks
+    from amodal_lib.experiments import segmentation_input as S
+    from amodal_lib.models.amodal_vae import AmodalVAE
+    gt = {i.id: i.visible for i in ann.instances}
+    oracle = S.with_hidden_part(ann, gt)
+    assert all(M.area(M.merge([oracle[i.id], i.amodal], intersect=True)) == M.area(i.amodal) == M.area(oracle[i.id])
+               for i in ann.instances)
+    torch.manual_seed(0)
+    vae = AmodalVAE(width=8, latent_dim=8, hidden=16).eval()
+    eroded = corrupt_masks(ann.instances, "erosion", 1.0)
+    res = S.run_inputs(ann, {S.PREDICTED_INPUT: eroded}, vae, None, 0.5, frames=("fit",))
+    t = S.frame_or_shape(ann, eroded, res, vae).set_index("method")
+    assert list(t.index) == [S.INPUT_MASK, comparison.VAE_MODE, f"{comparison.VAE_GT_BOX}: evaluation only",
+                             S.HIDDEN_ORACLE]
+    assert t.loc[S.INPUT_MASK, "A_full"] < t.loc[S.HIDDEN_ORACLE, "A_full"] < 100
+    assert t.loc[S.HIDDEN_ORACLE, "A_invisible"] == 100   # erosion adds no pixel outside the GT visible mask

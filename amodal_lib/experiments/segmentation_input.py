@@ -15,25 +15,31 @@ the GT visible mask that defines the invisible part; only the *input* changes
 - :func:`robustness`: the same completions with the GT visible mask eroded, dilated, given a
   noisy boundary, or a segmenter's mixture of errors (:mod:`amodal_lib.data.corruption`) at several
   strengths.
+- :func:`frame_or_shape`: where predicted input costs, read with two evaluation-only rows: the
+  completion in the GT amodal box (a perfect frame), and the input mask joined with the GT hidden
+  part (a perfect completion of what is hidden, the input's own errors kept).
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .. import metrics, paper, registry
+from ..data import masks as M
 from ..data.corruption import KINDS, corrupt_masks, segmenter_noise
 from ..data.records import AnnotationSet
 from ..metrics import SCORE_COLUMNS
 from ..predict.psp import visible_iou
 from .analysis import per_bin_long
-from .comparison import PCNET, VAE_FRAMES, VAE_TRANSFORMER, VISIBLE, frame_model
+from .comparison import PCNET, VAE_FRAMES, VAE_GT_BOX, VAE_MODE, VAE_TRANSFORMER, VISIBLE, frame_model
 
 GT_INPUT = "GT visible mask"
 PREDICTED_INPUT = "predicted (ResNet-PSP)"
 INPUT_MASK = "input mask (no completion)"
 SEGMENTER = "segmenter-noise"   # the robustness curve's kind for data.corruption's segmenter-noise model   # the visible mask given, as the amodal prediction
+HIDDEN_ORACLE = "input mask + GT hidden part (oracle)"
 
 # the paper's numbers (KINS, protocol A) for (input, method) rows of ours
 PAPER_ROWS = {
@@ -192,6 +198,52 @@ def robustness(ann: AnnotationSet, vae=None, pcnet=None, threshold: float = 0.5,
     gt = df[df.kind == "none"]   # strength 0 belongs to every kind's curve
     df = pd.concat([df[df.kind != "none"]] + [gt.assign(kind=k) for k in kinds], ignore_index=True)
     return df.sort_values(["kind", "method", "strength"], kind="stable").reset_index(drop=True)
+
+
+def with_hidden_part(ann: AnnotationSet, visible: dict) -> dict:
+    """{id: RLE} for the instances of ``ann`` with an amodal mask: the given visible mask joined with
+    the GT hidden part (GT amodal minus GT visible): a perfect completion of what is hidden, the
+    input's own errors kept (evaluation only: it reads the amodal labels)."""
+    out = {}
+    for inst in ann.instances:
+        if inst.amodal is None:
+            continue
+        given, amodal, gt = (M.decode(r).astype(bool) for r in (visible[inst.id], inst.amodal, inst.visible))
+        out[inst.id] = M.encode((given | (amodal & ~gt)).astype(np.uint8))
+    return out
+
+
+def frame_or_shape(ann: AnnotationSet, visible: dict, results: dict, vae, predicted: str = PREDICTED_INPUT
+                   ) -> pd.DataFrame:
+    """Where completing ``visible`` (a segmenter's masks) loses against completing the GT ones: the
+    rows of :func:`run_inputs`'s ``results`` for the input mask and the fitted frame on ``predicted``
+    input, beside two evaluation-only rows on the same input: Amodal-VAE in the GT amodal box (its
+    run's threshold and evidence for such masks, as the fitted row's in :func:`complete_methods`)
+    and :func:`with_hidden_part`. When the GT box recovers what the fitted frame loses, the frame
+    is at fault, not the shape."""
+    scored = ann.subset([i for i in ann.instances if i.amodal is not None])
+    inst = list(scored.instances)
+    rows = [metrics.scores_row(m, results[(predicted, m)]) for m in (INPUT_MASK, VAE_MODE) if (predicted, m) in results]
+    if vae is not None:
+        gt_box = registry.complete_from_visible("amodal-vae", ann, visible, vae, inst, box="amodal-gt", noise="auto")
+        rows.append(metrics.scores_row(f"{VAE_GT_BOX}: evaluation only", metrics.evaluate(scored, gt_box)))
+    rows.append(metrics.scores_row(HIDDEN_ORACLE, metrics.evaluate(scored, with_hidden_part(ann, visible))))
+    return pd.DataFrame(rows, columns=["method", "n", *SCORE_COLUMNS])
+
+
+def frame_or_shape_lines(rows: pd.DataFrame) -> list:
+    """What :func:`frame_or_shape`'s rows say, as sentences (protocol A; numbers as measured)."""
+    t = rows.set_index("method")
+    box = next((m for m in t.index if m.startswith(VAE_GT_BOX)), None)
+    if VAE_MODE not in t.index or box is None or HIDDEN_ORACLE not in t.index:
+        return []
+    fit, gt, top = (t.loc[m, ["A_full", "A_invisible"]].astype(float) for m in (VAE_MODE, box, HIDDEN_ORACLE))
+    gap = top.A_invisible - fit.A_invisible
+    share = (gt.A_invisible - fit.A_invisible) / gap * 100 if gap > 0 else float("nan")
+    return [f"fitted frame {fit.A_full:.2f} / {fit.A_invisible:.2f} (A full / invisible); in the GT amodal box "
+            f"{gt.A_full:.2f} / {gt.A_invisible:.2f}; input + GT hidden part {top.A_full:.2f} / {top.A_invisible:.2f}",
+            f"a perfect frame recovers {gt.A_invisible - fit.A_invisible:.2f} of the {gap:.2f} invisible points "
+            f"between the fitted frame and the hidden-part oracle ({share:.0f}%)"]
 
 
 def summary_lines(table: pd.DataFrame, drops: pd.DataFrame, quality: pd.DataFrame) -> list:
