@@ -375,5 +375,6 @@ def test_frame_or_shape_reads_a_perfect_frame_and_a_perfect_hidden_part(ann):
     t = S.frame_or_shape(ann, eroded, res, vae).set_index("method")
     assert list(t.index) == [S.INPUT_MASK, comparison.VAE_MODE, f"{comparison.VAE_GT_BOX}: evaluation only",
                              S.HIDDEN_ORACLE]
+    assert len(S.frame_or_shape_lines(t.reset_index())) == 2
     assert t.loc[S.INPUT_MASK, "A_full"] < t.loc[S.HIDDEN_ORACLE, "A_full"] < 100
     assert t.loc[S.HIDDEN_ORACLE, "A_invisible"] == 100   # erosion adds no pixel outside the GT visible mask

@@ -40,6 +40,7 @@ PREDICTED_INPUT = "predicted (ResNet-PSP)"
 INPUT_MASK = "input mask (no completion)"
 SEGMENTER = "segmenter-noise"   # the robustness curve's kind for data.corruption's segmenter-noise model   # the visible mask given, as the amodal prediction
 HIDDEN_ORACLE = "input mask + GT hidden part (oracle)"
+GT_BOX_ROW = f"{VAE_GT_BOX}: evaluation only"   # frame_or_shape's completion in the GT amodal box
 
 # the paper's numbers (KINS, protocol A) for (input, method) rows of ours
 PAPER_ROWS = {
@@ -226,7 +227,7 @@ def frame_or_shape(ann: AnnotationSet, visible: dict, results: dict, vae, predic
     rows = [metrics.scores_row(m, results[(predicted, m)]) for m in (INPUT_MASK, VAE_MODE) if (predicted, m) in results]
     if vae is not None:
         gt_box = registry.complete_from_visible("amodal-vae", ann, visible, vae, inst, box="amodal-gt", noise="auto")
-        rows.append(metrics.scores_row(f"{VAE_GT_BOX}: evaluation only", metrics.evaluate(scored, gt_box)))
+        rows.append(metrics.scores_row(GT_BOX_ROW, metrics.evaluate(scored, gt_box)))
     rows.append(metrics.scores_row(HIDDEN_ORACLE, metrics.evaluate(scored, with_hidden_part(ann, visible))))
     return pd.DataFrame(rows, columns=["method", "n", *SCORE_COLUMNS])
 
@@ -234,10 +235,9 @@ def frame_or_shape(ann: AnnotationSet, visible: dict, results: dict, vae, predic
 def frame_or_shape_lines(rows: pd.DataFrame) -> list:
     """What :func:`frame_or_shape`'s rows say, as sentences (protocol A; numbers as measured)."""
     t = rows.set_index("method")
-    box = next((m for m in t.index if m.startswith(VAE_GT_BOX)), None)
-    if VAE_MODE not in t.index or box is None or HIDDEN_ORACLE not in t.index:
+    if not {VAE_MODE, GT_BOX_ROW, HIDDEN_ORACLE} <= set(t.index):
         return []
-    fit, gt, top = (t.loc[m, ["A_full", "A_invisible"]].astype(float) for m in (VAE_MODE, box, HIDDEN_ORACLE))
+    fit, gt, top = (t.loc[m, ["A_full", "A_invisible"]].astype(float) for m in (VAE_MODE, GT_BOX_ROW, HIDDEN_ORACLE))
     gap = top.A_invisible - fit.A_invisible
     share = (gt.A_invisible - fit.A_invisible) / gap * 100 if gap > 0 else float("nan")
     return [f"fitted frame {fit.A_full:.2f} / {fit.A_invisible:.2f} (A full / invisible); in the GT amodal box "
