@@ -171,6 +171,23 @@ def test_soft_evidence_keeps_the_evidence_far_from_boundaries(test_set):
     assert all(M.area(out[i.id]) >= i.visible_area for i in inst)
 
 
+def test_soft_evidence_only_where_the_frame_was_fitted(test_set):
+    """A segmenter's mask is weighed against known background, which only a fitted frame has: an
+    instance whose frame was not fitted (``allowed`` None) keeps the hard rule at any noise."""
+    inst = [i for i in test_set.instances if i.visible_area > 200][:6]
+    boxes = torch.tensor([[i.visible_box[0] - 3, i.visible_box[1] - 3, i.visible_box[0] + i.visible_box[2] + 3,
+                           i.visible_box[1] + i.visible_box[3] + 3] for i in inst], dtype=torch.float32)
+    probs = torch.rand(len(inst), 28, 28, generator=torch.Generator().manual_seed(0))
+    near = [[o.visible for o in test_set.instances if o.image_id == i.image_id and o.id != i.id] for i in inst]
+    hard = PV.paste_instances(probs, boxes, inst, 0.5, True, None, 0.0, near)
+    assert PV.paste_instances(probs, boxes, inst, 0.5, True, None, 1.5, near) == hard     # nothing fitted
+    soft = PV.paste_instances(probs, boxes, inst, 0.5, True, [i.visible for i in inst], 1.5, near)
+    assert any(soft[i.id] != hard[i.id] for i in inst)
+    fences = [i.visible if k % 2 else None for k, i in enumerate(inst)]
+    mixed = PV.paste_instances(probs, boxes, inst, 0.5, True, fences, 1.5, near)
+    assert all(mixed[i.id] == (soft[i.id] if k % 2 else hard[i.id]) for k, i in enumerate(inst))
+
+
 def test_complete_visible_reads_a_results_file_and_refuses_a_mismatch(tmp_path, test_set):
     test = tiny_dataset()["test"]
     noisy = segmenter_noise(test_set.instances, 1.5, seed=0)

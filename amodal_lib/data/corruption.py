@@ -50,7 +50,9 @@ from .records import Instance, group_by_image
 KINDS = ("erosion", "dilation", "boundary-noise")
 NOISE_SIGMA = 2.0   # pixels: the width of the noise's bumps
 # the segmenter-noise model's named strengths, in pixels: "mild" is about a good instance segmenter
-# (pooled visible IoU with the truth near 0.9 on real KITTI masks), "strong" a poor one (near 0.8)
+# (visible IoU with the truth near 0.9, the mean over the instances of real KITTI scenes, small ones
+# included), "strong" a poor one (near 0.8); on mid-size instances the same strengths cost less
+# (pasted real instances: pooled IoU 0.94 and 0.87)
 NOISE_LEVELS = {"clean": 0.0, "mild": 1.0, "strong": 2.0}
 
 

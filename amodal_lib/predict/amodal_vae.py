@@ -12,7 +12,8 @@ them), each step a function of this module:
 Visible masks that a segmenter made (a boundary a pixel or three off) are evidence, not truth: with
 a ``noise`` above 0 (pixels; "auto" estimates it, :func:`resolve_noise`) the frame is fitted to
 blurred known pixels and step 6 weighs the blurred masks against the completion
-(:mod:`amodal_lib.predict.evidence`) instead of joining and clipping.
+(:mod:`amodal_lib.predict.evidence`) instead of joining and clipping, where the frame was fitted
+(elsewhere no background is known to weigh them against, and the masks are joined as given).
 
 Only crops (28x28), posteriors, boxes and RLEs are held; every mask is read and written inside its
 box, never as a full frame, so memory does not grow with the file. Where the frame comes from:
@@ -290,31 +291,35 @@ def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequenc
     boxes (``crops.iter_paste_regions``), each combined with its visible evidence inside its region
     (:func:`instance_region`, :func:`combine_evidence`: the visible mask and ``allowed[k]``, an RLE
     or None, decoded there only) and RLE-encoded from that region alone. With ``noise`` > 0 (pixels)
-    the evidence is soft instead (:func:`amodal_lib.predict.evidence.fuse_window`, over the region
-    grown by the blur's reach): ``neighbours[k]``, the other visible masks of the instance's image,
-    and ``allowed[k]`` not None, whether the background is trusted (a fitted frame)."""
-    soft = noise > 0
-    joined = union_visible or soft   # soft evidence always reads the instance's visible mask
+    the evidence is soft instead where the frame was fitted (``allowed[k]`` not None: the background
+    around the instance is known; :func:`amodal_lib.predict.evidence.fuse_window`, over the region
+    grown by the blur's reach; ``neighbours[k]``, the other visible masks of the instance's image).
+    An instance whose frame was not fitted has no known background to weigh its mask against: it
+    keeps the hard rule (joined with its visible mask, not clipped)."""
+    joined = union_visible or noise > 0   # soft evidence always reads the instance's visible mask
     out: list = [None] * len(instances)
     for ks, origins, values in C.iter_paste_regions(probs, boxes, instances):
         insts = [instances[k] for k in ks]
-        regions = [instance_region(i, o, v.shape, joined, EV.margin(noise)) for i, o, v in zip(insts, origins, values)]
-        visible = R.decode_windows([i.visible for i in insts], regions) if joined else [None] * len(ks)
         fences = [None if allowed is None else allowed[k] for k in ks]
-        clip = [(r, f) for r, f in zip(regions, fences) if f is not None and not soft]   # the hard rule's clip
+        soft = [noise > 0 and f is not None for f in fences]
+        regions = [instance_region(i, o, v.shape, joined, EV.margin(noise) if s else 0)
+                   for i, o, v, s in zip(insts, origins, values, soft)]
+        visible = R.decode_windows([i.visible for i in insts], regions) if joined else [None] * len(ks)
+        clip = [(r, f) for r, f, s in zip(regions, fences, soft) if f is not None and not s]   # the hard rule's clip
         decoded = iter(R.decode_windows([f for _, f in clip], [r for r, _ in clip]))
         masks = []
-        for k, (r0, r1, c0, c1), (o0, o1), v, vis, fence in zip(ks, regions, origins, values, visible, fences):
+        for k, (r0, r1, c0, c1), (o0, o1), v, vis, fence, s in zip(ks, regions, origins, values, visible, fences, soft):
             p = np.zeros((r1 - r0, c1 - c0), np.float32)   # the probabilities over the region (0 off the box)
             p[o0 - r0:o0 - r0 + v.shape[0], o1 - c0:o1 - c0 + v.shape[1]] = v
-            if soft:   # the image's other visible masks there; the background trusted where a frame was fitted
+            if s:   # the image's other visible masks there, the background trusted (a fitted frame)
                 near = neighbours[k] if neighbours is not None else []
                 others = np.zeros(p.shape, bool)
                 for m in R.decode_windows(near, [(r0, r1, c0, c1)] * len(near)) if near else []:
                     others |= m.astype(bool)
-                masks.append(EV.fuse_window(p, vis, others, noise, threshold, fence is not None))
+                masks.append(EV.fuse_window(p, vis, others, noise, threshold))
             else:
-                masks.append(combine_evidence(p, threshold, vis, None if fence is None else next(decoded)))
+                masks.append(combine_evidence(p, threshold, vis if union_visible else None,
+                                              None if fence is None else next(decoded)))
         h, w = insts[0].height, insts[0].width
         for k, rle in zip(ks, R.encode_windows(masks, [(r[0], r[2]) for r in regions], h, w)):
             out[k] = rle

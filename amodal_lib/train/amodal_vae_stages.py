@@ -73,7 +73,10 @@ class VAEConfig:
     train_noise: float = 0.0
     clean_prob: float = 0.4
     noise_from: int = 1000  # stage 2 learns from clean masks first, then from both (its last steps)
-    val_noise: tuple = ("mild", "strong")  # how segmenter masks are taken, and at what threshold, is chosen on these
+    # how segmenter masks are taken, and at what threshold, is chosen on these strengths (pixels): on
+    # pasted real instances they leave a pooled visible IoU of about 0.91 and 0.82, a good and a poor
+    # instance segmenter
+    val_noise: tuple = (1.5, 3.0)
     # stage 3
     stage3_instances: str = "occluded"  # "occluded" (touching others or the border) | "all"
     context_scale: float = 3.0
