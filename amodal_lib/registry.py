@@ -310,7 +310,7 @@ def complete(name: str, ann, model=None, instances: Optional[Sequence] = None, *
     :func:`default_threshold`; Amodal-VAE only: ``frame`` "fit" or "transformer" (the paper's;
     :mod:`amodal_lib.predict.amodal_vae`), ``samples`` K > 0 thresholds the mean of K posterior
     samples' probabilities, drawn from ``seed``; ``noise``: the visible masks' noise in pixels, or
-    "auto" to estimate it from their boundaries (:mod:`amodal_lib.predict.evidence`: 0 for annotations;
+    "auto" to estimate it from the boundaries of all of ``ann``'s (:mod:`amodal_lib.predict.evidence`: 0 for annotations;
     above 0, a segmenter's masks are treated as evidence, not truth, at the threshold searched for
     them). :func:`complete_batches` gives the same batch by batch."""
     return {k: v for part in complete_batches(name, ann, model, instances, threshold=threshold, box=box,
@@ -334,7 +334,9 @@ def complete_batches(name: str, ann, model=None, instances: Optional[Sequence] =
         raise ArgumentError(f"{name} needs a trained model (a run folder or checkpoint)")
     if box not in BOXES:
         raise ArgumentError(f"box must be 'predicted' or 'amodal-gt', got {box!r}")
-    level, noisy = resolve_evidence(name, model, instances, noise, frame, box)
+    # the noise is the file's: read on all of its masks, not on the few completed (the boundaries of
+    # occluded instances alone, cut by their occluders, read rougher than annotations are)
+    level, noisy = resolve_evidence(name, model, ann.instances, noise, frame, box)
     t = default_threshold(name, getattr(model, "checkpoint", None), noisy=noisy)[0] if threshold is None \
         else float(threshold)
     return f.complete(model, ann, instances, threshold=t, box=box, samples=samples, frame=frame, seed=seed,

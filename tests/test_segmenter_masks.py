@@ -223,6 +223,20 @@ def test_the_noise_a_completion_works_with():
         registry.resolve_noise("amodal-vae", None, [], -1.0)
 
 
+def test_auto_noise_is_read_on_the_whole_file_not_on_the_instances_completed(test_set, monkeypatch):
+    """A few occluded instances' boundaries, cut by their occluders, read rougher than annotations:
+    "auto" reads the noise on every visible mask of the file (or context), however few are completed."""
+    from amodal_lib import registry
+    from amodal_lib.models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
+    seen = []
+    monkeypatch.setattr(EV, "estimate_noise", lambda instances, *a, **k: seen.append(len(list(instances))) or 0.0)
+    vae = AmodalVAE(8, 16, 32, GEOMETRY_FEATURES).eval()
+    few = test_set.instances[:3]
+    registry.complete("amodal-vae", test_set, vae, few, threshold=0.5)
+    PV.complete_instances(vae, few, context=test_set, noise="auto")
+    assert seen == [len(test_set), len(test_set)]
+
+
 def test_soft_completion_decodes_no_full_frame_and_equals_the_hard_one_at_noise_0(test_set, monkeypatch):
     from amodal_lib.models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
     torch.manual_seed(0)

@@ -412,7 +412,8 @@ class _Run:
         if frame not in FRAMES:
             raise ValueError(f"frame must be one of {', '.join(FRAMES)}, got {frame!r}")
         self.model, self.instances = model, list(instances)
-        noise = resolve_noise(model, self.instances, noise, frame, box)   # once, for the whole file
+        # once, for the whole file: read on all of its masks (the context's), not on the few completed
+        noise = resolve_noise(model, context.instances if context is not None else self.instances, noise, frame, box)
         self.settings = dict(box=box, threshold=threshold, samples=samples, frame=frame, union_visible=union_visible,
                              generator=generator, noise=noise)
         self.device = device or next(model.parameters()).device
@@ -450,7 +451,7 @@ def complete_instances(model: AmodalVAE, instances: Sequence, box: str = "predic
     instances surround them (default: the given instances, grouped by image). ``samples`` = k
     also decodes k posterior samples per instance (``generator`` makes them repeatable). ``noise``:
     how far, in pixels, the visible masks' boundaries may lie from the truth (0: annotations, trusted;
-    "auto": estimated, :func:`resolve_noise`).
+    "auto": estimated, :func:`resolve_noise`, on every visible mask of ``context``).
     Returns {annotation id: RLE} of the posterior mode; with ``return_details=True`` an
     :class:`InstanceCompletions`.
     """
