@@ -11,9 +11,8 @@ them), each step a function of this module:
 
 Visible masks that a segmenter made (a boundary a pixel or three off) are evidence, not truth: with
 a ``noise`` above 0 (pixels; "auto" estimates it, :func:`resolve_noise`) the frame is fitted to
-blurred known pixels and step 6 weighs the blurred masks against the completion
-(:mod:`amodal_lib.predict.evidence`) instead of joining and clipping, where the frame was fitted
-(elsewhere no background is known to weigh them against, and the masks are joined as given).
+blurred known pixels and, where the frame was fitted (the background known), step 6 weighs the
+blurred masks against the completion (:mod:`amodal_lib.predict.evidence`) instead of joining and clipping.
 
 Only crops (28x28), posteriors, boxes and RLEs are held; every mask is read and written inside its
 box, never as a full frame, so memory does not grow with the file. Where the frame comes from:
@@ -291,11 +290,9 @@ def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequenc
     boxes (``crops.iter_paste_regions``), each combined with its visible evidence inside its region
     (:func:`instance_region`, :func:`combine_evidence`: the visible mask and ``allowed[k]``, an RLE
     or None, decoded there only) and RLE-encoded from that region alone. With ``noise`` > 0 (pixels)
-    the evidence is soft instead where the frame was fitted (``allowed[k]`` not None: the background
-    around the instance is known; :func:`amodal_lib.predict.evidence.fuse_window`, over the region
-    grown by the blur's reach; ``neighbours[k]``, the other visible masks of the instance's image).
-    An instance whose frame was not fitted has no known background to weigh its mask against: it
-    keeps the hard rule (joined with its visible mask, not clipped)."""
+    the evidence is soft where the frame was fitted (``allowed[k]`` not None, the background known:
+    :func:`amodal_lib.predict.evidence.fuse_window` over the region grown by the blur's reach, with
+    ``neighbours[k]``, the image's other visible masks); elsewhere the hard rule stays."""
     joined = union_visible or noise > 0   # soft evidence always reads the instance's visible mask
     out: list = [None] * len(instances)
     for ks, origins, values in C.iter_paste_regions(probs, boxes, instances):
@@ -318,8 +315,8 @@ def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequenc
                     others |= m.astype(bool)
                 masks.append(EV.fuse_window(p, vis, others, noise, threshold))
             else:
-                masks.append(combine_evidence(p, threshold, vis if union_visible else None,
-                                              None if fence is None else next(decoded)))
+                fenced = None if fence is None else next(decoded)
+                masks.append(combine_evidence(p, threshold, vis if union_visible else None, fenced))
         h, w = insts[0].height, insts[0].width
         for k, rle in zip(ks, R.encode_windows(masks, [(r[0], r[2]) for r in regions], h, w)):
             out[k] = rle
@@ -412,8 +409,8 @@ class _Run:
         if frame not in FRAMES:
             raise ValueError(f"frame must be one of {', '.join(FRAMES)}, got {frame!r}")
         self.model, self.instances = model, list(instances)
-        # once, for the whole file: read on all of its masks (the context's), not on the few completed
-        noise = resolve_noise(model, context.instances if context is not None else self.instances, noise, frame, box)
+        # once, on all of the file's masks (the context's), not on the few completed
+        noise = resolve_noise(model, self.instances if context is None else context.instances, noise, frame, box)
         self.settings = dict(box=box, threshold=threshold, samples=samples, frame=frame, union_visible=union_visible,
                              generator=generator, noise=noise)
         self.device = device or next(model.parameters()).device
