@@ -289,6 +289,8 @@ def read_threshold(run_dir) -> Optional[dict]:
         if noisy.get("evidence", "soft") not in ("soft", "hard"):
             raise CheckpointError(path, f"field 'noisy.evidence': must be 'soft' or 'hard', "
                                         f"got {str(noisy.get('evidence'))[:60]!r}")
+    if not isinstance(data.get("mirror", False), bool):
+        raise CheckpointError(path, f"field 'mirror': must be true or false, got {str(data['mirror'])[:60]!r}")
     return data
 
 

@@ -416,7 +416,8 @@ def vae_run(tmp_path):
 
 @pytest.mark.parametrize("content, text", [("{}", "field 'threshold': missing"), ("{", "invalid JSON"),
                                            ('{"threshold": "high"}', "must be a number"),
-                                           ('{"threshold": NaN}', "must be a number"), ("[0.3]", "JSON object")])
+                                           ('{"threshold": NaN}', "must be a number"), ("[0.3]", "JSON object"),
+                                           ('{"threshold": 0.5, "mirror": "yes"}', "field 'mirror': must be true or false")])
 def test_bad_stored_threshold_names_the_file(tmp_path, capsys, vae_run, content, text):
     ann = fx.write_kins2020(tmp_path / "k.json")
     (vae_run / "threshold.json").write_text(content)

@@ -268,3 +268,21 @@ def test_the_transformer_frame_is_selected_for_itself(trained, tmp_path, capsys)
     err = capsys.readouterr().err
     assert f"transformer frame: the checkpoint and threshold its run selected for it on validation ({var})" in err
     assert f"threshold {read_threshold(var)['threshold']:g} " in err
+
+
+def test_the_run_chooses_the_mirror_average_on_validation(trained):
+    """The fitted frame's threshold search is made without and with the mirror average; the run keeps
+    the better (threshold.json's ``mirror``), which the loaded model carries; the transformer frame has none."""
+    import pandas as pd
+    from amodal_lib.thresholds import read_threshold
+    run = trained[0]["full"]
+    stored, var = read_threshold(run), read_threshold(run / "transformer")
+    choice = stored["mirror_choice"]
+    assert set(choice) == {"with", "without"} and stored["mirror"] is (choice["with"] > choice["without"])
+    assert T.load_model(run, "cpu").mirror is stored["mirror"]
+    assert var["mirror"] is False and set(var["mirror_choice"]) == {"without"}
+    assert T.load_model(run / "transformer", "cpu").mirror is False
+    sweep = pd.read_csv(run / "threshold_sweep.csv")   # the kept search's sweep, its criterion as recorded
+    clean = sweep[~sweep.noisy.astype(bool)]
+    kept = choice["with" if stored["mirror"] else "without"]
+    assert clean[clean.threshold == stored["threshold"]].A_full.mean() == pytest.approx(kept, abs=1e-3)

@@ -60,7 +60,6 @@ ISOLATED_FRAME = 0.5      # an isolated instance's frame: this far from its visi
 FIT_BATCH = 256           # fitted instances whose context crops are held at once
 BATCH = 4096              # instances per batch (see batches)
 NET_BATCH = 1024          # the networks' batch within them (see batches)
-MIRROR = True             # a completion in its frame is the mean of the crop's and its mirror image's (mirrored)
 
 
 # --------------------------------------------------------------------------- results
@@ -245,10 +244,9 @@ def decode_samples(model: AmodalVAE, mu, std, samples: int, batch_size: int, dev
 
 
 def mirrored(model: AmodalVAE, probs: torch.Tensor, crops: torch.Tensor, dev) -> torch.Tensor:
-    """Step 4b: the mean of ``probs`` (the completion of ``crops`` in their frame) and the completion of
-    the crops mirrored left-right, mirrored back. Objects are as likely mirrored, so the two are guesses
-    of one shape; the mean makes the completion of a mirrored scene the mirror image of the scene's,
-    and on held-out real occlusions added 0.1-0.4 full and 0.2-1.1 invisible mIoU points, clean or noisy."""
+    """Step 4b, where the model's run chose it on validation (``model.mirror``: threshold.json's
+    ``mirror``): the mean of ``probs`` (the completion of ``crops`` in their frame) and the completion
+    of the crops mirrored left-right, mirrored back; a mirrored scene then completes as the mirror image."""
     flipped = FF.padded(lambda c: encode(model, c, 1.0, dev), crops.flip(-1))[0]
     return 0.5 * (probs + decode(model, flipped, dev).flip(-1))
 
@@ -347,7 +345,7 @@ def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional
     probs = decode(model, mu, dev)                                                   # decode
     sample_probs = decode_samples(model, mu, std, samples, BATCH, dev, generator) if samples else None
     img_boxes = image_boxes(rel, in_boxes) if len(instances) else torch.zeros(0, 4)
-    if MIRROR and n and (box == "amodal-gt" or frame == "fit"):   # the input crop is in the output's frame
+    if getattr(model, "mirror", False) and n and (box == "amodal-gt" or frame == "fit"):   # crop in output's frame
         x = crops if box == "amodal-gt" else C.crop_masks(instances, "visible", img_boxes)
         probs = mirrored(model, probs, x, dev)
     allowed = surroundings.allowed(instances, fitted) if surroundings is not None else None

@@ -234,8 +234,10 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
                 f"{info['step']} (its validation score {info['value']:.2f}), threshold {info['threshold']:g} "
                 f"-> {variant_dir(out_dir, frame)}")
         result["threshold"] = search_threshold(result["model"], validation, cfg, out_dir)
-        say(f"threshold {result['threshold']['threshold']:g} (largest validation full mIoU, protocol A) "
-            f"-> {out_dir / 'threshold.json'}")
+        th = result["threshold"]
+        said = ", ".join(f"{k} {v:.2f}" for k, v in th["mirror_choice"].items())
+        say(f"threshold {th['threshold']:g} (largest validation full mIoU, protocol A), mirror average "
+            f"{'on' if th['mirror'] else 'off'} (validation full mIoU {said}) -> {out_dir / 'threshold.json'}")
     return result
 
 
@@ -294,23 +296,25 @@ def write_variants(out_dir, cfg: VAEConfig, validation: Validation, last: int, d
 
 def search_threshold(model: AmodalVAE, validation: Validation, cfg: VAEConfig, out_dir) -> dict:
     """Sweep ``cfg.thresholds`` on the validation sets, write ``threshold.json`` and
-    ``threshold_sweep.csv`` into ``out_dir``; returns what threshold.json holds."""
+    ``threshold_sweep.csv`` into ``out_dir``; returns what threshold.json holds. In the fitted frame the
+    sweep is made without and with the mirror average (:func:`amodal_lib.predict.amodal_vae.mirrored`),
+    and the one of the larger criterion (ties: without) is kept: threshold.json's ``mirror``, which
+    :func:`load_model` gives the model (``model.mirror``)."""
     if takes_masks_as_given(cfg.frame):   # any masks are taken at its one threshold: no noisy sets to search
         validation = dataclasses.replace(validation, sets={k: v for k, v in validation.sets.items()
                                                            if not validation.is_noisy(k)})
-    t, sweep = sweep_thresholds(validation, lambda a: complete_instances(
-        model, a.instances, frame=cfg.frame, context=a, return_details=True, noise="auto"), cfg.thresholds)
-    sweep["evidence"] = "soft"
-    noisy_sets = {k: v for k, v in validation.sets.items() if validation.is_noisy(k)}
-    if noisy_sets:   # the same sets with the segmenter's masks taken as truth: validation says which helps
-        hard_val = dataclasses.replace(validation, sets=noisy_sets)
-        _, hard = sweep_thresholds(hard_val, lambda a: complete_instances(
-            model, a.instances, frame=cfg.frame, context=a, return_details=True, noise=0.0), cfg.thresholds)
-        sweep = pd.concat([sweep, hard.assign(evidence="hard")], ignore_index=True)
+    searched = {}
+    for mirror in (False, True) if cfg.frame == "fit" else (False,):
+        model.mirror = mirror
+        searched[mirror] = _sweep(model, validation, cfg)
+    mirror = max(searched, key=lambda m: (searched[m][2], not m))
+    model.mirror = mirror
+    t, sweep, _ = searched[mirror]
     at = sweep[(sweep.threshold == t) & ~sweep.noisy]
     info = {"threshold": t, "criterion": "largest protocol-A full mIoU on the validation sets (mean over sets)",
             "frame": cfg.frame, "stage": int(getattr(model, "trained_stage", 0)),
-            "validation": validation.description,
+            "validation": validation.description, "mirror": mirror,
+            "mirror_choice": {("with" if m else "without"): round(v[2], 4) for m, v in searched.items()},
             "scores": {row.set: {"A_full": row.A_full, "A_inv": row.A_invisible, "B_full": row.B_full,
                                  "B_inv": row.B_invisible} for row in at.itertuples()}}
     tn, evidence = noisy_threshold(sweep)
@@ -323,6 +327,22 @@ def search_threshold(model: AmodalVAE, validation: Validation, cfg: VAEConfig, o
                                               "B_inv": row.B_invisible} for row in atn.itertuples()}}
     write_threshold(out_dir, t, sweep, **{k: v for k, v in info.items() if k != "threshold"})
     return info
+
+
+def _sweep(model: AmodalVAE, validation: Validation, cfg: VAEConfig) -> tuple:
+    """(threshold, sweep, its criterion: the mean over the clean sets at that threshold) of
+    :func:`search_threshold`; the noisy sets swept with soft evidence and with the masks as truth."""
+    t, sweep = sweep_thresholds(validation, lambda a: complete_instances(
+        model, a.instances, frame=cfg.frame, context=a, return_details=True, noise="auto"), cfg.thresholds)
+    sweep["evidence"] = "soft"
+    noisy_sets = {k: v for k, v in validation.sets.items() if validation.is_noisy(k)}
+    if noisy_sets:   # the same sets with the segmenter's masks taken as truth: validation says which helps
+        hard_val = dataclasses.replace(validation, sets=noisy_sets)
+        _, hard = sweep_thresholds(hard_val, lambda a: complete_instances(
+            model, a.instances, frame=cfg.frame, context=a, return_details=True, noise=0.0), cfg.thresholds)
+        sweep = pd.concat([sweep, hard.assign(evidence="hard")], ignore_index=True)
+    clean = sweep[~sweep.noisy.astype(bool)]
+    return t, sweep, float(clean[clean.threshold == t].A_full.mean())
 
 
 def load_model(run_dir_or_file, device="auto", stage: Optional[int] = None) -> AmodalVAE:
@@ -342,4 +362,5 @@ def load_model(run_dir_or_file, device="auto", stage: Optional[int] = None) -> A
     vae.variant = ck.get("extra", {}).get("selected")   # a variant frame's: where its own selection found it
     cal = p.parent / CALIBRATION_FILE
     vae.noise_calibration = read_json(cal) if cal.is_file() else None
+    vae.mirror = bool((read_threshold(p.parent) or {}).get("mirror", False))   # as its validation chose
     return vae.eval()
