@@ -205,8 +205,14 @@ def sweep_thresholds(validation, details: Callable[[AnnotationSet], object], thr
             sw = pd.DataFrame(rows)
         frames.append(sw.assign(set=name, noisy=validation.is_noisy(name)))
     sweep = pd.concat(frames, ignore_index=True)
-    clean = sweep[~sweep.noisy] if (~sweep.noisy).any() else sweep
-    return _best(clean, criterion)[0], sweep
+    return clean_choice(sweep, criterion)[0], sweep
+
+
+def clean_choice(sweep: pd.DataFrame, criterion: str = "A_full") -> tuple[float, float]:
+    """(threshold, value) that :func:`sweep_thresholds` chooses from a sweep: the largest ``criterion``
+    averaged over the rows of the clean sets (all rows where there is none), ties to the smaller threshold."""
+    noisy = sweep.noisy.astype(bool)
+    return _best(sweep[~noisy] if (~noisy).any() else sweep, criterion)
 
 
 def noisy_threshold(sweep: pd.DataFrame, criterion: str = "A_full") -> tuple:

@@ -53,7 +53,7 @@ from ..io import atomic_write_json
 from ..models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
 from ..predict.amodal_vae import complete_instances, takes_masks_as_given
 from ..predict.evidence import calibrate
-from ..thresholds import noisy_threshold, read_threshold, sweep_thresholds, write_threshold
+from ..thresholds import clean_choice, noisy_threshold, read_threshold, sweep_thresholds, write_threshold
 from . import engine as E
 from . import timing
 from .amodal_vae_stages import (STAGES, Stage1, Stage2, Stage3, VAEConfig, _split, make_eval_fn, prepare,
@@ -330,7 +330,7 @@ def search_threshold(model: AmodalVAE, validation: Validation, cfg: VAEConfig, o
 
 
 def _sweep(model: AmodalVAE, validation: Validation, cfg: VAEConfig) -> tuple:
-    """(threshold, sweep, its criterion: the mean over the clean sets at that threshold) of
+    """(threshold, sweep, its criterion's value there: :func:`amodal_lib.thresholds.clean_choice`) of
     :func:`search_threshold`; the noisy sets swept with soft evidence and with the masks as truth."""
     t, sweep = sweep_thresholds(validation, lambda a: complete_instances(
         model, a.instances, frame=cfg.frame, context=a, return_details=True, noise="auto"), cfg.thresholds)
@@ -341,8 +341,7 @@ def _sweep(model: AmodalVAE, validation: Validation, cfg: VAEConfig) -> tuple:
         _, hard = sweep_thresholds(hard_val, lambda a: complete_instances(
             model, a.instances, frame=cfg.frame, context=a, return_details=True, noise=0.0), cfg.thresholds)
         sweep = pd.concat([sweep, hard.assign(evidence="hard")], ignore_index=True)
-    clean = sweep[~sweep.noisy.astype(bool)]
-    return t, sweep, float(clean[clean.threshold == t].A_full.mean())
+    return t, sweep, clean_choice(sweep)[1]
 
 
 def load_model(run_dir_or_file, device="auto", stage: Optional[int] = None) -> AmodalVAE:
