@@ -337,6 +337,12 @@ def complete_batches(name: str, ann, model=None, instances: Optional[Sequence] =
     # the noise is the file's: read on all of its masks, not on the few completed (the boundaries of
     # occluded instances alone, cut by their occluders, read rougher than annotations are)
     level, noisy = resolve_evidence(name, model, ann.instances, noise, frame, box)
+    if noisy and level > 0 and noise == "auto" and evidence_of(model) == "smooth":
+        from .predict import evidence   # deferred on purpose: torch, as families()
+        ann = evidence.smoothed(ann, level)   # every mask of the file, the neighbours' too
+        by_id = ann.by_id()
+        instances = [by_id[i.id] for i in instances]
+        level = resolve_noise(name, model, ann.instances, "auto", frame, box)   # what the smoothed masks read
     t = default_threshold(name, getattr(model, "checkpoint", None), noisy=noisy)[0] if threshold is None \
         else float(threshold)
     return f.complete(model, ann, instances, threshold=t, box=box, samples=samples, frame=frame, seed=seed,
@@ -346,14 +352,21 @@ def complete_batches(name: str, ann, model=None, instances: Optional[Sequence] =
 def resolve_evidence(name: str, model, instances: Sequence, noise="auto", frame: str = "fit",
                      box: str = "predicted") -> tuple[float, bool]:
     """(the noise in pixels a completion works with, whether the masks are a segmenter's): with
-    "auto", masks read as a segmenter's are taken as soft evidence at their estimated noise, or as
-    truth (noise 0) where the run's validation found that better (``threshold.json``,
-    :func:`amodal_lib.thresholds.noisy_evidence`); either way at the threshold searched for such masks."""
+    "auto", masks read as a segmenter's are taken as the run's validation found best
+    (:func:`evidence_of`): as soft evidence at their estimated noise, as truth (noise 0), or smoothed
+    by their estimated noise first (the noise returned; :func:`complete_batches` smooths them and
+    reads their noise again); always at the threshold searched for such masks."""
     level = resolve_noise(name, model, instances, noise, frame, box)
-    from .thresholds import noisy_evidence   # deferred on purpose: torch, as families()
-    if level > 0 and noise == "auto" and noisy_evidence(getattr(model, "checkpoint", None)) == "hard":
+    if level > 0 and noise == "auto" and evidence_of(model) == "hard":
         return 0.0, True
     return level, level > 0
+
+
+def evidence_of(model) -> str:
+    """How a run takes a segmenter's masks, as its validation chose (``threshold.json``'s
+    ``noisy.evidence``: "soft", "hard" or "smooth"; :mod:`amodal_lib.predict.evidence`)."""
+    from .thresholds import noisy_evidence   # deferred on purpose: torch, as families()
+    return noisy_evidence(getattr(model, "checkpoint", None))
 
 
 def resolve_noise(name: str, model, instances: Sequence, noise="auto", frame: str = "fit",

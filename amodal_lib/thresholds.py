@@ -217,25 +217,29 @@ def clean_choice(sweep: pd.DataFrame, criterion: str = "A_full") -> tuple[float,
 
 def noisy_threshold(sweep: pd.DataFrame, criterion: str = "A_full") -> tuple:
     """(threshold, evidence) for segmenter masks: the largest ``criterion`` averaged over the sweep's
-    noisy rows (:func:`sweep_thresholds`), among each ``evidence`` the sweep has ("soft": the masks
-    as evidence at their estimated noise; "hard": as truth; ties: soft), or (None, None) without noisy rows."""
+    noisy rows (:func:`sweep_thresholds`), among each ``evidence`` the sweep has (:data:`EVIDENCE`;
+    ties: the first in that order), or (None, None) without noisy rows."""
     if "noisy" not in sweep.columns or not sweep.noisy.any():
         return None, None
     rows = sweep[sweep.noisy.astype(bool)]
     if "evidence" not in rows.columns:
         rows = rows.assign(evidence="soft")
     best = None
-    for ev in sorted(rows.evidence.unique(), key=lambda e: e != "soft"):
+    for ev in sorted(rows.evidence.unique(), key=lambda e: EVIDENCE.index(e) if e in EVIDENCE else len(EVIDENCE)):
         t, v = _best(rows[rows.evidence == ev], criterion)
         if best is None or v > best[2]:
             best = (t, ev, v)
     return best[0], best[1]
 
 
+# how a segmenter's masks may be taken (amodal_lib.predict.evidence): "soft", evidence at their estimated
+# noise (also a run without the choice); "hard", as truth; "smooth", smoothed by their estimated noise first
+EVIDENCE = ("soft", "hard", "smooth")
+
+
 def noisy_evidence(checkpoint) -> str:
     """How a run takes a segmenter's masks, as its validation chose (``threshold.json``'s
-    ``noisy.evidence``): "soft" (evidence at their estimated noise; also a run without the choice)
-    or "hard" (as truth)."""
+    ``noisy.evidence``, one of :data:`EVIDENCE`; "soft" for a run without the choice)."""
     if checkpoint is None:
         return "soft"
     ck = Path(checkpoint)
@@ -292,8 +296,8 @@ def read_threshold(run_dir) -> Optional[dict]:
     if noisy is not None:
         if not isinstance(noisy, dict) or not _valid(noisy.get("threshold")):
             raise CheckpointError(path, "field 'noisy.threshold': must be a number in (0, 1]")
-        if noisy.get("evidence", "soft") not in ("soft", "hard"):
-            raise CheckpointError(path, f"field 'noisy.evidence': must be 'soft' or 'hard', "
+        if noisy.get("evidence", "soft") not in EVIDENCE:
+            raise CheckpointError(path, f"field 'noisy.evidence': must be one of {', '.join(map(repr, EVIDENCE))}, "
                                         f"got {str(noisy.get('evidence'))[:60]!r}")
     if not isinstance(data.get("mirror", False), bool):
         raise CheckpointError(path, f"field 'mirror': must be true or false, got {str(data['mirror'])[:60]!r}")

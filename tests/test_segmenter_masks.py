@@ -252,3 +252,48 @@ def test_soft_completion_decodes_no_full_frame_and_equals_the_hard_one_at_noise_
     soft = PV.complete_instances(vae, test_set.instances, context=test_set, noise=1.5, return_details=True)
     assert len(soft.masks) == len(test_set) and soft.noise == 1.5
     assert soft.paste(soft.probs) == soft.masks                 # a threshold sweep pastes as completion did
+
+
+def test_smoothing_takes_a_segmenters_bumps_off_and_never_empties_a_mask(test_set):
+    from amodal_lib.data.corruption import corrupt_masks
+    from amodal_lib.data import rle as R
+    inst = test_set.instances[:60]
+    bumpy = with_visible(test_set.subset(inst), corrupt_masks(inst, "boundary-noise", 2.0, seed=0), "bumps").instances
+    noisy = {i.id: i.visible for i in bumpy}
+    smooth = EV.smooth_masks(bumpy, 2.0)
+    assert _pooled_iou(inst, smooth) > _pooled_iou(inst, noisy) + 0.01        # closer to the truth
+    assert EV.smooth_masks(bumpy, 0.0) == noisy
+    line = R.encode_windows([torch.ones(1, 30).bool().numpy()], [(40, 40)], inst[0].height, inst[0].width)[0]
+    thin = with_visible(test_set.subset(inst[:1]), {inst[0].id: line}, "a sliver").instances
+    assert EV.smooth_masks(thin, 2.0)[inst[0].id] == line                      # kept as given, not emptied
+    ann = test_set.subset(inst)
+    assert EV.smoothed(ann, 0.0) is ann
+
+
+def test_a_run_that_chose_smoothing_completes_the_smoothed_masks(test_set, tmp_path):
+    """threshold.json's noisy.evidence "smooth": masks that read as a segmenter's are smoothed by
+    their estimated noise, the neighbours' too, then completed at the noise the smoothed ones read."""
+    import pandas as pd
+    from amodal_lib import registry
+    from amodal_lib.models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
+    rows = [{"threshold": t, "set": "s", "noisy": True, "n": 1, "A_full": 1.0 - abs(t - 0.5), "A_invisible": 0.0,
+             "B_full": 0.0, "B_invisible": 0.0} for t in (0.4, 0.5, 0.6)]
+    soft = pd.DataFrame(rows).assign(evidence="soft")
+    smooth = soft.assign(evidence="smooth", A_full=lambda d: d.A_full + 0.5)
+    assert noisy_threshold(pd.concat([soft, soft.assign(evidence="hard"), smooth])) == (0.5, "smooth")
+    assert noisy_threshold(pd.concat([soft, smooth.assign(A_full=soft.A_full)])) == (0.5, "soft")   # ties: soft
+    torch.manual_seed(0)
+    vae = AmodalVAE(8, 16, 32, GEOMETRY_FEATURES).eval()
+    vae.checkpoint, vae.noise_calibration = str(tmp_path / "stage3.pt"), EV.DEFAULT_CALIBRATION
+    noisy = with_visible(test_set, segmenter_noise(test_set.instances, 2.0, seed=1), "noise")
+    level = registry.resolve_noise("amodal-vae", vae, noisy.instances)
+    assert level > 0
+    write_threshold(tmp_path, 0.5, soft, noisy={"threshold": 0.5, "evidence": "smooth"})
+    got = registry.complete("amodal-vae", noisy, vae, threshold=0.5)
+    sm = EV.smoothed(noisy, level)
+    again = registry.resolve_noise("amodal-vae", vae, sm.instances)
+    assert got == PV.complete_instances(vae, sm.instances, context=sm, threshold=0.5, noise=again)
+    write_threshold(tmp_path, 0.5, soft, noisy={"threshold": 0.5, "evidence": "soft"})
+    assert got != registry.complete("amodal-vae", noisy, vae, threshold=0.5)
+    assert registry.complete("amodal-vae", noisy, vae, threshold=0.5, noise=level) == \
+        PV.complete_instances(vae, noisy.instances, context=noisy, threshold=0.5, noise=level)   # said: not smoothed

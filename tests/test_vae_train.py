@@ -65,9 +65,12 @@ def trained(tmp_path_factory):
     runs = {}
     for name, ann in (("full", paths["train"]), ("modal", stripped)):
         runs[name] = root / name
-        T.train_amodal_vae(ann, runs[name], profile="smoke", seed=3, device="cpu", progress=False,
-                           val_annotations=paths["val"], **TINY)
+        LOGS[name] = T.train_amodal_vae(ann, runs[name], profile="smoke", seed=3, device="cpu", progress=False,
+                                        val_annotations=paths["val"], **TINY)["log"]
     return runs, stripped
+
+
+LOGS: dict = {}   # the training log of each of trained's runs
 
 
 def test_no_amodal_label_is_read(trained):
@@ -286,3 +289,17 @@ def test_the_run_chooses_the_mirror_average_on_validation(trained):
     clean = sweep[~sweep.noisy.astype(bool)]
     kept = choice["with" if stored["mirror"] else "without"]
     assert clean[clean.threshold == stored["threshold"]].A_full.mean() == pytest.approx(kept, abs=1e-3)
+
+
+def test_the_run_chooses_how_a_segmenters_masks_are_taken_on_validation(trained):
+    """The noisy validation sets are swept with each way of taking a segmenter's masks (soft evidence,
+    as truth, smoothed first); threshold.json keeps the best, and the log says it."""
+    import pandas as pd
+    from amodal_lib.thresholds import EVIDENCE, noisy_threshold, read_threshold
+    run = trained[0]["full"]
+    stored = read_threshold(run)["noisy"]
+    sweep = pd.read_csv(run / "threshold_sweep.csv")
+    assert set(sweep[sweep.noisy.astype(bool)].evidence) == set(EVIDENCE)
+    assert noisy_threshold(sweep) == (stored["threshold"], stored["evidence"])
+    how = {"soft": "as soft evidence", "hard": "as truth", "smooth": "smoothed first"}[stored["evidence"]]
+    assert any(f"a segmenter's masks {how}, threshold {stored['threshold']:g}" in line for line in LOGS["full"])

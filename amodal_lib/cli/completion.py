@@ -80,10 +80,11 @@ def _progress(batches, total: int):
             bar.update(len(part))
 
 
-def _noise(ns, model, given) -> tuple[float, bool]:
+def _noise(ns, model, given) -> tuple:
     """(the visible masks' noise in pixels, whether they are a segmenter's) from ``--visible-noise``
     (pixels, or "auto": estimated from their boundaries; :func:`amodal_lib.registry.resolve_evidence`),
-    said on stderr."""
+    said on stderr; the noise is "auto" where the masks are to be smoothed first (the completion
+    smooths them and reads them again)."""
     if "noise" not in registry.declared(ns.model, registry.RULE, registry.COMPLETION).complete_options:
         if ns.visible_noise != "auto":
             raise ArgumentError(f"--visible-noise applies to --model {_takers('noise')} only")
@@ -95,6 +96,10 @@ def _noise(ns, model, given) -> tuple[float, bool]:
     if level != "auto" and not (math.isfinite(level) and 0 <= level <= 20):
         raise ArgumentError(f"--visible-noise must lie in 0..20 pixels, got {ns.visible_noise}")
     noise, noisy = registry.resolve_evidence(ns.model, model, given.instances, level, ns.frame, ns.box)
+    if noisy and noise > 0 and level == "auto" and registry.evidence_of(model) == "smooth":
+        print(f"visible masks read as a segmenter's, {noise:.2g} px off: smoothed by that much first, as this "
+              "run's validation found better", file=sys.stderr)
+        return "auto", True
     if noise > 0:
         how = "estimated from their boundaries" if level == "auto" else "--visible-noise"
         print(f"visible masks treated as a segmenter's, {noise:.2g} px off ({how}): evidence, not truth",
@@ -117,7 +122,7 @@ def _load_visible(path, ann):
     return visible
 
 
-def _complete_visible(ns, ann, model, threshold, visible, noise: float) -> int:
+def _complete_visible(ns, ann, model, threshold, visible, noise) -> int:
     batches = registry.complete_from_visible_batches(ns.model, ann, visible, model, source=str(ns.visible),
                                                      threshold=threshold, box=ns.box, samples=ns.samples,
                                                      frame=ns.frame, seed=ns.seed, workers=0, noise=noise)

@@ -22,6 +22,14 @@ may lie from the truth.
     masks 1.5 px off, occluders left out of the file: 77.6 / 36.5 A full / invisible mIoU against
     78.6 / 38.7 hard; ``docs/design.md``, "Segmenter masks").
 
+``smooth`` (where a run's validation chose it: ``threshold.json``'s ``noisy.evidence``)
+    A segmenter's masks, the occluders' too, are first smoothed (:func:`smoothed`: a Gaussian of
+    ``s`` pixels cut at 0.5), then completed as any masks are, at the noise their smoothed
+    boundaries read. A segmenter's boundary errors are bumps a few pixels wide on object outlines
+    that are smooth at that scale: on held-out real masks whose boundaries were moved by 1.5 and 3 px,
+    smoothing by 3 and 4 px brought their visible IoU with the truth from 0.90 to 0.92 and from 0.81
+    to 0.87. A smooth dilation or erosion is left as it is.
+
 :func:`soft_known_pixels` is the same evidence for the fitted frame's likelihood (blurred context
 crops), and :func:`boundary_roughness` what tells a file of segmenter masks from annotations.
 """
@@ -75,6 +83,34 @@ def fuse_window(probs: np.ndarray, own: np.ndarray, others: np.ndarray, noise_px
     if noise_px > 0:
         evidence = ndimage.gaussian_filter(evidence, SIGMA_PER_NOISE * noise_px, mode="nearest")
     return (_logit(probs) + WEIGHT * evidence) > float(_logit(np.float32(threshold)))
+
+
+def smooth_masks(instances: Sequence, sigma: float) -> dict:
+    """{annotation id: RLE}: each instance's visible mask smoothed, a Gaussian of ``sigma`` pixels cut
+    at 0.5 (over its box grown by the blur's reach), a segmenter's bumps, specks and ragged edges taken
+    off its boundary. A mask that the smoothing would empty (a thin sliver) is kept as given."""
+    instances = list(instances)
+    reach = int(np.ceil(3 * sigma)) + 2
+    windows = []
+    for inst in instances:
+        x, y, w, h = inst.visible_box
+        windows.append((max(int(y) - reach, 0), min(int(np.ceil(y + h)) + reach, inst.height),
+                        max(int(x) - reach, 0), min(int(np.ceil(x + w)) + reach, inst.width)))
+    out = {}
+    for inst, win, m in zip(instances, windows, R.decode_windows([i.visible for i in instances], windows)):
+        smooth = ndimage.gaussian_filter(m.astype(np.float32), sigma, mode="nearest") >= 0.5 if sigma > 0 else m > 0
+        keep = smooth if smooth.any() else m > 0
+        out[inst.id] = R.encode_windows([keep], [(win[0], win[2])], inst.height, inst.width)[0]
+    return out
+
+
+def smoothed(ann: AnnotationSet, noise_px: float) -> AnnotationSet:
+    """``ann`` with every visible mask smoothed by :func:`smooth_masks` at ``sigma = noise_px``: the
+    "smooth" way of taking a segmenter's masks (``threshold.json``'s ``noisy.evidence``), whose
+    completion then reads the smoothed masks' own noise (module doc)."""
+    if noise_px <= 0:
+        return ann
+    return with_visible(ann, smooth_masks(ann.instances, noise_px), f"{ann.path} (visible masks smoothed)")
 
 
 ROUGHNESS_SIGMA = 2.0   # pixels: the smoothing a mask's boundary is compared with

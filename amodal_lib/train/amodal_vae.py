@@ -52,6 +52,7 @@ from ..errors import ArgumentError, CheckpointError, MissingCheckpointError
 from ..io import atomic_write_json
 from ..models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
 from ..predict.amodal_vae import complete_instances, takes_masks_as_given
+from ..predict import evidence as EV
 from ..predict.evidence import calibrate
 from ..thresholds import clean_choice, noisy_threshold, read_threshold, sweep_thresholds, write_threshold
 from . import engine as E
@@ -236,8 +237,11 @@ def train_amodal_vae(annotations, out_dir, profile: Optional[str] = None, stage:
         result["threshold"] = search_threshold(result["model"], validation, cfg, out_dir)
         th = result["threshold"]
         said = ", ".join(f"{k} {v:.2f}" for k, v in th["mirror_choice"].items())
+        noisy = th.get("noisy")
+        how = {"soft": "as soft evidence", "hard": "as truth", "smooth": "smoothed first"}
+        segmenter = f"; a segmenter's masks {how[noisy['evidence']]}, threshold {noisy['threshold']:g}" if noisy else ""
         say(f"threshold {th['threshold']:g} (largest validation full mIoU, protocol A), mirror average "
-            f"{'on' if th['mirror'] else 'off'} (validation full mIoU {said}) -> {out_dir / 'threshold.json'}")
+            f"{'on' if th['mirror'] else 'off'} (validation full mIoU {said}){segmenter} -> {out_dir / 'threshold.json'}")
     return result
 
 
@@ -322,7 +326,7 @@ def search_threshold(model: AmodalVAE, validation: Validation, cfg: VAEConfig, o
         atn = sweep[(sweep.threshold == tn) & sweep.noisy & (sweep.evidence == evidence)]
         info["noisy"] = {"threshold": tn, "evidence": evidence,
                          "criterion": "the same, on the sets with a segmenter's visible masks, with soft evidence "
-                                      "(the noise estimated) or the masks taken as truth",
+                                      "(the noise estimated), the masks taken as truth, or smoothed first",
                          "scores": {row.set: {"A_full": row.A_full, "A_inv": row.A_invisible, "B_full": row.B_full,
                                               "B_inv": row.B_invisible} for row in atn.itertuples()}}
     write_threshold(out_dir, t, sweep, **{k: v for k, v in info.items() if k != "threshold"})
@@ -331,16 +335,22 @@ def search_threshold(model: AmodalVAE, validation: Validation, cfg: VAEConfig, o
 
 def _sweep(model: AmodalVAE, validation: Validation, cfg: VAEConfig) -> tuple:
     """(threshold, sweep, its criterion's value there: :func:`amodal_lib.thresholds.clean_choice`) of
-    :func:`search_threshold`; the noisy sets swept with soft evidence and with the masks as truth."""
-    t, sweep = sweep_thresholds(validation, lambda a: complete_instances(
-        model, a.instances, frame=cfg.frame, context=a, return_details=True, noise="auto"), cfg.thresholds)
+    :func:`search_threshold`; the noisy sets swept with each way of taking a segmenter's masks
+    (:data:`amodal_lib.thresholds.EVIDENCE`: soft evidence, as truth, smoothed first)."""
+    def details(a, noise="auto"):
+        return complete_instances(model, a.instances, frame=cfg.frame, context=a, return_details=True, noise=noise)
+
+    def smooth_first(a):   # smoothed by the noise their boundaries read, then completed as any masks are
+        return details(EV.smoothed(a, EV.estimate_noise(a.instances, getattr(model, "noise_calibration", None))))
+
+    t, sweep = sweep_thresholds(validation, details, cfg.thresholds)
     sweep["evidence"] = "soft"
     noisy_sets = {k: v for k, v in validation.sets.items() if validation.is_noisy(k)}
-    if noisy_sets:   # the same sets with the segmenter's masks taken as truth: validation says which helps
-        hard_val = dataclasses.replace(validation, sets=noisy_sets)
-        _, hard = sweep_thresholds(hard_val, lambda a: complete_instances(
-            model, a.instances, frame=cfg.frame, context=a, return_details=True, noise=0.0), cfg.thresholds)
-        sweep = pd.concat([sweep, hard.assign(evidence="hard")], ignore_index=True)
+    if noisy_sets:   # the same sets with the masks taken another way: validation says which helps
+        noisy_val = dataclasses.replace(validation, sets=noisy_sets)
+        for evidence, run in (("hard", lambda a: details(a, 0.0)), ("smooth", smooth_first)):
+            _, other = sweep_thresholds(noisy_val, run, cfg.thresholds)
+            sweep = pd.concat([sweep, other.assign(evidence=evidence)], ignore_index=True)
     return t, sweep, clean_choice(sweep)[1]
 
 
