@@ -337,7 +337,7 @@ def complete_batches(name: str, ann, model=None, instances: Optional[Sequence] =
     # the noise is the file's: read on all of its masks, not on the few completed (the boundaries of
     # occluded instances alone, cut by their occluders, read rougher than annotations are)
     level, noisy = resolve_evidence(name, model, ann.instances, noise, frame, box)
-    if noisy and level > 0 and noise == "auto" and evidence_of(model) == "smooth":
+    if level > 0 and noise == "auto" and evidence_of(model) == "smooth":
         from .predict import evidence   # deferred on purpose: torch, as families()
         ann = evidence.smoothed(ann, level)   # every mask of the file, the neighbours' too
         by_id = ann.by_id()

@@ -96,7 +96,7 @@ def _noise(ns, model, given) -> tuple:
     if level != "auto" and not (math.isfinite(level) and 0 <= level <= 20):
         raise ArgumentError(f"--visible-noise must lie in 0..20 pixels, got {ns.visible_noise}")
     noise, noisy = registry.resolve_evidence(ns.model, model, given.instances, level, ns.frame, ns.box)
-    if noisy and noise > 0 and level == "auto" and registry.evidence_of(model) == "smooth":
+    if noise > 0 and level == "auto" and registry.evidence_of(model) == "smooth":
         print(f"visible masks read as a segmenter's, {noise:.2g} px off: smoothed by that much first, as this "
               "run's validation found better", file=sys.stderr)
         return "auto", True

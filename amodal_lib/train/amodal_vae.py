@@ -51,7 +51,7 @@ from ..data.readers import read_json
 from ..errors import ArgumentError, CheckpointError, MissingCheckpointError
 from ..io import atomic_write_json
 from ..models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
-from ..predict.amodal_vae import complete_instances, takes_masks_as_given
+from ..predict.amodal_vae import complete_instances, resolve_noise, takes_masks_as_given
 from ..predict import evidence as EV
 from ..predict.evidence import calibrate
 from ..thresholds import clean_choice, noisy_threshold, read_threshold, sweep_thresholds, write_threshold
@@ -341,7 +341,7 @@ def _sweep(model: AmodalVAE, validation: Validation, cfg: VAEConfig) -> tuple:
         return complete_instances(model, a.instances, frame=cfg.frame, context=a, return_details=True, noise=noise)
 
     def smooth_first(a):   # smoothed by the noise their boundaries read, then completed as any masks are
-        return details(EV.smoothed(a, EV.estimate_noise(a.instances, getattr(model, "noise_calibration", None))))
+        return details(EV.smoothed(a, resolve_noise(model, a.instances, "auto", cfg.frame)))
 
     t, sweep = sweep_thresholds(validation, details, cfg.thresholds)
     sweep["evidence"] = "soft"
