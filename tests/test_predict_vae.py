@@ -2,11 +2,13 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from torch import nn
 
 from _fixtures import write_kins2020
 from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
+from amodal_lib.data.records import with_visible
 from amodal_lib.models import amodal_vae as V
 from amodal_lib.predict import amodal_vae as PV
 from amodal_lib.predict import frame_fit as FF
@@ -83,6 +85,39 @@ def test_fit_moves_a_side_to_where_the_prior_explains_the_visible_pixels():
     box, *_ = FF.fit_frames(LeftHalf(), _context((1.0, 1.1)), torch.tensor([[0.0, 0.0, 1.0, 1.0]]),
                             torch.tensor([[False, False, True, False]]))
     assert box[0].tolist() == pytest.approx([0.0, 0.0, 2.0, 1.0], abs=1e-6)
+
+
+def test_a_gap_between_two_masks_is_not_known_background():
+    """A segmenter's masks seldom meet where one object hides another: the pixels between them,
+    within GAP_PX of both, may belong to either (gap_band); background stays background."""
+    own = np.zeros((20, 30), np.uint8)
+    own[5:15, 2:12] = 1
+    other = np.zeros_like(own)
+    other[5:15, 14:25] = 1                                    # a gap of 2 px: columns 12 and 13
+    band = FF.gap_band(own, other, 2)
+    assert band.dtype == np.uint8 and band[5:15, 12:14].all()
+    assert not band[:, :12].any() and not band[:, 14:].any()  # never a pixel of either mask, nor beyond
+    assert not FF.gap_band(own, other, 1).any()               # a gap wider than that stays background
+    met = np.zeros_like(own)
+    met[5:15, 12:25] = 1                                      # masks that meet, as annotations do
+    assert not FF.gap_band(own, met, 2)[5:15].any()           # only the seam's ends are touched
+    far = np.zeros_like(own)
+    far[5:15, 17:25] = 1
+    assert not FF.gap_band(own, far, 2).any()                 # 5 px apart: background between
+    assert not FF.gap_band(own, np.zeros_like(own), 2).any()
+
+
+def test_the_fitted_frames_context_counts_a_gap_as_what_may_hide(scene, monkeypatch):
+    """The pedestrian's mask eroded by 2 px, as a segmenter's that does not meet the car's: the
+    car's context holds the gap among the pixels that may hide it."""
+    car = next(i for i in scene.instances if i.category == "car")
+    ped = next(i for i in scene.instances if i.image_id == car.image_id and i.category == "pedestrian")
+    eroded = ndimage.binary_erosion(M.decode(ped.visible).astype(bool), iterations=2).astype(np.uint8)
+    seg = with_visible(scene, {**{i.id: i.visible for i in scene.instances}, ped.id: M.encode(eroded)}).modal_view()
+    mine = [seg.by_id()[car.id]]
+    with_gap = FF.context(seg, mine).lo[0, 1].sum()
+    monkeypatch.setattr(FF, "GAP_PX", 0)
+    assert with_gap > FF.context(seg, mine).lo[0, 1].sum() + 1   # the gap's pixels, pooled
 
 
 @pytest.fixture(scope="module")

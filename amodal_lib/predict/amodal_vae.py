@@ -10,9 +10,9 @@ them), each step a function of this module:
     :func:`combine_evidence`) -> encode RLE (``rle.encode_windows``)
 
 Visible masks that a segmenter made (a boundary a pixel or three off) are evidence, not truth: with
-a ``noise`` above 0 (pixels; "auto" estimates it, :func:`resolve_noise`) the frame is fitted to
-blurred known pixels and, where the frame was fitted (the background known), step 6 weighs the
-blurred masks against the completion (:mod:`amodal_lib.predict.evidence`) instead of joining and clipping.
+a ``noise`` above 0 (pixels; "auto" estimates it, :func:`resolve_noise`), where the frame was fitted
+(the background known), step 6 weighs the blurred masks against the completion
+(:mod:`amodal_lib.predict.evidence`) instead of joining and clipping.
 
 Only crops (28x28), posteriors, boxes and RLEs are held; every mask is read and written inside its
 box, never as a full frame, so memory does not grow with the file. Where the frame comes from:
@@ -187,13 +187,13 @@ def crop_inputs(instances: Sequence, box: str) -> tuple:
 
 
 def frames(model: AmodalVAE, instances: Sequence, crops: torch.Tensor, in_boxes: torch.Tensor, frame: str,
-           surroundings: Optional[Surroundings], dev, scorer: Optional[FF.Scorer] = None, noise: float = 0.0) -> tuple:
+           surroundings: Optional[Surroundings], dev, scorer: Optional[FF.Scorer] = None) -> tuple:
     """Step 2, the full-object frame relative to the visible box: ``(rel (N, 4), fitted (N,), posterior)``.
     The transformer's box (``posterior`` None); with ``frame="fit"``, fitted to the known pixels where an
     instance touches something (:func:`amodal_lib.predict.frame_fit.fit_frames`; ``scorer``: its
     :class:`~amodal_lib.predict.frame_fit.Scorer`, made once per run), drawn halfway back to the visible box
     where it touches nothing; ``posterior``, ``(mu, logvar)``, is then each instance's in its frame (GT-frame
-    flag). ``noise`` (pixels): the known pixels are read from the masks blurred by it."""
+    flag)."""
     n = len(instances)
     geo, la = instance_geometry(instances, in_boxes), log_aspect_of(in_boxes)
     rel = model.predict_boxes(crops.to(dev), la.to(dev), geo.to(dev)).cpu()
@@ -208,8 +208,7 @@ def frames(model: AmodalVAE, instances: Sequence, crops: torch.Tensor, in_boxes:
         around = FF.context(surroundings.modal, [surroundings.by_id[instances[k].id] for k in part.tolist()],
                             surroundings.by_image)
         b, _, m, std = FF.fit_frames(model, around.to(dev), rel[part].to(dev), FF.facing_sides(around.lo).to(dev),
-                                     scorer=scorer, noise=noise,
-                                     vis_wh=(in_boxes[part, 2:] - in_boxes[part, :2]).to(dev))
+                                     scorer=scorer)
         rel[part], mu[part], logvar[part] = b.cpu(), m.cpu(), (2 * std.log()).cpu()
     iso = torch.nonzero(~fitted).flatten()
     if len(iso):  # halfway to the visible box, completed in that frame (GT-frame flag)
@@ -337,7 +336,7 @@ def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional
     crops, in_boxes, flag = crop_inputs(instances, box)                              # crop
     rel, fitted, posterior = _unit(n).clone(), torch.zeros(n, dtype=torch.bool), None
     if box != "amodal-gt" and n:                                                     # fit the frame
-        rel, fitted, posterior = frames(model, instances, crops, in_boxes, frame, surroundings, dev, scorer, noise)
+        rel, fitted, posterior = frames(model, instances, crops, in_boxes, frame, surroundings, dev, scorer)
     if posterior is None:                                                            # encode
         posterior = encode(model, crops, flag, dev) if n else (torch.zeros(0, 1), torch.zeros(0, 1))
     mu, logvar = posterior

@@ -30,36 +30,24 @@ may lie from the truth.
     smoothing by 3 and 4 px brought their visible IoU with the truth from 0.90 to 0.92 and from 0.81
     to 0.87. A smooth dilation or erosion is left as it is.
 
-:func:`soft_known_pixels` is the same evidence for the fitted frame's likelihood (blurred context
-crops), and :func:`boundary_roughness` what tells a file of segmenter masks from annotations.
+The fitted frame reads the known pixels from the masks as given, unblurred: blurring them by the
+noise made the frames worse once the gap between two masks counts as possibly hidden
+(:func:`amodal_lib.predict.frame_fit.gap_band`). :func:`boundary_roughness` is what tells a file of
+segmenter masks from annotations.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from ..data import rle as R
-from ..data.corruption import blur_crops, segmenter_noise
+from ..data.corruption import segmenter_noise
 from ..data.records import AnnotationSet, group_by_image, with_visible
 
 SIGMA_PER_NOISE = 1.3   # the evidence's blur, per pixel of noise
 WEIGHT = 4.0            # logit units the evidence adds far from a boundary
-
-
-def soft_known_pixels(context: torch.Tensor, noise_px: float, px_per_image_px: torch.Tensor):
-    """(visible, background) soft targets (N, L, L) of context crops (N, 3, L, L: own visible, others'
-    visible, inside the image) for the fitted frame's likelihood: the masks blurred by
-    ``SIGMA_PER_NOISE * noise_px`` image pixels (``px_per_image_px`` (N,): crop pixels per image
-    pixel) before the known pixels are read. (Without noise the frame fit reads them hard: visible = 1,
-    covered by no instance and inside the image = 0.)"""
-    vis, others, inside = context[:, 0], context[:, 1], context[:, 2]
-    sigma = (SIGMA_PER_NOISE * noise_px * px_per_image_px).clamp_min(1e-3)
-    v = blur_crops(vis, sigma, sigma, replicate=True).clamp(0, 1)
-    o = blur_crops(others, sigma, sigma, replicate=True).clamp(0, 1)
-    return v, (inside > 0.5).float() * (1 - v) * (1 - o)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

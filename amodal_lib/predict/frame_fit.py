@@ -3,7 +3,9 @@ pixels known around the instance (``docs/design.md``, "The full-object frame").
 
 What is known around an instance comes from the visible masks alone (:func:`context`): its own
 visible pixels are 1, pixels that no instance covers and that lie inside the image are background
-(0), pixels under another instance may hide it. Starting from the transformer's box, each side of
+(0), pixels under another instance may hide it, and so may a gap of up to :data:`GAP_PX` pixels
+between its mask and another's (:func:`gap_band`: a segmenter's masks seldom meet where one object
+hides another, and the pixels between them belong to one of the two). Starting from the transformer's box, each side of
 the frame that faces another instance or the image border (:func:`facing_sides`) is moved out by
 :data:`EXTENSIONS` visible-box sizes, a coordinate search of two rounds (:func:`fit_frames`); each
 candidate frame is scored by completing in it (the visible mask resampled into the frame, the
@@ -27,14 +29,15 @@ import copy
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import nn
 from torchvision.ops import roi_align
 
 from ..data import crops as C
 from ..models.amodal_vae import S
-from .evidence import soft_known_pixels
 
 CONTEXT_SCALE = 4.0       # the fitting frame: the visible box grown 4x about its centre
 CONTEXT_HI, CONTEXT_LO = 112, 56  # its resolution for resampling the input, and for scoring
@@ -44,6 +47,8 @@ UNIT = ((0.0, 0.0, 1.0, 1.0),)
 CANDIDATES_PER_BATCH = 512  # candidate frames scored per network call
 PAD_ROWS = 64             # the fit's network batches are padded to a multiple of this (padded)
 DIRECTION = (-1.0, -1.0, 1.0, 1.0)   # a side moves out: left and top down, right and bottom up
+GAP_PX = 2                # image pixels within this distance of both an instance's mask and another's are no
+                          # known background (gap_band; docs/design.md, "Segmenter masks")
 
 
 @dataclass
@@ -64,13 +69,29 @@ class Context:
         return Context(self.hi.to(device), self.lo.to(device))
 
 
+def gap_band(own: np.ndarray, others: np.ndarray, px: Optional[int] = None) -> np.ndarray:
+    """The pixels of a window (uint8 masks ``own`` and ``others``, the instance's visible mask and the
+    union of the others') that neither covers but that lie within ``px`` pixels (8-connected steps;
+    default :data:`GAP_PX`) of both: where an instance segmenter's masks leave a gap between an object
+    and what hides it. Masks that meet, as annotations do, leave only the few pixels beside the ends of
+    the line where they meet; a pixel near one mask only is never in it. uint8."""
+    px = GAP_PX if px is None else px
+    if px <= 0 or not own.any() or not others.any():
+        return np.zeros_like(own)
+    size = 2 * px + 1
+    near = (ndimage.maximum_filter(own, size=size, mode="constant") > 0) & \
+        (ndimage.maximum_filter(others, size=size, mode="constant") > 0)
+    return (near & (own == 0) & (others == 0)).astype(own.dtype)
+
+
 def context(modal, instances: Sequence, by_image: Optional[dict] = None) -> Context:
     """The :class:`Context` of each instance, from the visible masks of ``modal`` (no amodal label;
-    ``crops.context_crops``, ``by_image``: ``modal.by_image()`` when the caller has it)."""
+    ``crops.context_crops``, ``by_image``: ``modal.by_image()`` when the caller has it); a gap between
+    its mask and another's (:func:`gap_band`) counts among the pixels that may hide it."""
     crops = torch.zeros(len(instances), 3, CONTEXT_HI, CONTEXT_HI)
     for k, roi, own, others in C.context_windows(modal, instances, CONTEXT_SCALE, by_image):
-        crops[k] = roi_align(C.context_stack(own, others), torch.tensor([[0.0, *roi]]), CONTEXT_HI, 1.0, 2,
-                             aligned=True)[0]
+        crops[k] = roi_align(C.context_stack(own, others | gap_band(own, others)), torch.tensor([[0.0, *roi]]),
+                             CONTEXT_HI, 1.0, 2, aligned=True)[0]
     return Context.of_crops(crops)
 
 
@@ -223,16 +244,14 @@ def score_frames(scorer: Scorer, vis_hi: torch.Tensor, vis: torch.Tensor, backgr
 @torch.no_grad()
 def fit_frames(model, around: Union[Context, torch.Tensor], start: torch.Tensor, sides: torch.Tensor,
                rounds: int = 2, extensions: Sequence[float] = EXTENSIONS, batch_size: int = CANDIDATES_PER_BATCH,
-               exact: bool = False, scorer: Optional[Scorer] = None, noise: float = 0.0,
-               vis_wh: Optional[torch.Tensor] = None):
+               exact: bool = False, scorer: Optional[Scorer] = None):
     """Coordinate search of the full-object frame (module doc). ``around``: the instances'
     :class:`Context`, or (N, 3, H, H) context crops (visible, others, inside the image) in the
     visible box grown :data:`CONTEXT_SCALE` x; ``start``: (N, 4) relative boxes to start from;
     ``sides``: (N, 4) bool, the sides that may move; ``exact``: score with the model's own
-    arithmetic (:class:`Scorer`; ``scorer``: one made already, for many calls); ``noise`` (pixels)
-    with ``vis_wh`` (N, 2), the visible boxes' sizes in pixels: the known pixels are read from the
-    masks blurred by the noise (:func:`amodal_lib.predict.evidence.soft_known_pixels`). Returns
-    ``(boxes, probs, mu, std)``: the best frames found, and
+    arithmetic (:class:`Scorer`; ``scorer``: one made already, for many calls). The known pixels are
+    read as the masks give them, a segmenter's too: blurring them by the masks' noise made the frames
+    worse (``docs/design.md``, "Segmenter masks"). Returns ``(boxes, probs, mu, std)``: the best frames found, and
     the completion in them computed by ``model`` as it is (the visible mask resampled from the
     context into the frame)."""
     dev = start.device
@@ -240,12 +259,7 @@ def fit_frames(model, around: Union[Context, torch.Tensor], start: torch.Tensor,
     around = (around if isinstance(around, Context) else Context.of_crops(around)).to(dev)
     vis_hi = around.hi
     sides = sides.to(dev)
-    if noise > 0 and vis_wh is not None and n:
-        lo = around.lo.shape[-1]
-        px = lo / (CONTEXT_SCALE * torch.sqrt(vis_wh.float().prod(1).clamp_min(1.0))).to(dev)
-        known = soft_known_pixels(around.lo, float(noise), px)
-    else:
-        known = _known(around.lo)
+    known = _known(around.lo)
     scorer = scorer or Scorer(model, exact)
     ext = torch.tensor(extensions, dtype=start.dtype, device=dev)
 
