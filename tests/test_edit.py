@@ -64,7 +64,7 @@ def run(**kw):
 def test_removed_pixels_replaced_untouched_pixels_unchanged():
     image, insts, res = run()
     others = (A & ~B) | (A2 & ~B) | C
-    expected_hole = E.dilate(B, 1) & ~others
+    expected_hole = M.dilate(B, 1) & ~others
     assert np.array_equal(res.hole, expected_hole)
     assert np.array_equal(res.image[~res.hole], image[~res.hole])       # nothing outside the hole changes
     assert (res.image[res.hole] != image[res.hole]).any(axis=-1).all()  # every removed pixel is repainted
@@ -219,7 +219,7 @@ def test_amodal_edit_on_an_embedded_image_and_on_a_users_coco_file(trained, tmp_
     for i in test.instances:
         if i.image_id == image_id and i.id != ann_id:
             others |= M.decode(i.visible).astype(bool)
-    region = E.dilate(removed | E.cast_shadow(before, removed, others), 2)   # the object and its shadow
+    region = M.dilate(removed | E.cast_shadow(before, removed, others), 2)   # the object and its shadow
     assert changed.any() and not (changed & ~region).any()                  # only around the removed object
     new = load_annotations(tmp_path / "new.json")
     assert ann_id not in new.by_id() and new.schema == "coco"

@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
+from scipy import ndimage
 
 from ..errors import AnnotationError, shown  # AnnotationError: defined in amodal_lib.errors, re-exported here
 from . import rle as R
@@ -217,6 +218,13 @@ def decode_many(rles: Sequence[RLE]) -> np.ndarray:
 def encode(mask: np.ndarray) -> RLE:
     """Compressed RLE of an HxW binary mask."""
     return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
+def dilate(mask: np.ndarray, px: int) -> np.ndarray:
+    """A binary mask dilated by ``px`` pixels (square structuring element: 8-connected steps), bool."""
+    if px <= 0 or not mask.any():
+        return mask.astype(bool)
+    return ndimage.maximum_filter(mask.astype(bool), size=2 * px + 1, mode="constant")
 
 
 def area(rles: RLE | Sequence[RLE]) -> np.ndarray | int:

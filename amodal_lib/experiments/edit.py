@@ -45,7 +45,6 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
-import torch.nn.functional as F
 import torch
 from scipy import ndimage
 
@@ -91,14 +90,6 @@ def behind(a: Instance, b: Instance) -> bool:
         return a.depth > b.depth
     ya, yb = a.visible_box[1] + a.visible_box[3], b.visible_box[1] + b.visible_box[3]
     return ya < yb - 0.5
-
-
-def dilate(mask: np.ndarray, px: int) -> np.ndarray:
-    """A binary mask dilated by ``px`` pixels (square structuring element)."""
-    if px <= 0 or not mask.any():
-        return mask.astype(bool)
-    t = torch.from_numpy(mask.astype(np.float32))[None, None]
-    return (F.max_pool2d(t, 2 * px + 1, 1, px)[0, 0] > 0).numpy()
 
 
 def cast_shadow(image: np.ndarray, mask: np.ndarray, keep: np.ndarray, reach: float = 0.25, darker: float = 0.75
@@ -213,11 +204,11 @@ def remove(image, annotations, ids: Sequence, *, vae=None, background: Union[Cal
     if shadows:                                                          # the removed objects' shadows go too
         for i in removed_ids:
             removed |= cast_shadow(img, vis[i], others)
-    hole = dilate(removed, int(dilate_px)) & ~others
+    hole = M.dilate(removed, int(dilate_px)) & ~others
 
     # 2. the objects behind the removed ones, completed
     rem = [i for i in insts if i.id in gone]
-    near_removed = dilate(removed, 1)
+    near_removed = M.dilate(removed, 1)
     cands = [i for i in stay if (vis[i.id] & near_removed).any() and any(behind(i, r) for r in rem)]
     full: dict = {}
     if complete and cands:

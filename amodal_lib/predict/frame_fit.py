@@ -5,12 +5,13 @@ What is known around an instance comes from the visible masks alone (:func:`cont
 visible pixels are 1, pixels that no instance covers and that lie inside the image are background
 (0), pixels under another instance may hide it, and so may a gap of up to :data:`GAP_PX` pixels
 between its mask and another's (:func:`gap_band`: a segmenter's masks seldom meet where one object
-hides another, and the pixels between them belong to one of the two). Starting from the transformer's box, each side of
-the frame that faces another instance or the image border (:func:`facing_sides`) is moved out by
-:data:`EXTENSIONS` visible-box sizes, a coordinate search of two rounds (:func:`fit_frames`); each
-candidate frame is scored by completing in it (the visible mask resampled into the frame, the
-partial encoder with the GT-frame flag, the posterior mode decoded) and taking the negative
-log-likelihood of the known pixels in a frame four times the visible box.
+hides another, and the pixels between them belong to one of the two). Starting from the
+transformer's box, each side of the frame that faces another instance or the image border
+(:func:`facing_sides`) is moved out by :data:`EXTENSIONS` visible-box sizes, a coordinate search of
+two rounds (:func:`fit_frames`); each candidate frame is scored by completing in it (the visible
+mask resampled into the frame, the partial encoder with the GT-frame flag, the posterior mode
+decoded) and taking the negative log-likelihood of the known pixels in a frame four times the
+visible box.
 
 How it is kept fast (the search decides the frame only; the completion in the frame found is
 computed afterwards by the model as it is, in 32-bit floats):
@@ -32,11 +33,11 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from torch import nn
 from torchvision.ops import roi_align
 
 from ..data import crops as C
+from ..data import masks as M
 from ..models.amodal_vae import S
 
 CONTEXT_SCALE = 4.0       # the fitting frame: the visible box grown 4x about its centre
@@ -78,9 +79,7 @@ def gap_band(own: np.ndarray, others: np.ndarray, px: Optional[int] = None) -> n
     px = GAP_PX if px is None else px
     if px <= 0 or not own.any() or not others.any():
         return np.zeros_like(own)
-    size = 2 * px + 1
-    near = (ndimage.maximum_filter(own, size=size, mode="constant") > 0) & \
-        (ndimage.maximum_filter(others, size=size, mode="constant") > 0)
+    near = M.dilate(own, px) & M.dilate(others, px)
     return (near & (own == 0) & (others == 0)).astype(own.dtype)
 
 
@@ -251,9 +250,9 @@ def fit_frames(model, around: Union[Context, torch.Tensor], start: torch.Tensor,
     ``sides``: (N, 4) bool, the sides that may move; ``exact``: score with the model's own
     arithmetic (:class:`Scorer`; ``scorer``: one made already, for many calls). The known pixels are
     read as the masks give them, a segmenter's too: blurring them by the masks' noise made the frames
-    worse (``docs/design.md``, "Segmenter masks"). Returns ``(boxes, probs, mu, std)``: the best frames found, and
-    the completion in them computed by ``model`` as it is (the visible mask resampled from the
-    context into the frame)."""
+    worse (``docs/design.md``, "Segmenter masks"). Returns ``(boxes, probs, mu, std)``: the best
+    frames found, and the completion in them computed by ``model`` as it is (the visible mask
+    resampled from the context into the frame)."""
     dev = start.device
     n = len(start)
     around = (around if isinstance(around, Context) else Context.of_crops(around)).to(dev)
