@@ -74,8 +74,9 @@ class VAEConfig:
     clean_prob: float = 0.4
     noise_from: int = 1000  # stage 2 learns from clean masks first, then from both (its last steps)
     # how segmenter masks are taken, and at what threshold, is chosen on these strengths (pixels): on
-    # pasted real instances they leave a pooled visible IoU of about 0.90 and 0.82, a good and a poor
-    # instance segmenter
+    # pasted real instances they leave a visible IoU of about 0.82 and 0.69 per instance (pooled 0.90
+    # and 0.82), a poor segmenter and a worse one; validating at a good and a poor one's (0.75, 1.75)
+    # chose no better for them (docs/design.md, "Which strengths mean a good and a poor segmenter")
     val_noise: tuple = (1.5, 3.0)
     # stage 3
     stage3_instances: str = "occluded"  # "occluded" (touching others or the border) | "all"
