@@ -52,7 +52,7 @@ def test_each_set_feeds_what_it_says(modal):
     sets = ["clean", "no-occluders", "boundary-noise:0.75", "boundary-noise:2", "erosion:1"]
     df = RH.evaluate(hold, [("convex hull", "convex-hull", None, {})], sets)
     assert list(df.columns) == RH.COLUMNS and len(df) == 2 * len(sets)
-    inp = df[df.method == "input"].set_index("set")
+    inp = df[df.method == RH.INPUT].set_index("set")
     assert inp.loc["clean", "visible_iou_mean"] == pytest.approx(100) and inp.loc["clean", "A_invisible"] == 0
     assert inp.loc["no-occluders", "n"] < inp.loc["clean", "n"]
     # a stronger error leaves worse visible masks, and the input's score follows them
@@ -63,6 +63,13 @@ def test_each_set_feeds_what_it_says(modal):
     assert hull.loc["clean", "A_invisible"] > 0
     again = RH.evaluate(hold, [], ["boundary-noise:0.75"])   # seeded: the same masks again
     assert again.A_full.iloc[0] == inp.loc["boundary-noise:0.75", "A_full"]
+    # as robustness curves: the clean set is strength 0 of each kind, the no-occluders set has no place
+    rob = RH.as_robustness(df)
+    assert sorted(set(rob.kind)) == ["boundary-noise", "erosion"] and len(rob) == 2 * (3 + 2)
+    hull = rob[(rob.kind == "boundary-noise") & (rob.method == "convex hull")]
+    assert hull.strength.tolist() == [0.0, 0.75, 2.0]
+    assert hull.input_visible_iou.tolist() == df[df.method == "convex hull"].set_index("set").loc[
+        ["clean", "boundary-noise:0.75", "boundary-noise:2"], "visible_iou_mean"].tolist()
 
 
 @pytest.mark.parametrize("args, says", [(["--sets", "clean,blur:1"], "unknown set"),

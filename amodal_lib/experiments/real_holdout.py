@@ -45,6 +45,7 @@ from ..data.records import AnnotationSet
 from ..predict.psp import visible_iou
 
 CLEAN, NO_OCCLUDERS, SEGMENTER = "clean", "no-occluders", "segmenter-noise"
+INPUT = "visible mask (input)"   # the method row of each set's own visible masks
 SET_KINDS = (CLEAN, NO_OCCLUDERS, *KINDS, SEGMENTER)
 COLUMNS = ["set", "method", "n", "visible_iou_mean", "visible_iou_pooled",
            "A_full", "A_invisible", "B_full", "B_invisible", "seconds"]
@@ -122,11 +123,11 @@ def evaluate(holdout: Holdout, methods: Sequence[tuple], sets: Sequence[str] = (
              seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """One row per set and method (:data:`COLUMNS`; scores in %): ``methods`` are
     ``(label, registry name, model or None, options for registry.complete)``; every set is first
-    scored with its visible masks as the completion (the ``input`` rows)."""
+    scored with its visible masks as the completion (the :data:`INPUT` rows)."""
     for s in sets:
         parse_set(s)   # every name checked before any work
     rows = []
-    work = [(s, m) for s in sets for m in [("input", "visible", None, {})] + list(methods)]
+    work = [(s, m) for s in sets for m in [(INPUT, "visible", None, {})] + list(methods)]
     for s, (label, name, model, options) in tqdm(work, desc="held-out sets", disable=not progress):
         ann, vis = set_input(holdout, s, seed)
         given = vis if vis is not None else {i.id: i.visible for i in ann.instances}
@@ -141,3 +142,20 @@ def evaluate(holdout: Holdout, methods: Sequence[tuple], sets: Sequence[str] = (
                      "B_invisible": row["B_invisible"], "seconds": round(time.perf_counter() - t, 1)})
     return pd.DataFrame(rows, columns=COLUMNS)
 
+
+
+def as_robustness(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`evaluate`'s rows as robustness curves (the layout of
+    :func:`amodal_lib.experiments.segmentation_input.robustness`, which
+    :func:`amodal_lib.viz.seg_input.plot_robustness` draws): one row per error kind, strength and
+    method, the clean set as strength 0 of every kind, ``input_visible_iou`` the mean per-instance
+    visible IoU of the masks (the measure strengths are compared by). The no-occluders set has no
+    strength and is left out."""
+    parsed = df.set.map(parse_set)
+    kind, strength = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
+    out = df.assign(kind=kind, strength=strength, input_visible_iou=df.visible_iou_mean)
+    noisy = out[~kind.isin([CLEAN, NO_OCCLUDERS])]
+    clean = out[kind == CLEAN]
+    curves = pd.concat([noisy] + [clean.assign(kind=k) for k in dict.fromkeys(noisy.kind)], ignore_index=True)
+    cols = ["kind", "strength", "method", "input_visible_iou", "n", "A_full", "A_invisible", "B_full", "B_invisible"]
+    return curves[cols].sort_values(["kind", "method", "strength"], kind="stable").reset_index(drop=True)
