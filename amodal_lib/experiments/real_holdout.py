@@ -39,12 +39,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import metrics, registry
-from ..data.corruption import KINDS, corrupt_masks, segmenter_noise
+from ..data.corruption import KINDS
 from ..data.holdout import group_of, holdout_split, pasted_occlusions, without_occluders
 from ..data.records import AnnotationSet
 from ..predict.psp import visible_iou
+from .segmentation_input import SEGMENTER, corrupted
 
-CLEAN, NO_OCCLUDERS, SEGMENTER = "clean", "no-occluders", "segmenter-noise"
+CLEAN, NO_OCCLUDERS = "clean", "no-occluders"
 INPUT = "visible mask (input)"   # the method row of each set's own visible masks
 SET_KINDS = (CLEAN, NO_OCCLUDERS, *KINDS, SEGMENTER)
 COLUMNS = ["set", "method", "n", "visible_iou_mean", "visible_iou_pooled",
@@ -115,8 +116,7 @@ def set_input(holdout: Holdout, spec: str, seed: int = 0) -> tuple[AnnotationSet
         return holdout.pasted, None
     if kind == NO_OCCLUDERS:
         return holdout.no_occluders, None
-    inst = holdout.pasted.instances
-    return holdout.pasted, (segmenter_noise(inst, px, seed) if kind == SEGMENTER else corrupt_masks(inst, kind, px, seed))
+    return holdout.pasted, corrupted(holdout.pasted.instances, kind, px, seed)
 
 
 def evaluate(holdout: Holdout, methods: Sequence[tuple], sets: Sequence[str] = (CLEAN, NO_OCCLUDERS),
@@ -126,22 +126,23 @@ def evaluate(holdout: Holdout, methods: Sequence[tuple], sets: Sequence[str] = (
     scored with its visible masks as the completion (the :data:`INPUT` rows)."""
     for s in sets:
         parse_set(s)   # every name checked before any work
+    methods = [(INPUT, "visible", None, {})] + list(methods)
     rows = []
-    work = [(s, m) for s in sets for m in [(INPUT, "visible", None, {})] + list(methods)]
-    for s, (label, name, model, options) in tqdm(work, desc="held-out sets", disable=not progress):
-        ann, vis = set_input(holdout, s, seed)
-        given = vis if vis is not None else {i.id: i.visible for i in ann.instances}
-        quality = visible_iou(ann, given)
-        t = time.perf_counter()
-        pred = (registry.complete(name, ann, model, **options) if vis is None
-                else registry.complete_from_visible(name, ann, vis, model, **options))
-        row = metrics.scores_row(label, metrics.summarize(metrics.instance_table(ann, pred)))
-        rows.append({"set": s, "method": label, "n": len(ann), "visible_iou_mean": quality["B"],
-                     "visible_iou_pooled": quality["A"], "A_full": row["A_full"],
-                     "A_invisible": row["A_invisible"], "B_full": row["B_full"],
-                     "B_invisible": row["B_invisible"], "seconds": round(time.perf_counter() - t, 1)})
+    with tqdm(total=len(sets) * len(methods), desc="held-out sets", disable=not progress) as bar:
+        for s in sets:
+            ann, vis = set_input(holdout, s, seed)   # once per set: every method reads the same masks
+            quality = visible_iou(ann, vis if vis is not None else {i.id: i.visible for i in ann.instances})
+            for label, name, model, options in methods:
+                t = time.perf_counter()
+                pred = (registry.complete(name, ann, model, **options) if vis is None
+                        else registry.complete_from_visible(name, ann, vis, model, **options))
+                row = metrics.scores_row(label, metrics.evaluate(ann, pred))
+                rows.append({"set": s, "method": label, "n": len(ann), "visible_iou_mean": quality["B"],
+                             "visible_iou_pooled": quality["A"], "A_full": row["A_full"],
+                             "A_invisible": row["A_invisible"], "B_full": row["B_full"],
+                             "B_invisible": row["B_invisible"], "seconds": round(time.perf_counter() - t, 1)})
+                bar.update()
     return pd.DataFrame(rows, columns=COLUMNS)
-
 
 
 def as_robustness(df: pd.DataFrame) -> pd.DataFrame:

@@ -171,6 +171,14 @@ def drop_per_bin(results: dict, gt: str = GT_INPUT, predicted: str = PREDICTED_I
     return wide[keys + ["gt_input", "predicted_input", "drop"]].sort_values(keys[:2]).reset_index(drop=True)
 
 
+def corrupted(instances: Sequence, kind: str, strength: float, seed: int = 0) -> dict:
+    """{id: RLE}: the visible masks of ``instances`` with an error of ``kind`` (one of
+    :data:`amodal_lib.data.corruption.KINDS`, or :data:`SEGMENTER` for the segmenter-noise model) at
+    ``strength`` pixels, seeded."""
+    return (segmenter_noise(instances, float(strength), seed) if kind == SEGMENTER
+            else corrupt_masks(instances, kind, float(strength), seed))
+
+
 def robustness(ann: AnnotationSet, vae=None, pcnet=None, threshold: float = 0.5,
                strengths: Sequence[float] = (1, 2, 3), kinds: Optional[Sequence[str]] = None,
                frames: Sequence[str] = ("fit",), seed: int = 0, variants: Optional[dict] = None) -> pd.DataFrame:
@@ -193,8 +201,7 @@ def robustness(ann: AnnotationSet, vae=None, pcnet=None, threshold: float = 0.5,
     score("none", 0, None)
     for kind in kinds:
         for s in strengths:
-            score(kind, s, segmenter_noise(ann.instances, float(s), seed) if kind == SEGMENTER
-                  else corrupt_masks(ann.instances, kind, float(s), seed))
+            score(kind, s, corrupted(ann.instances, kind, s, seed))
     df = pd.DataFrame(rows)
     gt = df[df.kind == "none"]   # strength 0 belongs to every kind's curve
     df = pd.concat([df[df.kind != "none"]] + [gt.assign(kind=k) for k in kinds], ignore_index=True)
