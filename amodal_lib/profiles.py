@@ -190,10 +190,12 @@ PAPER_DEPARTURES = {
         "(notebooks 05, 09); the paper's frame is reported beside it in every completion table"),
     "vae stage 2 losses": (
         "reconstruction of the full mask + lambda_final KL to the prior",
-        "also a smooth-L1 loss on the transformer's box (`box_weight` 1), and 30% of the samples in the GT "
-        "amodal-box frame (`amodal_frame_prob`)",
+        "also a smooth-L1 loss on the transformer's box (`box_weight` 1), 30% of the samples in the GT "
+        "amodal-box frame (`amodal_frame_prob`), and the hidden pixels' reconstruction weighted 4 times "
+        "(`hidden_weight` 3)",
         "the transformer needs a target, which simulated occlusions give exactly; the GT-box frame serves "
-        "supplementary Figs 7-8 and the fitted frame"),
+        "supplementary Figs 7-8 and the fitted frame; completion keeps the visible mask, so the hidden part "
+        "is all the reconstruction adds (docs/design.md, \"Training stages\")"),
     "vae stage 3 losses": (
         "the likelihood of the known pixels",
         "also lambda_final KL to the prior, and a KL to stage 2's posterior (`anchor_weight` 1)",

@@ -52,6 +52,33 @@ def test_simulated_occlusions():
     assert torch.allclose(vb[:, 1] + fr[:, 3] * h, torch.ones(n), atol=1e-5)
 
 
+def test_stage2_weighs_the_hidden_pixels_of_its_reconstruction():
+    full = torch.zeros(2, 56, 56)
+    full[:, 8:48, 4:52] = 1.0
+    partial = full.clone()
+    partial[1, :, 28:] = 0                   # the second one's right half hidden
+    y = torch.nn.functional.avg_pool2d(full.unsqueeze(1), 2)[:, 0]
+    hidden = ST.hidden_share(y, partial)
+    assert hidden[0].sum().item() == 0 and hidden[1].sum().item() == pytest.approx(20 * 12)   # 28x28 pixels
+    assert hidden[1][:, :14].sum().item() == 0      # nothing hidden on the visible side
+    logits = torch.zeros(2, 28, 28)          # p = 0.5 everywhere: every pixel costs log 2
+    plain, weighted = ST.bce_sum(logits, y), ST.bce_sum(logits, y, 1 + 3 * hidden)
+    assert weighted[0].item() == pytest.approx(plain[0].item())                    # nothing hidden: the plain loss
+    assert weighted[1].item() == pytest.approx(plain[1].item() + 3 * 240 * math.log(2), rel=1e-5)
+    # stage 2 uses it when asked, and is the paper's loss at 0
+    data = ST.prepare(tiny_dataset()["train"], (1, 2), ST.VAEConfig(**TINY))
+    from amodal_lib.models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
+    batch = {k: data[k][:16] for k in ("full", "full_wh", "full_box", "full_hw")}
+    bce = {}
+    for w in (0.0, 3.0):
+        torch.manual_seed(0)
+        vae = AmodalVAE(8, 16, 32, GEOMETRY_FEATURES)
+        cfg = ST.VAEConfig(**{**TINY, "hidden_weight": w, "unoccluded_prob": 0.0})
+        torch.manual_seed(1)
+        bce[w] = ST.Stage2(vae, cfg, data["occ"], data["occ_wh"])(batch, 0)["bce"].item()
+    assert bce[3.0] > bce[0.0]
+
+
 def _stage_weights(run_dir, stage):
     return torch.load(run_dir / f"stage{stage}.pt", weights_only=True)["model"]
 
