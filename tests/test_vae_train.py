@@ -65,7 +65,7 @@ def test_stage2_weighs_the_hidden_pixels_of_its_reconstruction():
     plain, weighted = ST.bce_sum(logits, y), ST.bce_sum(logits, y, 1 + 3 * hidden)
     assert weighted[0].item() == pytest.approx(plain[0].item())                    # nothing hidden: the plain loss
     assert weighted[1].item() == pytest.approx(plain[1].item() + 3 * 240 * math.log(2), rel=1e-5)
-    # stage 2 uses it when asked, and is the paper's loss at 0
+    # stage 2 uses it when asked: the same batch and weights cost more with the hidden pixels weighted
     data = ST.prepare(tiny_dataset()["train"], (1, 2), ST.VAEConfig(**TINY))
     from amodal_lib.models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
     batch = {k: data[k][:16] for k in ("full", "full_wh", "full_box", "full_hw")}

@@ -43,7 +43,7 @@ from ..data.corruption import KINDS
 from ..data.holdout import group_of, holdout_split, pasted_occlusions, without_occluders
 from ..data.records import AnnotationSet
 from ..predict.psp import visible_iou
-from .segmentation_input import SEGMENTER, corrupted
+from .segmentation_input import SEGMENTER, corrupted, curves
 
 CLEAN, NO_OCCLUDERS = "clean", "no-occluders"
 INPUT = "visible mask (input)"   # the method row of each set's own visible masks
@@ -156,7 +156,5 @@ def as_robustness(df: pd.DataFrame) -> pd.DataFrame:
     kind, strength = parsed.map(lambda p: p[0]), parsed.map(lambda p: p[1])
     out = df.assign(kind=kind, strength=strength, input_visible_iou=df.visible_iou_mean)
     noisy = out[~kind.isin([CLEAN, NO_OCCLUDERS])]
-    clean = out[kind == CLEAN]
-    curves = pd.concat([noisy] + [clean.assign(kind=k) for k in dict.fromkeys(noisy.kind)], ignore_index=True)
     cols = ["kind", "strength", "method", "input_visible_iou", "n", "A_full", "A_invisible", "B_full", "B_invisible"]
-    return curves[cols].sort_values(["kind", "method", "strength"], kind="stable").reset_index(drop=True)
+    return curves(noisy, out[kind == CLEAN], list(dict.fromkeys(noisy.kind)))[cols]

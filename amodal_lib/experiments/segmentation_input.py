@@ -203,8 +203,14 @@ def robustness(ann: AnnotationSet, vae=None, pcnet=None, threshold: float = 0.5,
         for s in strengths:
             score(kind, s, corrupted(ann.instances, kind, s, seed))
     df = pd.DataFrame(rows)
-    gt = df[df.kind == "none"]   # strength 0 belongs to every kind's curve
-    df = pd.concat([df[df.kind != "none"]] + [gt.assign(kind=k) for k in kinds], ignore_index=True)
+    return curves(df[df.kind != "none"], df[df.kind == "none"], kinds)
+
+
+def curves(noisy: pd.DataFrame, clean: pd.DataFrame, kinds: Sequence[str]) -> pd.DataFrame:
+    """Robustness rows (a ``kind`` and a ``strength`` column) as curves: the ``noisy`` rows and the
+    ``clean`` ones (strength 0) copied into every one of ``kinds``, since strength 0 belongs to each
+    kind's curve; sorted by kind, method and strength."""
+    df = pd.concat([noisy] + [clean.assign(kind=k) for k in kinds], ignore_index=True)
     return df.sort_values(["kind", "method", "strength"], kind="stable").reset_index(drop=True)
 
 
