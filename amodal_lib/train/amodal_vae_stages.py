@@ -147,10 +147,15 @@ def bce_sum(logits: torch.Tensor, target: torch.Tensor, weight: Optional[torch.T
     return (nll if weight is None else nll * weight).flatten(1).sum(1)
 
 
+def pooled(masks: torch.Tensor) -> torch.Tensor:
+    """(B, SIM, SIM) masks as the decoder's (B, 28, 28) targets: each pixel the share of it covered."""
+    return F.avg_pool2d(masks.unsqueeze(1), SIM // S)[:, 0]
+
+
 def hidden_share(y: torch.Tensor, partial: torch.Tensor) -> torch.Tensor:
     """(B, 28, 28) share of each pixel of the full masks ``y`` (28x28) that the occluder hides in
     ``partial`` ((B, SIM, SIM), the full mask times the occluder's complement, in the same frame)."""
-    return (y - F.avg_pool2d(partial.unsqueeze(1), SIM // S)[:, 0]).clamp_min(0)
+    return (y - pooled(partial)).clamp_min(0)
 
 
 def _u8(x: torch.Tensor) -> torch.Tensor:
@@ -253,7 +258,7 @@ class Stage1(_Stage):
     trainable = ("encoder", "decoder")
 
     def forward(self, batch: dict, step: int) -> dict:
-        y = F.avg_pool2d(_f(batch["full"]).unsqueeze(1), SIM // S)[:, 0]
+        y = pooled(_f(batch["full"]))
         if self.cfg.flip:
             y = _flip(y, torch.rand(len(y), device=y.device) < 0.5)
         mu, logvar = self.vae.encoder(y.unsqueeze(1))
@@ -296,7 +301,7 @@ class Stage2(_Stage):
             sim = corrupt_partial(sim, batch["full_wh"], strength)
             sim["geometry"] = sim_geometry(sim, batch["full_box"], batch["full_hw"], flipped)
         amodal = torch.rand(B, device=dev) < self.cfg.amodal_frame_prob
-        y = F.avg_pool2d(full.unsqueeze(1), SIM // S)[:, 0]
+        y = pooled(full)
         return sim, clean, amodal, y
 
     _step = 0
@@ -438,14 +443,14 @@ def make_eval_fn(stage: int, cfg: VAEConfig, held: dict, validation: Optional[Va
                 sim = simulate_occlusions(full, wh, _f(held["occ"][k].to(dev)), held["occ_wh"][k].to(dev),
                                           cfg.max_occluded, cfg.unoccluded_prob)
                 sim["geometry"] = sim_geometry(sim, on(model, "full_box"), on(model, "full_hw"))
-            dev_cache["sim"] = (sim, F.avg_pool2d(full.unsqueeze(1), SIM // S)[:, 0])
+            dev_cache["sim"] = (sim, pooled(full))
         return dev_cache["sim"]
 
     def evaluate(model: nn.Module, step: int) -> dict:
         vae = model.vae
         out: dict = {}
         if stage == 1:
-            y = F.avg_pool2d(_f(on(model, "full")).unsqueeze(1), SIM // S)[:, 0]
+            y = pooled(_f(on(model, "full")))
             mu, logvar = vae.encoder(y.unsqueeze(1))
             logits = vae.decoder(mu)
             out.update(val_bce=bce_sum(logits, y).mean(), val_kl=kl_to_prior(mu, logvar).mean(),
