@@ -7,7 +7,8 @@ them), each step a function of this module:
     crop (:func:`crop_inputs`) -> fit the frame (:func:`frames`) -> encode (:func:`encode`) ->
     decode (:func:`decode`; :func:`mirrored`) -> paste (:func:`paste_instances`: ``crops.iter_paste_regions``) ->
     combine with the visible evidence inside the instance's region (:func:`instance_region`,
-    :func:`combine_evidence`) -> encode RLE (``rle.encode_windows``)
+    :func:`combine_evidence`) -> encode RLE (``rle.encode_windows``) -> where frames were fitted,
+    the depth order of touching instances, and those in front pasted again (:func:`depth_ordered`)
 
 Visible masks that a segmenter made (a boundary a pixel or three off) are evidence, not truth: with
 a ``noise`` above 0 (pixels; "auto" estimates it, :func:`resolve_noise`), where the frame was fitted
@@ -39,7 +40,6 @@ No amodal label is read unless ``box="amodal-gt"``: neighbours come from visible
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
@@ -53,6 +53,8 @@ from ..data.records import AnnotationSet
 from ..models.amodal_vae import S, AmodalVAE, box_geometry
 from . import evidence as EV
 from . import frame_fit as FF
+from . import surroundings as SU
+from .surroundings import Surroundings
 from . import workers as W
 
 FRAMES = ("fit", "transformer")
@@ -112,48 +114,6 @@ class InstanceCompletions:
         if self.sample_probs is None:
             raise ValueError("no samples were drawn: call complete_instances(..., samples=K)")
         return self.sample_probs
-
-
-@dataclass
-class Surroundings:
-    """What surrounds the instances being completed, from visible masks only: the modal view of
-    the set they come from (``modal``; no amodal label), its instances by id and by image."""
-    modal: AnnotationSet
-    by_id: dict
-    by_image: dict
-
-    @classmethod
-    def of(cls, instances: Sequence, context: Optional[AnnotationSet] = None) -> "Surroundings":
-        """The surroundings of ``instances`` in ``context`` (default: the instances themselves)."""
-        instances = list(instances)
-        ctx = context if context is not None else AnnotationSet("(instances)", "instances", instances, {}, {})
-        present = {i.id for i in ctx.instances}
-        if any(i.id not in present for i in instances):
-            ctx = dataclasses.replace(ctx, instances=list(ctx.instances) + [i for i in instances if i.id not in present])
-        modal = ctx.modal_view()
-        return cls(modal, {i.id: i for i in modal.instances}, modal.by_image())
-
-    def touch_something(self, instances: Sequence) -> torch.Tensor:
-        """(N,) bool: which instances touch another instance or the image border (their frame is fitted)."""
-        return torch.tensor([bool(self.by_id[i.id].occluders) or self.by_id[i.id].touches_border for i in instances],
-                            dtype=torch.bool).reshape(-1)
-
-    def neighbours(self, instances: Sequence) -> list:
-        """Per instance, the visible masks (RLEs) of the other instances of its image."""
-        return [[m.visible for m in self.by_image[i.image_id] if m.id != i.id] for i in instances]
-
-    def allowed(self, instances: Sequence, fitted: torch.Tensor) -> Optional[list]:
-        """Per instance: for fitted ones, the union of every visible mask of its image (its own and
-        what may hide it), an RLE; None (anywhere) for the others; None when none is fitted."""
-        if not bool(fitted.any()):
-            return None
-        union: dict = {}
-        out = []
-        for inst, f in zip(instances, fitted.tolist()):
-            if f and inst.image_id not in union:
-                union[inst.image_id] = M.merge([m.visible for m in self.by_image[inst.image_id]])
-            out.append(union[inst.image_id] if f else None)
-        return out
 
 
 # --------------------------------------------------------------------------- small geometry helpers
@@ -325,11 +285,11 @@ def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequenc
 def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional[Surroundings] = None,
                    box: str = "predicted", threshold: float = 0.5, samples: int = 0, frame: str = "fit",
                    union_visible: bool = True, device=None, generator: Optional[torch.Generator] = None,
-                   scorer: Optional[FF.Scorer] = None, noise: float = 0.0) -> InstanceCompletions:
+                   scorer: Optional[FF.Scorer] = None, noise: float = 0.0, order: bool = True) -> InstanceCompletions:
     """One batch of instances through the whole pipeline (module doc); the networks see it as one
     batch. ``surroundings``: what surrounds them (needed for ``frame="fit"`` and ``noise`` > 0);
     ``scorer``: the fitted frame's, when made already; ``noise``: the visible masks' noise in
-    pixels (resolved: :func:`resolve_noise`)."""
+    pixels (resolved: :func:`resolve_noise`); ``order``: the fitted frame's step 8 (:func:`depth_ordered`)."""
     instances = list(instances)
     dev = device or next(model.parameters()).device
     n = len(instances)
@@ -350,8 +310,38 @@ def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional
     allowed = surroundings.allowed(instances, fitted) if surroundings is not None else None
     near = surroundings.neighbours(instances) if noise > 0 else None
     masks = paste_instances(probs, img_boxes, instances, threshold, union_visible, allowed, noise, near)  # paste, RLE
+    if order and allowed is not None:                                                # depth order
+        again = dict(threshold=threshold, union_visible=union_visible, device=dev, scorer=scorer, noise=noise)
+        masks, allowed, near = depth_ordered(model, instances, masks, probs, img_boxes, allowed, near, surroundings,
+                                             again)
     return InstanceCompletions(masks, [i.id for i in instances], probs, img_boxes, mu, std, sample_probs,
                                threshold, instances, union_visible, allowed, fitted, noise, near)
+
+
+def depth_ordered(model: AmodalVAE, instances: Sequence, masks: dict, probs, boxes, allowed: list,
+                  near: Optional[list], surroundings: Surroundings, settings: dict) -> tuple:
+    """Step 8, where frames were fitted: of two touching instances the one whose completion claims
+    more of the other's visible mask is behind (:mod:`amodal_lib.predict.order`); the one in front is
+    pasted again with the one behind as known background (the same probabilities). The other
+    instances of the batch's images are completed (without this step) for their claims. Returns
+    ``(masks, allowed, near)`` with those of the instances in front replaced."""
+    extra = SU.partners(instances, surroundings.by_image)
+    theirs = complete_batch(model, extra, surroundings, order=False, **settings).masks if extra else {}
+    pool = [surroundings.by_id[i.id] for i in instances] + extra
+    behind_of = SU.behind(pool, {**theirs, **masks})
+    keys, fence, others = SU.fences(instances, {i.id: behind_of.get(i.id) for i, a in zip(instances, allowed)
+                                                if a is not None}, surroundings.by_image)
+    if not keys:
+        return masks, allowed, near
+    noise = settings["noise"]
+    again = paste_instances(probs[keys], boxes[keys], [instances[k] for k in keys], settings["threshold"],
+                            settings["union_visible"], fence, noise, others if noise > 0 else None)
+    allowed, near = list(allowed), None if near is None else list(near)
+    for k, a, o in zip(keys, fence, others):
+        allowed[k] = a
+        if near is not None:
+            near[k] = o
+    return {**masks, **again}, allowed, near
 
 
 def batches(n: int, batch_size: int = BATCH) -> list:
