@@ -185,7 +185,8 @@ PAPER_DEPARTURES = {
     "vae frame": (
         "the spatial transformer's box, from the visible-box crop alone",
         "the fitted frame (`frame=\"fit\"`): completions, stage 2-3 checkpoint selection and the threshold "
-        "search fit the full-object frame to the known pixels around each instance that touches another",
+        "search fit the full-object frame to the known pixels around each instance that touches another, and "
+        "keep the front one of two touching instances out of the other",
         "on the embedded data where the whole object lies is the hard part, and the fitted frame fixes most of it "
         "(notebooks 05, 09); the paper's frame is reported beside it in every completion table"),
     "vae stage 2 losses": (
