@@ -1,4 +1,5 @@
-"""Amodal-VAE inference: the frame fitted to the known pixels, and completions kept where they may hide."""
+"""Amodal-VAE inference: the frame fitted to the known pixels, completions kept where they may hide, and the
+depth order of touching instances (the one whose completion claims more of the other's mask is behind)."""
 import numpy as np
 import pytest
 import torch
@@ -12,6 +13,7 @@ from amodal_lib.data.records import with_visible
 from amodal_lib.models import amodal_vae as V
 from amodal_lib.predict import amodal_vae as PV
 from amodal_lib.predict import frame_fit as FF
+from amodal_lib.predict import surroundings as SU
 
 L = FF.CONTEXT_HI
 
@@ -224,3 +226,78 @@ def test_the_completion_of_a_mirrored_instance_is_the_mirror_image(scene, mirror
     b = PV.complete_instances(model, [_mirror(i) for i in insts], box="amodal-gt", return_details=True)
     gap = (b.probs - a.probs.flip(-1)).abs().max().item()
     assert (gap < 1e-4) if mirror else (gap > 1e-2)
+
+
+# --------------------------------------------------------------------------- depth order
+def _rle(rows, cols, shape=(20, 30)):
+    m = np.zeros(shape, np.uint8)
+    m[rows, cols] = 1
+    return M.encode(m)
+
+
+def test_claims_count_the_other_masks_pixels_less_ones_own():
+    a, b = _rle(slice(5, 15), slice(0, 10)), _rle(slice(5, 15), slice(10, 20))
+    grown_a = _rle(slice(5, 15), slice(0, 14))        # 4 columns into b
+    c = SU.claims([grown_a, b], [a, b])
+    assert c.tolist() == [[0, 40], [0, 0]]
+    overlapping = _rle(slice(5, 15), slice(8, 20))    # b's mask overlaps a's by 2 columns
+    c = SU.claims([grown_a, overlapping], [a, overlapping])
+    assert c[0, 1] == 40 and c[1, 0] == 0             # a's own pixels are not a claim on b
+    assert SU.claims([a], [a]).shape == (1, 1)
+
+
+class _Inst:
+    def __init__(self, id, image_id, visible):
+        self.id, self.image_id, self.visible = id, image_id, visible
+
+
+def test_the_larger_claimant_is_behind_past_the_margin():
+    a, b = _rle(slice(5, 15), slice(0, 10)), _rle(slice(5, 15), slice(10, 20))
+    insts = [_Inst(1, 7, a), _Inst(2, 7, b)]
+    comps = {1: _rle(slice(5, 15), slice(0, 14)), 2: _rle(slice(5, 15), slice(9, 20))}   # claims 40 and 10
+    assert SU.behind(insts, comps) == {2: {1}}         # 1 claims more: 1 is behind 2
+    assert SU.behind(insts, comps, margin=5.0) == {}   # 40 < 5 x 10: undecided
+    assert SU.behind(insts, {1: comps[1]}) == {}        # 2 has no completion: no pair
+    other_image = [_Inst(1, 7, a), _Inst(2, 8, b)]
+    assert SU.behind(other_image, comps) == {}          # only instances of one image are paired
+
+
+def _pairs(scene):
+    for insts in scene.by_image().values():
+        car = next(i for i in insts if i.category == "car")
+        yield car, next(i for i in insts if i.category == "pedestrian")
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_the_instance_in_front_stays_out_of_the_one_behind(scene, model, monkeypatch, noise):
+    monkeypatch.setattr(SU, "behind", lambda instances, completions, margin=None: {})   # no order: as before the step
+    before = PV.complete_instances(model, scene.instances, noise=noise)
+    claimant = {}
+    for car, ped in _pairs(scene):   # whichever of the two grows into the other is put in front of it
+        for a, b in ((car, ped), (ped, car)):
+            a_vis, b_vis = (M.decode(i.visible).astype(bool) for i in (a, b))
+            if (M.decode(before[a.id]).astype(bool) & b_vis & ~a_vis).any():
+                claimant[a.id] = b
+    assert claimant   # without the order, a completion reaches into the other instance
+    monkeypatch.setattr(SU, "behind", lambda instances, completions, margin=None: {a: {b.id} for a, b in claimant.items()})
+    after = PV.complete_instances(model, scene.instances, noise=noise, return_details=True)
+    by_id = scene.by_id()
+    for a_id, b in claimant.items():
+        a_vis, b_vis = M.decode(by_id[a_id].visible).astype(bool), M.decode(b.visible).astype(bool)
+        k = after.ids.index(a_id)
+        assert not (M.decode(after.allowed[k]).astype(bool) & b_vis & ~a_vis).any()
+        if noise:   # soft evidence: the one behind is known background there, no longer what may hide it
+            assert b.visible["counts"] not in [m["counts"] for m in after.neighbours[k]]
+            assert len(after.neighbours[k]) == len(scene.by_image()[b.image_id]) - 2
+        else:       # in front: out of it
+            assert not (M.decode(after.masks[a_id]).astype(bool) & b_vis & ~a_vis).any()
+        if b.id not in claimant:
+            assert after.masks[b.id]["counts"] == before[b.id]["counts"]              # behind: as it was
+    assert after.masks.keys() == before.keys()
+
+
+def test_the_order_is_the_same_whatever_the_batch(scene, model):
+    det = PV.complete_instances(model, scene.instances, return_details=True)
+    assert SU.behind(scene.modal_view().instances, det.masks)   # the scene's pairs are ordered
+    one_by_one = PV.complete_instances(model, scene.instances, batch_size=1)   # the pair's other one: a partner
+    assert all(det.masks[i]["counts"] == one_by_one[i]["counts"] for i in det.masks)
