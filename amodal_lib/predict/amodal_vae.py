@@ -311,9 +311,9 @@ def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional
     near = surroundings.neighbours(instances) if noise > 0 else None
     masks = paste_instances(probs, img_boxes, instances, threshold, union_visible, allowed, noise, near)  # paste, RLE
     if order and allowed is not None:                                                # depth order
-        again = dict(threshold=threshold, union_visible=union_visible, device=dev, scorer=scorer, noise=noise)
+        settings = dict(threshold=threshold, union_visible=union_visible, device=dev, scorer=scorer, noise=noise)
         masks, allowed, near = depth_ordered(model, instances, masks, probs, img_boxes, allowed, near, surroundings,
-                                             again)
+                                             settings)
     return InstanceCompletions(masks, [i.id for i in instances], probs, img_boxes, mu, std, sample_probs,
                                threshold, instances, union_visible, allowed, fitted, noise, near)
 
@@ -321,25 +321,27 @@ def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional
 def depth_ordered(model: AmodalVAE, instances: Sequence, masks: dict, probs, boxes, allowed: list,
                   near: Optional[list], surroundings: Surroundings, settings: dict) -> tuple:
     """Step 8, where frames were fitted: of two touching instances the one whose completion claims
-    more of the other's visible mask is behind (:mod:`amodal_lib.predict.order`); the one in front is
-    pasted again with the one behind as known background (the same probabilities). The other
+    more of the other's visible mask is behind (:mod:`amodal_lib.predict.surroundings`); the one in front
+    is pasted again with the one behind as known background (the same probabilities). The other
     instances of the batch's images are completed (without this step) for their claims. Returns
     ``(masks, allowed, near)`` with those of the instances in front replaced."""
     extra = SU.partners(instances, surroundings.by_image)
     theirs = complete_batch(model, extra, surroundings, order=False, **settings).masks if extra else {}
-    pool = [surroundings.by_id[i.id] for i in instances] + extra
-    behind_of = SU.behind(pool, {**theirs, **masks})
-    keys, fence, others = SU.fences(instances, {i.id: behind_of.get(i.id) for i, a in zip(instances, allowed)
-                                                if a is not None}, surroundings.by_image)
+    behind_of = SU.behind([surroundings.by_id[i.id] for i in instances] + extra, {**theirs, **masks})
+    keys = [k for k, (i, a) in enumerate(zip(instances, allowed)) if a is not None and behind_of.get(i.id)]
     if not keys:
         return masks, allowed, near
-    noise = settings["noise"]
-    again = paste_instances(probs[keys], boxes[keys], [instances[k] for k in keys], settings["threshold"],
-                            settings["union_visible"], fence, noise, others if noise > 0 else None)
-    allowed, near = list(allowed), None if near is None else list(near)
-    for k, a, o in zip(keys, fence, others):
+    front = [instances[k] for k in keys]
+    fence = surroundings.allowed(front, torch.ones(len(front), dtype=torch.bool), behind_of)
+    others = surroundings.neighbours(front, behind_of) if near is not None else None
+    again = paste_instances(probs[keys], boxes[keys], front, settings["threshold"], settings["union_visible"], fence,
+                            settings["noise"], others)
+    allowed = list(allowed)
+    for k, a in zip(keys, fence):
         allowed[k] = a
-        if near is not None:
+    if near is not None:
+        near = list(near)
+        for k, o in zip(keys, others):
             near[k] = o
     return {**masks, **again}, allowed, near
 

@@ -18,7 +18,8 @@ continues it. For each pair of instances of an image, ``claim(i, j)`` is the num
 ``j``'s visible mask (less ``i``'s own, where masks overlap) inside ``i``'s completion; where one
 pair's larger claim is at least :data:`MARGIN` times the smaller, the larger claimant is behind.
 The instance in front is then completed again with the one behind it as known background, not as
-what may hide it (:func:`fences`); an undecided pair is left as it was. The same rule orders the
+what may hide it (``behind`` given to :meth:`Surroundings.allowed` and :meth:`Surroundings.neighbours`);
+an undecided pair is left as it was. The same rule orders the
 instances of PCNet-M (Zhan et al. 2020), there from a network's pairwise occlusion scores.
 """
 from __future__ import annotations
@@ -61,18 +62,27 @@ class Surroundings:
         return torch.tensor([bool(self.by_id[i.id].occluders) or self.by_id[i.id].touches_border for i in instances],
                             dtype=torch.bool).reshape(-1)
 
-    def neighbours(self, instances: Sequence) -> list:
-        """Per instance, the visible masks (RLEs) of the other instances of its image."""
-        return [[m.visible for m in self.by_image[i.image_id] if m.id != i.id] for i in instances]
+    def neighbours(self, instances: Sequence, behind: Optional[dict] = None) -> list:
+        """Per instance, the visible masks (RLEs) of the other instances of its image, but those that
+        ``behind`` ({id: ids judged behind it}, :func:`behind`) puts behind it."""
+        behind = behind or {}
+        return [[m.visible for m in self.by_image[i.image_id] if m.id != i.id and m.id not in behind.get(i.id, ())]
+                for i in instances]
 
-    def allowed(self, instances: Sequence, fitted: torch.Tensor) -> Optional[list]:
+    def allowed(self, instances: Sequence, fitted: torch.Tensor, behind: Optional[dict] = None) -> Optional[list]:
         """Per instance: for fitted ones, the union of every visible mask of its image (its own and
-        what may hide it), an RLE; None (anywhere) for the others; None when none is fitted."""
+        what may hide it) but those that ``behind`` puts behind it, an RLE; None (anywhere) for the
+        others; None when none is fitted."""
         if not bool(fitted.any()):
             return None
+        behind = behind or {}
         union: dict = {}
         out = []
         for inst, f in zip(instances, fitted.tolist()):
+            back = behind.get(inst.id)
+            if f and back:
+                out.append(M.merge([m.visible for m in self.by_image[inst.image_id] if m.id not in back]))
+                continue
             if f and inst.image_id not in union:
                 union[inst.image_id] = M.merge([m.visible for m in self.by_image[inst.image_id]])
             out.append(union[inst.image_id] if f else None)
@@ -113,27 +123,9 @@ def behind(instances: Sequence, completions: dict, margin: Optional[float] = Non
     return dict(out)
 
 
-def fences(instances: Sequence, behind_of: dict, by_image: dict) -> tuple:
-    """For instances with something behind them: ``(keys, allowed, neighbours)``, their indices in
-    ``instances``, the union of their image's visible masks less those behind each (an RLE: where
-    its completion may be) and the other visible masks but those behind (what may hide it, for
-    soft evidence)."""
-    keys, allowed, near = [], [], []
-    for k, inst in enumerate(instances):
-        back = behind_of.get(inst.id)
-        if not back:
-            continue
-        kept = [m.visible for m in by_image[inst.image_id] if m.id not in back]
-        keys.append(k)
-        allowed.append(M.merge(kept))
-        near.append([m.visible for m in by_image[inst.image_id] if m.id != inst.id and m.id not in back])
-    return keys, allowed, near
-
-
 def partners(instances: Sequence, by_image: dict) -> list:
     """The instances (with a visible mask) of the images of ``instances`` that are not among them:
     whose completions the order of a pair with one of them needs."""
     have = {i.id for i in instances}
     images = dict.fromkeys(i.image_id for i in instances)
     return [m for img in images for m in by_image.get(img, ()) if m.id not in have and m.visible_area > 0]
-
