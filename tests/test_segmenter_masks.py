@@ -2,6 +2,7 @@
 the visible masks as evidence (soft, with an estimated noise), and `complete --visible`."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from scipy import ndimage
@@ -169,6 +170,25 @@ def test_soft_evidence_keeps_the_evidence_far_from_boundaries(test_set):
     sure = torch.full((len(inst), 28, 28), 0.999)     # a confident completion beats soft evidence at the edge
     out = PV.paste_instances(sure, boxes, inst, 0.5, True, trust, 1.0, near)
     assert all(M.area(out[i.id]) >= i.visible_area for i in inst)
+
+
+def test_soft_evidence_weighs_more_where_no_other_mask_is_near():
+    """Beyond the blur's reach of every other instance's mask (those judged behind it too) the object
+    meets background only: its evidence weighs FAR_WEIGHT there, WEIGHT near another mask."""
+    own = np.zeros((30, 40), bool)
+    own[:, :20] = True
+    unsure = np.full(own.shape, 0.2, np.float32)     # the shape says background, a little
+    none = np.zeros(own.shape, bool)
+    assert (EV.fuse_window(unsure, own, none, 1.0, 0.5) == own).all()     # the evidence draws the boundary
+    behind = np.zeros(own.shape, bool)
+    behind[:, 21:24] = True                          # an instance judged behind it, not one that may hide it
+    near = EV.fuse_window(unsure, own, none, 1.0, 0.5, behind)
+    assert near[:, :19].all() and not near[:, 19:].any()                  # the shape weighs in beside it
+    far = np.zeros(own.shape, bool)
+    far[:, 36:] = True
+    assert (EV.fuse_window(unsure, own, none, 1.0, 0.5, far) == own).all()
+    may_hide = EV.fuse_window(unsure, own, behind, 1.0, 0.5)                # by default: those that may hide it
+    assert (may_hide == EV.fuse_window(unsure, own, behind, 1.0, 0.5, behind)).all() and may_hide[:, 19].all()
 
 
 def test_soft_evidence_only_where_the_frame_was_fitted(test_set):

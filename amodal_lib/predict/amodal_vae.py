@@ -75,7 +75,7 @@ class InstanceCompletions:
     ``allowed``: per instance None or the RLE its completion is kept inside (``frame="fit"``);
     ``fitted``: (N,) bool, whose frame was fitted to known pixels; ``noise``: the visible masks'
     noise in pixels it was completed at, and with it ``neighbours``: per instance the other visible
-    masks of its image (RLEs)."""
+    masks of its image that may hide it (RLEs), and ``beside``: all of them."""
     masks: dict
     ids: list
     probs: torch.Tensor
@@ -90,12 +90,13 @@ class InstanceCompletions:
     fitted: Optional[torch.Tensor] = None
     noise: float = 0.0
     neighbours: Optional[list] = field(default=None, repr=False)
+    beside: Optional[list] = field(default=None, repr=False)
 
     def paste(self, probs: torch.Tensor, threshold: Optional[float] = None) -> dict:
         """{annotation id: RLE} of (N, 28, 28) crop probabilities in this result's boxes, joined with
         the visible evidence as the completion joined them (``noise``, ``neighbours``)."""
         return paste_instances(probs, self.boxes, self.instances, self.threshold if threshold is None else threshold,
-                               self.union_visible, self.allowed, self.noise, self.neighbours)
+                               self.union_visible, self.allowed, self.noise, self.neighbours, self.beside)
 
     def sample_masks(self, k: int) -> dict:
         """{annotation id: RLE} of posterior sample ``k`` (e.g. to pick the best of 20 against GT)."""
@@ -240,16 +241,24 @@ def combine_evidence(probs: np.ndarray, threshold: float, visible: Optional[np.n
     return mask
 
 
+def _union(rles: list, window: tuple) -> np.ndarray:   # the union of RLEs over (r0, r1, c0, c1)
+    out = np.zeros((window[1] - window[0], window[3] - window[2]), bool)
+    for m in R.decode_windows(rles, [window] * len(rles)) if rles else []:
+        out |= m.astype(bool)
+    return out
+
+
 def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence, threshold: float = 0.5,
                     union_visible: bool = True, allowed: Optional[list] = None, noise: float = 0.0,
-                    neighbours: Optional[list] = None) -> dict:
+                    neighbours: Optional[list] = None, beside: Optional[list] = None) -> dict:
     """Steps 5 to 7: {annotation id: RLE} of crops ``probs`` (N, 28, 28) pasted into their image
     boxes (``crops.iter_paste_regions``), each combined with its visible evidence inside its region
     (:func:`instance_region`, :func:`combine_evidence`: the visible mask and ``allowed[k]``, an RLE
     or None, decoded there only) and RLE-encoded from that region alone. With ``noise`` > 0 (pixels)
     the evidence is soft where the frame was fitted (``allowed[k]`` not None, the background known:
     :func:`amodal_lib.predict.evidence.fuse_window` over the region grown by the blur's reach, with
-    ``neighbours[k]``, the image's other visible masks); elsewhere the hard rule stays."""
+    ``neighbours[k]``, the image's other visible masks that may hide it, and ``beside[k]``, all of
+    them, default ``neighbours[k]``); elsewhere the hard rule stays."""
     joined = union_visible or noise > 0   # soft evidence always reads the instance's visible mask
     out: list = [None] * len(instances)
     for ks, origins, values in C.iter_paste_regions(probs, boxes, instances):
@@ -267,10 +276,9 @@ def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequenc
             p[o0 - r0:o0 - r0 + v.shape[0], o1 - c0:o1 - c0 + v.shape[1]] = v
             if s:   # the image's other visible masks there, the background trusted (a fitted frame)
                 near = neighbours[k] if neighbours is not None else []
-                others = np.zeros(p.shape, bool)
-                for m in R.decode_windows(near, [(r0, r1, c0, c1)] * len(near)) if near else []:
-                    others |= m.astype(bool)
-                masks.append(EV.fuse_window(p, vis, others, noise, threshold))
+                every = near if beside is None else beside[k]   # all of them, those behind it too
+                around = None if every is near else _union(every, (r0, r1, c0, c1))
+                masks.append(EV.fuse_window(p, vis, _union(near, (r0, r1, c0, c1)), noise, threshold, around))
             else:
                 fenced = None if fence is None else next(decoded)
                 masks.append(combine_evidence(p, threshold, vis if union_visible else None, fenced))
@@ -310,12 +318,13 @@ def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional
     allowed = surroundings.allowed(instances, fitted) if surroundings is not None else None
     near = surroundings.neighbours(instances) if noise > 0 else None
     masks = paste_instances(probs, img_boxes, instances, threshold, union_visible, allowed, noise, near)  # paste, RLE
+    beside = near
     if order and allowed is not None:                                                # depth order
         settings = dict(threshold=threshold, union_visible=union_visible, device=dev, scorer=scorer, noise=noise)
         masks, allowed, near = depth_ordered(model, instances, masks, probs, img_boxes, allowed, near, surroundings,
                                              settings)
     return InstanceCompletions(masks, [i.id for i in instances], probs, img_boxes, mu, std, sample_probs,
-                               threshold, instances, union_visible, allowed, fitted, noise, near)
+                               threshold, instances, union_visible, allowed, fitted, noise, near, beside)
 
 
 def depth_ordered(model: AmodalVAE, instances: Sequence, masks: dict, probs, boxes, allowed: list,
@@ -335,7 +344,7 @@ def depth_ordered(model: AmodalVAE, instances: Sequence, masks: dict, probs, box
     fence = surroundings.allowed(front, torch.ones(len(front), dtype=torch.bool), behind_of)
     others = surroundings.neighbours(front, behind_of) if near is not None else None
     again = paste_instances(probs[keys], boxes[keys], front, settings["threshold"], settings["union_visible"], fence,
-                            settings["noise"], others)
+                            settings["noise"], others, None if near is None else [near[k] for k in keys])
     allowed = list(allowed)
     for k, a in zip(keys, fence):
         allowed[k] = a
@@ -459,10 +468,11 @@ def _joined(parts: list, threshold: float, union_visible: bool) -> InstanceCompl
         allowed = [a for p in parts for a in (p.allowed if p.allowed is not None else [None] * len(p.ids))]
     noise = parts[0].noise if parts else 0.0
     near = [n for p in parts for n in p.neighbours] if noise > 0 else None
+    beside = [n for p in parts for n in (p.beside or p.neighbours)] if noise > 0 else None
     return InstanceCompletions({k: v for p in parts for k, v in p.masks.items()}, [i for p in parts for i in p.ids],
                                cat("probs"), cat("boxes"), cat("mu"), cat("std"), cat("sample_probs"), threshold,
                                [i for p in parts for i in p.instances], union_visible, allowed, cat("fitted"), noise,
-                               near)
+                               near, beside)
 
 
 def takes_masks_as_given(frame: str, box: str = "predicted") -> bool:
