@@ -94,7 +94,7 @@ class InstanceCompletions:
 
     def paste(self, probs: torch.Tensor, threshold: Optional[float] = None) -> dict:
         """{annotation id: RLE} of (N, 28, 28) crop probabilities in this result's boxes, joined with
-        the visible evidence as the completion joined them (``noise``, ``neighbours``)."""
+        the visible evidence as the completion joined them (``noise``, ``neighbours``, ``beside``)."""
         return paste_instances(probs, self.boxes, self.instances, self.threshold if threshold is None else threshold,
                                self.union_visible, self.allowed, self.noise, self.neighbours, self.beside)
 

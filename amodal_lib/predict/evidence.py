@@ -21,10 +21,10 @@ may lie from the truth.
     of another instance's visible mask, where the instance may continue hidden, and
     :data:`FAR_WEIGHT` beyond it: there the object meets background only, its whole boundary is
     seen, and the shape only nudges the evidence's (on held-out real masks a good segmenter's
-    full mIoU rose by 0.3 to 0.5; ``docs/design.md``, "Segmenter masks"). An instance whose frame was not fitted has no known background to weigh
-    its mask against, and keeps the hard rule: blurring its own mask alone only thinned it (real
-    masks 1.5 px off, occluders left out of the file: 77.6 / 36.5 A full / invisible mIoU against
-    78.6 / 38.7 hard; ``docs/design.md``, "Segmenter masks").
+    full mIoU rose by 0.3 to 0.5; ``docs/design.md``, "Segmenter masks"). An instance whose frame
+    was not fitted has no known background to weigh its mask against, and keeps the hard rule:
+    blurring its own mask alone only thinned it (real masks 1.5 px off, occluders left out of the
+    file: 77.6 / 36.5 A full / invisible mIoU against 78.6 / 38.7 hard).
 
 ``smooth`` (where a run's validation chose it: ``threshold.json``'s ``noisy.evidence``)
     A segmenter's masks, the occluders' too, are first smoothed (:func:`smoothed`: a Gaussian of
