@@ -468,7 +468,7 @@ def _joined(parts: list, threshold: float, union_visible: bool) -> InstanceCompl
         allowed = [a for p in parts for a in (p.allowed if p.allowed is not None else [None] * len(p.ids))]
     noise = parts[0].noise if parts else 0.0
     near = [n for p in parts for n in p.neighbours] if noise > 0 else None
-    beside = [n for p in parts for n in (p.beside or p.neighbours)] if noise > 0 else None
+    beside = [n for p in parts for n in p.beside] if noise > 0 else None
     return InstanceCompletions({k: v for p in parts for k, v in p.masks.items()}, [i for p in parts for i in p.ids],
                                cat("probs"), cat("boxes"), cat("mu"), cat("std"), cat("sample_probs"), threshold,
                                [i for p in parts for i in p.instances], union_visible, allowed, cat("fitted"), noise,
