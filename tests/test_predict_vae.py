@@ -301,3 +301,17 @@ def test_the_order_is_the_same_whatever_the_batch(scene, model):
     assert SU.behind(scene.modal_view().instances, det.masks)   # the scene's pairs are ordered
     one_by_one = PV.complete_instances(model, scene.instances, batch_size=1)   # the pair's other one: a partner
     assert all(det.masks[i]["counts"] == one_by_one[i]["counts"] for i in det.masks)
+
+
+def test_the_order_is_read_at_its_own_threshold_whatever_the_masks_are_cut_at(scene, model, monkeypatch):
+    seen = []   # the completions each order was read from
+    real = SU.behind
+    monkeypatch.setattr(SU, "behind", lambda instances, completions, margin=None: seen.append(completions)
+                        or real(instances, completions, margin))
+    lo, hi = (PV.complete_instances(model, scene.instances, threshold=t, return_details=True) for t in (0.3, 0.95))
+    assert len(seen) == 2 and seen[0] == seen[1]                      # the same claims, so the same order
+    assert [a is None or a["counts"] for a in lo.allowed] == [a is None or a["counts"] for a in hi.allowed]
+    assert any(lo.masks[i]["counts"] != hi.masks[i]["counts"] for i in lo.masks)   # cut at different thresholds
+    monkeypatch.setattr(SU, "behind", lambda instances, completions, margin=None: {})   # unordered, at its threshold
+    unordered = PV.complete_instances(model, scene.instances, threshold=SU.ORDER_THRESHOLD)
+    assert {i: m["counts"] for i, m in seen[0].items()} == {i: m["counts"] for i, m in unordered.items()}

@@ -321,22 +321,23 @@ def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional
     beside = near
     if order and allowed is not None:                                                # depth order
         settings = dict(threshold=threshold, union_visible=union_visible, device=dev, scorer=scorer, noise=noise)
-        masks, allowed, near = depth_ordered(model, instances, masks, probs, img_boxes, allowed, near, surroundings,
-                                             settings)
+        masks, allowed, near = depth_ordered(model, instances, masks, probs, img_boxes, allowed, near, surroundings, settings)
     return InstanceCompletions(masks, [i.id for i in instances], probs, img_boxes, mu, std, sample_probs,
                                threshold, instances, union_visible, allowed, fitted, noise, near, beside)
 
 
 def depth_ordered(model: AmodalVAE, instances: Sequence, masks: dict, probs, boxes, allowed: list,
                   near: Optional[list], surroundings: Surroundings, settings: dict) -> tuple:
-    """Step 8, where frames were fitted: of two touching instances the one whose completion claims
-    more of the other's visible mask is behind (:mod:`amodal_lib.predict.surroundings`); the one in front
-    is pasted again with the one behind as known background (the same probabilities). The other
-    instances of the batch's images are completed (without this step) for their claims. Returns
-    ``(masks, allowed, near)`` with those of the instances in front replaced."""
-    extra = SU.partners(instances, surroundings.by_image)
-    theirs = complete_batch(model, extra, surroundings, order=False, **settings).masks if extra else {}
-    behind_of = SU.behind([surroundings.by_id[i.id] for i in instances] + extra, {**theirs, **masks})
+    """Step 8, where frames were fitted: of two touching instances the one whose completion (at
+    ``SU.ORDER_THRESHOLD``, whatever the threshold) claims more of the other's visible mask is behind
+    (:mod:`amodal_lib.predict.surroundings`); the one in front is pasted again with the one behind as
+    known background (the same probabilities). The other instances of the batch's images are completed
+    (unordered) for their claims. Returns ``(masks, allowed, near)``, those of the ones in front replaced."""
+    extra, t = SU.partners(instances, surroundings.by_image), SU.ORDER_THRESHOLD
+    theirs = complete_batch(model, extra, surroundings, order=False, **{**settings, "threshold": t}).masks if extra else {}
+    mine = masks if settings["threshold"] == t else \
+        paste_instances(probs, boxes, instances, t, settings["union_visible"], allowed, settings["noise"], near)
+    behind_of = SU.behind([surroundings.by_id[i.id] for i in instances] + extra, {**theirs, **mine})
     keys = [k for k, (i, a) in enumerate(zip(instances, allowed)) if a is not None and behind_of.get(i.id)]
     if not keys:
         return masks, allowed, near

@@ -17,6 +17,11 @@ object's contour is whole where they meet, the one behind is cut there and the s
 continues it. For each pair of instances of an image, ``claim(i, j)`` is the number of pixels of
 ``j``'s visible mask (less ``i``'s own, where masks overlap) inside ``i``'s completion; where one
 pair's larger claim is at least :data:`MARGIN` times the smaller, the larger claimant is behind.
+The claims are read from the completions at :data:`ORDER_THRESHOLD`, whatever threshold the masks are
+cut at: a completion's confident part is what continues under the other instance, the fringe that a
+whole object's shape spills into its neighbour is not (on held-out real occlusions, claims read at
+the run's threshold ordered 45 of 542 pairs wrongly at a good segmenter's masks, at 0.85 41), and the
+threshold search then reads the same order at every threshold it tries.
 The instance in front is then completed again with the one behind it as known background, not as
 what may hide it (``behind`` given to :meth:`Surroundings.allowed` and :meth:`Surroundings.neighbours`);
 an undecided pair is left as it was. The same rule orders the
@@ -36,6 +41,7 @@ from ..data import masks as M
 from ..data.records import AnnotationSet
 
 MARGIN = 1.25  # a pair is ordered when one side claims at least this many times what the other claims
+ORDER_THRESHOLD = 0.85   # the completions' probability at which the claims are read (module doc)
 
 
 @dataclass
