@@ -7,14 +7,16 @@
     Seeds python ``random``, numpy and torch (all CUDA devices too).
 ``setup_distributed(device="auto") -> Dist``
     Reads torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; with more than one process it
-    initialises the process group (nccl on CUDA, one GPU per local rank; gloo on CPU).
-    A no-op for one process. ``Dist`` has ``rank, world_size, local_rank, device, is_main``.
+    initialises the process group (nccl on CUDA, one GPU per local rank; gloo on CPU), and
+    destroys it at exit. A no-op for one process. ``Dist`` has ``rank, world_size,
+    local_rank, device, is_main``.
 ``wrap_ddp(model, dist)`` / ``unwrap(model)``
     DistributedDataParallel around a module when ``dist.world_size > 1`` (otherwise the
     module itself), and the plain module back.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import random
 from dataclasses import dataclass
@@ -97,7 +99,15 @@ def setup_distributed(device: str | torch.device | None = "auto") -> Dist:
         backend = "gloo"
     if not tdist.is_initialized():
         tdist.init_process_group(backend=backend)
+        atexit.register(_destroy)   # gloo's threads may still hold work at interpreter exit: SIGABRT
     return Dist(tdist.get_rank(), tdist.get_world_size(), local, dev)
+
+
+def _destroy() -> None:
+    """The process group torn down while the interpreter is whole (a process that exits with gloo's
+    group alive can abort at finalisation: "terminate called without an active exception")."""
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.destroy_process_group()
 
 
 def wrap_ddp(model: nn.Module, dist: Dist, **kwargs) -> nn.Module:
