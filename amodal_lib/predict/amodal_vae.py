@@ -277,7 +277,7 @@ def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequenc
             if s:   # the image's other visible masks there, the background trusted (a fitted frame)
                 near = neighbours[k] if neighbours is not None else []
                 every = near if beside is None else beside[k]   # all of them, those behind it too
-                around = None if every is near else _union(every, (r0, r1, c0, c1))
+                around = None if every == near else _union(every, (r0, r1, c0, c1))   # the same masks: decoded once
                 masks.append(EV.fuse_window(p, vis, _union(near, (r0, r1, c0, c1)), noise, threshold, around))
             else:
                 fenced = None if fence is None else next(decoded)
