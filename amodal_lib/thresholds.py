@@ -199,8 +199,8 @@ def sweep_thresholds(validation, details: Callable[[AnnotationSet], object], thr
             sw = threshold_sweep(det.instances, det.probs, det.boxes, ts, det.union_visible, det.allowed)
         else:   # a segmenter's masks (or soft evidence): pasted as the completion joins them, scored on the clean set
             rows = []
-            for t in ts:
-                r = metrics.scores_row(f"t={t:g}", metrics.summarize(metrics.instance_table(ann, det.paste(det.probs, t))))
+            for t, masks in zip(ts, det.paste_thresholds(det.probs, ts)):   # pasted once, cut at each t
+                r = metrics.scores_row(f"t={t:g}", metrics.summarize(metrics.instance_table(ann, masks)))
                 rows.append({"threshold": t, "n": r["n"], **{c: r[c] for c in SCORE_COLUMNS}})
             sw = pd.DataFrame(rows)
         frames.append(sw.assign(set=name, noisy=validation.is_noisy(name)))

@@ -15,6 +15,7 @@ from amodal_lib.data.corruption import corrupt_crops, noise_strength, segmenter_
 from amodal_lib.data.records import with_visible
 from amodal_lib.predict import amodal_vae as PV
 from amodal_lib.predict import evidence as EV
+from amodal_lib.predict import paste as PP
 from amodal_lib.thresholds import default_threshold, noisy_threshold, write_threshold
 from amodal_lib.train import amodal_vae_stages as T
 from amodal_lib.train.validation import validation_split
@@ -159,7 +160,7 @@ def test_soft_evidence_keeps_the_evidence_far_from_boundaries(test_set):
     unsure = torch.full((len(inst), 28, 28), 0.5)
     near = [[o.visible for o in test_set.instances if o.image_id == i.image_id and o.id != i.id] for i in inst]
     trust = [i.visible for i in inst]          # not None: the background is trusted (a fitted frame)
-    out = PV.paste_instances(unsure, boxes, inst, 0.5, True, trust, 1.0, near)
+    out = PP.paste_instances(unsure, boxes, inst, 0.5, True, trust, 1.0, near)
     for i in inst:
         vis, got = M.decode(i.visible).astype(bool), M.decode(out[i.id]).astype(bool)
         deep = ndimage.binary_erosion(vis, iterations=4)
@@ -168,7 +169,7 @@ def test_soft_evidence_keeps_the_evidence_far_from_boundaries(test_set):
         far = ~ndimage.binary_dilation(anyone, iterations=4)     # known background, far from any mask
         assert not got[far].any()
     sure = torch.full((len(inst), 28, 28), 0.999)     # a confident completion beats soft evidence at the edge
-    out = PV.paste_instances(sure, boxes, inst, 0.5, True, trust, 1.0, near)
+    out = PP.paste_instances(sure, boxes, inst, 0.5, True, trust, 1.0, near)
     assert all(M.area(out[i.id]) >= i.visible_area for i in inst)
 
 
@@ -199,13 +200,30 @@ def test_soft_evidence_only_where_the_frame_was_fitted(test_set):
                            i.visible_box[1] + i.visible_box[3] + 3] for i in inst], dtype=torch.float32)
     probs = torch.rand(len(inst), 28, 28, generator=torch.Generator().manual_seed(0))
     near = [[o.visible for o in test_set.instances if o.image_id == i.image_id and o.id != i.id] for i in inst]
-    hard = PV.paste_instances(probs, boxes, inst, 0.5, True, None, 0.0, near)
-    assert PV.paste_instances(probs, boxes, inst, 0.5, True, None, 1.5, near) == hard     # nothing fitted
-    soft = PV.paste_instances(probs, boxes, inst, 0.5, True, [i.visible for i in inst], 1.5, near)
+    hard = PP.paste_instances(probs, boxes, inst, 0.5, True, None, 0.0, near)
+    assert PP.paste_instances(probs, boxes, inst, 0.5, True, None, 1.5, near) == hard     # nothing fitted
+    soft = PP.paste_instances(probs, boxes, inst, 0.5, True, [i.visible for i in inst], 1.5, near)
     assert any(soft[i.id] != hard[i.id] for i in inst)
     fences = [i.visible if k % 2 else None for k, i in enumerate(inst)]
-    mixed = PV.paste_instances(probs, boxes, inst, 0.5, True, fences, 1.5, near)
+    mixed = PP.paste_instances(probs, boxes, inst, 0.5, True, fences, 1.5, near)
     assert all(mixed[i.id] == (soft[i.id] if k % 2 else hard[i.id]) for k, i in enumerate(inst))
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.5])
+def test_one_paste_cut_at_several_thresholds_is_a_paste_per_threshold(test_set, noise):
+    """paste_thresholds decodes and fuses once and cuts at each threshold: the same masks, hard rule and
+    soft evidence alike, clipped or not, joined with the visible mask or not."""
+    inst = [i for i in test_set.instances if i.visible_area > 200][:6]
+    boxes = torch.tensor([[i.visible_box[0] - 3, i.visible_box[1] - 3, i.visible_box[0] + i.visible_box[2] + 3,
+                           i.visible_box[1] + i.visible_box[3] + 3] for i in inst], dtype=torch.float32)
+    probs = torch.rand(len(inst), 28, 28, generator=torch.Generator().manual_seed(1))
+    near = [[o.visible for o in test_set.instances if o.image_id == i.image_id and o.id != i.id] for i in inst]
+    fences = [i.visible if k % 2 else None for k, i in enumerate(inst)]
+    ts = [0.85, 0.3, 0.5]
+    for joined in (True, False):
+        each = [PP.paste_instances(probs, boxes, inst, t, joined, fences, noise, near) for t in ts]
+        assert PP.paste_thresholds(probs, boxes, inst, ts, joined, fences, noise, near) == each
+        assert len({tuple(m[i.id]["counts"] for i in inst) for m in each}) == len(ts)   # the cuts differ
 
 
 def test_complete_visible_reads_a_results_file_and_refuses_a_mismatch(tmp_path, test_set):

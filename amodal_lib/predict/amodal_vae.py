@@ -5,9 +5,8 @@ One straight pipeline, run on bounded batches of instances in file order (:func:
 them), each step a function of this module:
 
     crop (:func:`crop_inputs`) -> fit the frame (:func:`frames`) -> encode (:func:`encode`) ->
-    decode (:func:`decode`; :func:`mirrored`) -> paste (:func:`paste_instances`: ``crops.iter_paste_regions``) ->
-    combine with the visible evidence inside the instance's region (:func:`instance_region`,
-    :func:`combine_evidence`) -> encode RLE (``rle.encode_windows``) -> where frames were fitted,
+    decode (:func:`decode`; :func:`mirrored`) -> paste, combine with the visible evidence inside the
+    instance's region and encode RLE (:mod:`amodal_lib.predict.paste`) -> where frames were fitted,
     the depth order of touching instances, and those in front pasted again (:func:`depth_ordered`)
 
 Visible masks that a segmenter made (a boundary a pixel or three off) are evidence, not truth: with
@@ -43,17 +42,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
-import numpy as np
 import torch
 
 from ..data import crops as C
-from ..data import masks as M
-from ..data import rle as R
 from ..data.records import AnnotationSet
 from ..models.amodal_vae import S, AmodalVAE, box_geometry
 from . import evidence as EV
 from . import frame_fit as FF
 from . import surroundings as SU
+from .paste import paste_instances, paste_thresholds
 from .surroundings import Surroundings
 from . import workers as W
 
@@ -95,8 +92,12 @@ class InstanceCompletions:
     def paste(self, probs: torch.Tensor, threshold: Optional[float] = None) -> dict:
         """{annotation id: RLE} of (N, 28, 28) crop probabilities in this result's boxes, joined with
         the visible evidence as the completion joined them (``noise``, ``neighbours``, ``beside``)."""
-        return paste_instances(probs, self.boxes, self.instances, self.threshold if threshold is None else threshold,
-                               self.union_visible, self.allowed, self.noise, self.neighbours, self.beside)
+        return self.paste_thresholds(probs, [self.threshold if threshold is None else threshold])[0]
+
+    def paste_thresholds(self, probs: torch.Tensor, thresholds: Sequence[float]) -> list:
+        """:meth:`paste` at each of ``thresholds`` (one {id: RLE} each), pasted and joined once."""
+        return paste_thresholds(probs, self.boxes, self.instances, thresholds, self.union_visible, self.allowed,
+                                self.noise, self.neighbours, self.beside)
 
     def sample_masks(self, k: int) -> dict:
         """{annotation id: RLE} of posterior sample ``k`` (e.g. to pick the best of 20 against GT)."""
@@ -211,83 +212,6 @@ def mirrored(model: AmodalVAE, probs: torch.Tensor, crops: torch.Tensor, dev) ->
     return 0.5 * (probs + decode(model, flipped, dev).flip(-1))
 
 
-def instance_region(inst, origin: tuple, shape: tuple, union_visible: bool = True, grow: int = 0) -> tuple:
-    """Step 6a, where an instance's completion can be: ``(r0, r1, c0, c1)``, the pixels of its
-    pasted box (``origin``, ``shape``) and, when it is joined with its visible mask, of the visible
-    mask's box; ``grow`` pixels more on every side (within the image) where soft evidence is blurred
-    in from around it. Outside it the completion is empty."""
-    r0, c0 = origin
-    r1, c1 = r0 + shape[0], c0 + shape[1]
-    if union_visible and inst.visible_area:
-        x, y, w, h = (int(v) for v in inst.visible_box)
-        r0, c0, r1, c1 = min(r0, y), min(c0, x), max(r1, y + h), max(c1, x + w)
-    if grow:
-        r0, c0, r1, c1 = max(r0 - grow, 0), max(c0 - grow, 0), min(r1 + grow, inst.height), min(c1 + grow, inst.width)
-    return r0, r1, c0, c1
-
-
-def combine_evidence(probs: np.ndarray, threshold: float, visible: Optional[np.ndarray] = None,
-                     allowed: Optional[np.ndarray] = None) -> np.ndarray:
-    """Step 6b, for one instance, over its region (all arrays of the region's shape): its pasted
-    probabilities ``probs`` combined with the visible evidence: binarised at ``threshold``
-    (``>=``), joined with its visible mask ``visible`` (an amodal mask contains the visible one, so
-    no visible pixel is lost to the 28x28 decoder; None: not joined) and kept inside ``allowed``
-    (what may hide it; None: anywhere). Returns the bool mask of the region."""
-    mask = probs >= np.float32(threshold)
-    if visible is not None:
-        mask |= visible.astype(bool)
-    if allowed is not None:
-        mask &= allowed.astype(bool)
-    return mask
-
-
-def _union(rles: list, window: tuple) -> np.ndarray:   # the union of RLEs over (r0, r1, c0, c1)
-    out = np.zeros((window[1] - window[0], window[3] - window[2]), bool)
-    for m in R.decode_windows(rles, [window] * len(rles)) if rles else []:
-        out |= m.astype(bool)
-    return out
-
-
-def paste_instances(probs: torch.Tensor, boxes: torch.Tensor, instances: Sequence, threshold: float = 0.5,
-                    union_visible: bool = True, allowed: Optional[list] = None, noise: float = 0.0,
-                    neighbours: Optional[list] = None, beside: Optional[list] = None) -> dict:
-    """Steps 5 to 7: {annotation id: RLE} of crops ``probs`` (N, 28, 28) pasted into their image
-    boxes (``crops.iter_paste_regions``), each combined with its visible evidence inside its region
-    (:func:`instance_region`, :func:`combine_evidence`: the visible mask and ``allowed[k]``, an RLE
-    or None, decoded there only) and RLE-encoded from that region alone. With ``noise`` > 0 (pixels)
-    the evidence is soft where the frame was fitted (``allowed[k]`` not None, the background known:
-    :func:`amodal_lib.predict.evidence.fuse_window` over the region grown by the blur's reach, with
-    ``neighbours[k]``, the image's other visible masks that may hide it, and ``beside[k]``, all of
-    them, default ``neighbours[k]``); elsewhere the hard rule stays."""
-    joined = union_visible or noise > 0   # soft evidence always reads the instance's visible mask
-    out: list = [None] * len(instances)
-    for ks, origins, values in C.iter_paste_regions(probs, boxes, instances):
-        insts = [instances[k] for k in ks]
-        fences = [None if allowed is None else allowed[k] for k in ks]
-        soft = [noise > 0 and f is not None for f in fences]
-        regions = [instance_region(i, o, v.shape, joined, EV.margin(noise) if s else 0)
-                   for i, o, v, s in zip(insts, origins, values, soft)]
-        visible = R.decode_windows([i.visible for i in insts], regions) if joined else [None] * len(ks)
-        clip = [(r, f) for r, f, s in zip(regions, fences, soft) if f is not None and not s]   # the hard rule's clip
-        decoded = iter(R.decode_windows([f for _, f in clip], [r for r, _ in clip]))
-        masks = []
-        for k, (r0, r1, c0, c1), (o0, o1), v, vis, fence, s in zip(ks, regions, origins, values, visible, fences, soft):
-            p = np.zeros((r1 - r0, c1 - c0), np.float32)   # the probabilities over the region (0 off the box)
-            p[o0 - r0:o0 - r0 + v.shape[0], o1 - c0:o1 - c0 + v.shape[1]] = v
-            if s:   # the image's other visible masks there, the background trusted (a fitted frame)
-                near = neighbours[k] if neighbours is not None else []
-                every = near if beside is None else beside[k]   # all of them, those behind it too
-                around = None if every == near else _union(every, (r0, r1, c0, c1))   # the same masks: decoded once
-                masks.append(EV.fuse_window(p, vis, _union(near, (r0, r1, c0, c1)), noise, threshold, around))
-            else:
-                fenced = None if fence is None else next(decoded)
-                masks.append(combine_evidence(p, threshold, vis if union_visible else None, fenced))
-        h, w = insts[0].height, insts[0].width
-        for k, rle in zip(ks, R.encode_windows(masks, [(r[0], r[2]) for r in regions], h, w)):
-            out[k] = rle
-    return {inst.id: r for inst, r in zip(instances, out)}
-
-
 # --------------------------------------------------------------------------- records in, RLE out
 @torch.no_grad()
 def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional[Surroundings] = None,
@@ -317,26 +241,27 @@ def complete_batch(model: AmodalVAE, instances: Sequence, surroundings: Optional
         probs = mirrored(model, probs, x, dev)
     allowed = surroundings.allowed(instances, fitted) if surroundings is not None else None
     near = surroundings.neighbours(instances) if noise > 0 else None
-    masks = paste_instances(probs, img_boxes, instances, threshold, union_visible, allowed, noise, near)  # paste, RLE
-    beside = near
-    if order and allowed is not None:                                                # depth order
+    order = order and allowed is not None   # the depth order's claims are read at their own threshold too
+    cuts = [threshold] + ([SU.ORDER_THRESHOLD] if order and threshold != SU.ORDER_THRESHOLD else [])
+    pasted = paste_thresholds(probs, img_boxes, instances, cuts, union_visible, allowed, noise, near)  # paste, RLE
+    masks, beside = pasted[0], near
+    if order:                                                                        # depth order
         settings = dict(threshold=threshold, union_visible=union_visible, device=dev, scorer=scorer, noise=noise)
-        masks, allowed, near = depth_ordered(model, instances, masks, probs, img_boxes, allowed, near, surroundings, settings)
+        masks, allowed, near = depth_ordered(model, instances, masks, pasted[-1], probs, img_boxes, allowed, near,
+                                             surroundings, settings)
     return InstanceCompletions(masks, [i.id for i in instances], probs, img_boxes, mu, std, sample_probs,
                                threshold, instances, union_visible, allowed, fitted, noise, near, beside)
 
 
-def depth_ordered(model: AmodalVAE, instances: Sequence, masks: dict, probs, boxes, allowed: list,
+def depth_ordered(model: AmodalVAE, instances: Sequence, masks: dict, mine: dict, probs, boxes, allowed: list,
                   near: Optional[list], surroundings: Surroundings, settings: dict) -> tuple:
-    """Step 8, where frames were fitted: of two touching instances the one whose completion (at
-    ``SU.ORDER_THRESHOLD``, whatever the threshold) claims more of the other's visible mask is behind
-    (:mod:`amodal_lib.predict.surroundings`); the one in front is pasted again with the one behind as
-    known background (the same probabilities). The other instances of the batch's images are completed
+    """Step 8, where frames were fitted: of two touching instances the one whose completion (``mine``:
+    pasted at ``SU.ORDER_THRESHOLD``, whatever the threshold) claims more of the other's visible mask is
+    behind (:mod:`amodal_lib.predict.surroundings`); the one in front is pasted again with the one behind
+    as known background (the same probabilities). The other instances of the batch's images are completed
     (unordered) for their claims. Returns ``(masks, allowed, near)``, those of the ones in front replaced."""
     extra, t = SU.partners(instances, surroundings.by_image), SU.ORDER_THRESHOLD
     theirs = complete_batch(model, extra, surroundings, order=False, **{**settings, "threshold": t}).masks if extra else {}
-    mine = masks if settings["threshold"] == t else \
-        paste_instances(probs, boxes, instances, t, settings["union_visible"], allowed, settings["noise"], near)
     behind_of = SU.behind([surroundings.by_id[i.id] for i in instances] + extra, {**theirs, **mine})
     keys = [k for k, (i, a) in enumerate(zip(instances, allowed)) if a is not None and behind_of.get(i.id)]
     if not keys:

@@ -73,14 +73,26 @@ def fuse_window(probs: np.ndarray, own: np.ndarray, others: np.ndarray, noise_px
     the other instances' visible masks that may hide it (pixels covered by neither are background:
     the instance's frame was fitted); ``beside``, every other instance's visible mask, those judged
     behind it too (default ``others``): beyond the blur's reach of them the evidence weighs
-    :data:`FAR_WEIGHT`. Returns the bool mask of the window."""
+    :data:`FAR_WEIGHT`. Returns the bool mask of the window: :func:`fused_scores` cut at ``threshold``."""
+    return cut(fused_scores(probs, own, others, noise_px, beside), threshold)
+
+
+def cut(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """The bool mask of :func:`fused_scores` at a probability ``threshold``."""
+    return scores > float(_logit(np.float32(threshold)))
+
+
+def fused_scores(probs: np.ndarray, own: np.ndarray, others: np.ndarray, noise_px: float,
+                 beside: Optional[np.ndarray] = None) -> np.ndarray:
+    """``logit(p) + w * E`` over a window (arguments as :func:`fuse_window`), before any threshold:
+    one fusion that several thresholds cut (:func:`cut`)."""
     evidence = own.astype(np.float32) - (~own.astype(bool) & ~others.astype(bool)).astype(np.float32)
     if noise_px > 0:
         evidence = ndimage.gaussian_filter(evidence, SIGMA_PER_NOISE * noise_px, mode="nearest")
     beside = (others if beside is None else beside).astype(bool)
     far = ndimage.distance_transform_edt(~beside) > margin(noise_px) if beside.any() else np.ones(own.shape, bool)
     weight = np.where(far, np.float32(FAR_WEIGHT), np.float32(WEIGHT))
-    return (_logit(probs) + weight * evidence) > float(_logit(np.float32(threshold)))
+    return _logit(probs) + weight * evidence
 
 
 def smooth_masks(instances: Sequence, sigma: float) -> dict:
