@@ -109,6 +109,21 @@ def test_a_gap_between_two_masks_is_not_known_background():
     assert not FF.gap_band(own, np.zeros_like(own), 2).any()
 
 
+def test_the_gap_band_is_the_one_of_whole_window_dilations():
+    """gap_band dilates only around the instance's own mask: the same band as dilating the whole window,
+    masks at the window's edges included."""
+    rng = np.random.default_rng(0)
+    for k in range(60):
+        h, w = rng.integers(8, 40, 2)
+        own, others = np.zeros((h, w), np.uint8), (rng.random((h, w)) < rng.uniform(0.02, 0.3)).astype(np.uint8)
+        r, c = rng.integers(0, h), rng.integers(0, w)
+        own[r:r + rng.integers(1, 12), c:c + rng.integers(1, 12)] = 1
+        others[own > 0] = rng.integers(0, 2)                   # overlapping or not
+        for px in (1, 2, 3):
+            near = M.dilate(own, px) & M.dilate(others, px)
+            assert (FF.gap_band(own, others, px) == (near & (own == 0) & (others == 0))).all(), (k, px)
+
+
 def test_the_fitted_frames_context_counts_a_gap_as_what_may_hide(scene, monkeypatch):
     """The pedestrian's mask eroded by 2 px, as a segmenter's that does not meet the car's: the
     car's context holds the gap among the pixels that may hide it."""

@@ -77,10 +77,19 @@ def gap_band(own: np.ndarray, others: np.ndarray, px: Optional[int] = None) -> n
     and what hides it. Masks that meet, as annotations do, leave only the few pixels beside the ends of
     the line where they meet; a pixel near one mask only is never in it. uint8."""
     px = GAP_PX if px is None else px
+    out = np.zeros_like(own)
     if px <= 0 or not own.any() or not others.any():
-        return np.zeros_like(own)
-    near = M.dilate(own, px) & M.dilate(others, px)
-    return (near & (own == 0) & (others == 0)).astype(own.dtype)
+        return out
+    # only within px of own's box can a pixel be near both, and only within px of that decides it: the
+    # dilations run there (a window is about nine times the box), the same pixels as over the whole window
+    h, w = own.shape
+    rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
+    r0, r1, c0, c1 = max(rows[0] - px, 0), min(rows[-1] + px + 1, h), max(cols[0] - px, 0), min(cols[-1] + px + 1, w)
+    a0, a1, b0, b1 = max(r0 - px, 0), min(r1 + px, h), max(c0 - px, 0), min(c1 + px, w)
+    o, t = own[a0:a1, b0:b1], others[a0:a1, b0:b1]
+    band = M.dilate(o, px) & M.dilate(t, px) & (o == 0) & (t == 0)
+    out[r0:r1, c0:c1] = band[r0 - a0:r1 - a0, c0 - b0:c1 - b0]
+    return out
 
 
 def context(modal, instances: Sequence, by_image: Optional[dict] = None) -> Context:
