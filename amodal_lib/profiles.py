@@ -93,13 +93,15 @@ def get_profile(name: str | None = None) -> dict[str, Any]:
 # unset keys take amodal_lib.train.psp.DEFAULTS (PSPNet's: ResNet-50, output stride 8, SGD lr 0.01, poly).
 # default: a ResNet-18 cut after layer2 (stride 8 without dilation) on 64x64 crops, Adam, so that it
 # trains on 2 CPU cores in under 5 minutes (docs/design.md, "The segmentation-input experiment").
+# 3200 steps (about 4 minutes): at 800 its validation crop IoU was still climbing at the last step
+# (70.8, 76.2, 81.0, 82.0 every 200 steps); at 3200 it reads 86.6 to 87.1 over the last 600 steps.
 _PROFILES["smoke"]["psp"] = {
     "backbone": "resnet18", "stages": 2, "head_channels": 32, "crop": 32, "batch_size": 8, "steps": 20,
     "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "eval_every": 20, "eval_instances": 60,
     "checkpoint_every": 20, "log_every": 5, "threads": 1,
 }
 _PROFILES["default"]["psp"] = {
-    "backbone": "resnet18", "stages": 2, "head_channels": 64, "crop": 64, "batch_size": 16, "steps": 800,
+    "backbone": "resnet18", "stages": 2, "head_channels": 64, "crop": 64, "batch_size": 16, "steps": 3200,
     "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "eval_every": 200, "eval_instances": 500,
     "checkpoint_every": 200, "log_every": 25,
 }
