@@ -71,7 +71,14 @@ if [ "$MODE" = test ]; then
   # nbval runs each notebook with its parameter defaults; the profile comes from the environment.
   # Test runs write into a scratch results folder so that they never overwrite results/.
   export AMODAL_PROFILE=smoke
-  export AMODAL_RESULTS="${AMODAL_RESULTS:-$(mktemp -d -t amodal-test-results.XXXXXX)}"
+  # A scratch folder made here is removed once every test passes (it holds ~140 MB of smoke-profile
+  # models and outputs); on a failure it stays, for its logs. A folder given as AMODAL_RESULTS stays.
+  scratch_made=""
+  if [ -z "${AMODAL_RESULTS:-}" ]; then
+    AMODAL_RESULTS="$(mktemp -d -t amodal-test-results.XXXXXX)"
+    scratch_made="$AMODAL_RESULTS"
+  fi
+  export AMODAL_RESULTS
   # Two pytest processes side by side, one thread each: nbval over the notebooks (in order: later
   # ones reuse the models earlier ones train), and the unit tests, whose browser test runs notebook
   # 12 in JupyterLab with a scratch folder of its own.
@@ -88,9 +95,10 @@ if [ "$MODE" = test ]; then
   echo "== unit tests (tests/) =="
   cat "$UNIT_LOG"
   if [ "$nb_rc" != 0 ] || [ "$unit_rc" != 0 ]; then
-    echo "run_all.sh --test: FAILED (notebooks: exit $nb_rc; unit tests: exit $unit_rc)" >&2
+    echo "run_all.sh --test: FAILED (notebooks: exit $nb_rc; unit tests: exit $unit_rc); outputs kept in $AMODAL_RESULTS" >&2
     exit 1
   fi
+  [ -n "$scratch_made" ] && rm -rf "$scratch_made"
   echo "run_all.sh --test: all passed"
   exit 0
 fi

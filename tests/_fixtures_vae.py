@@ -1,8 +1,10 @@
 """A tiny embedded data set for the Amodal-VAE tests, generated once per test session."""
 from __future__ import annotations
 
+import atexit
 import functools
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,7 +13,9 @@ from pathlib import Path
 def tiny_dataset(images: int = 30) -> dict:
     """Split paths of a small synthetic KINS-2020 data set (``amodal_lib.data.synth``)."""
     from amodal_lib.data.synth import generate
-    out = Path(tempfile.mkdtemp(prefix="amodal-vae-tests-")) / "synth"
+    root = tempfile.mkdtemp(prefix="amodal-vae-tests-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)  # a test session leaves nothing in /tmp
+    out = Path(root) / "synth"
     return generate(out, images=images, seed=0, height=160, width=512, workers=1, progress=False)
 
 

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -90,11 +89,11 @@ def jupyterlab(tmp_path_factory, env: dict):
 def server_fixture(**env):
     """A module-scoped fixture ``jupyterlab`` -> (base URL, token): a server at the smoke profile
     whose results go to ``$AMODAL_RESULTS`` (``run_all.sh --test`` gives the unit tests a scratch
-    folder of their own; models trained there are reused), else a temporary folder; ``env`` is
+    folder of their own; models trained there are reused), else pytest's temporary folder; ``env`` is
     added to this process's environment, a value None removing that variable."""
     @pytest.fixture(scope="module")
     def server(tmp_path_factory):
-        scratch = os.environ.get("AMODAL_RESULTS") or tempfile.mkdtemp(prefix="amodal-browser-")
+        scratch = os.environ.get("AMODAL_RESULTS") or str(tmp_path_factory.mktemp("amodal-browser"))
         full = {**os.environ, "AMODAL_PROFILE": "smoke", "PYTHONPATH": str(REPO), "AMODAL_RESULTS": scratch, **env}
         with jupyterlab(tmp_path_factory, {k: v for k, v in full.items() if v is not None}) as started:
             yield started
