@@ -151,6 +151,21 @@ def test_boundary_roughness_tells_a_segmenters_masks_from_annotations(test_set):
     assert EV.noise_from_roughness(10.0, cal) == max(EV.CALIBRATION_LEVELS)
 
 
+def test_the_noise_estimate_does_not_depend_on_the_order_of_the_records(test_set):
+    """Where it reads a sample of the masks, the sample is drawn in the order of their ids: the same
+    masks listed in another order (a file whose occluders were appended after their targets) give the
+    same estimate, and so the same completions."""
+    noisy = with_visible(test_set, segmenter_noise(test_set.instances, 1.0, seed=1), "noise").instances
+    big = [i for i in noisy if i.visible_area >= 64]
+    assert len(big) > 12
+    order = np.random.default_rng(0).permutation(len(noisy))
+    shuffled = [noisy[k] for k in order]
+    values = {EV.boundary_roughness(x, max_instances=6) for x in (noisy, shuffled, noisy[::-1])}
+    assert len(values) == 1
+    # the sample matters (else the test could not fail): another seed draws other masks
+    assert EV.boundary_roughness(noisy, max_instances=6, seed=3) not in values
+
+
 def test_soft_evidence_keeps_the_evidence_far_from_boundaries(test_set):
     """Fusion with noise: where the completion is unsure, far inside the visible mask is the object's
     and far outside every visible mask background; at a boundary the completion decides."""
