@@ -166,6 +166,25 @@ def test_the_noise_estimate_does_not_depend_on_the_order_of_the_records(test_set
     assert EV.boundary_roughness(noisy, max_instances=6, seed=3) not in values
 
 
+def test_completion_does_not_depend_on_the_order_of_the_records(test_set, monkeypatch):
+    """A segmenter's masks completed with the noise estimated from a sample of them: the same records
+    in another order give the same masks (the estimate's sample, the fitted frames, the depth order)."""
+    import dataclasses
+    from amodal_lib.models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
+    torch.manual_seed(0)
+    vae = AmodalVAE(8, 16, 32, GEOMETRY_FEATURES).eval()
+    vae.noise_calibration = EV.calibrate(test_set.instances)
+    real = EV.boundary_roughness
+    monkeypatch.setattr(EV, "boundary_roughness", lambda instances, *a, **k: real(instances, 12, **k))  # a sample
+    noisy = with_visible(test_set, segmenter_noise(test_set.instances, 2.0, seed=1), "noise")
+    order = np.random.default_rng(0).permutation(len(noisy.instances))
+    shuffled = dataclasses.replace(noisy, instances=[noisy.instances[k] for k in order])
+    got = [PV.complete_instances(vae, s.instances, context=s, threshold=0.5, noise="auto", return_details=True)
+           for s in (noisy, shuffled)]
+    assert got[0].noise > 0 and got[0].noise == got[1].noise
+    assert got[0].masks == got[1].masks
+
+
 def test_soft_evidence_keeps_the_evidence_far_from_boundaries(test_set):
     """Fusion with noise: where the completion is unsure, far inside the visible mask is the object's
     and far outside every visible mask background; at a boundary the completion decides."""
