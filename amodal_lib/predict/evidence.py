@@ -126,12 +126,14 @@ def smoothed(ann: AnnotationSet, noise_px: float) -> AnnotationSet:
 ROUGHNESS_SIGMA = 2.0   # pixels: the smoothing a mask's boundary is compared with
 
 
-def boundary_roughness(instances: Sequence, max_instances: int = 400, min_area: int = 64, seed: int = 0) -> float:
-    """How ragged a file's visible boundaries are, in pixels: over up to ``max_instances`` instances
-    (a seeded choice among those of at least ``min_area`` pixels), the pixels where a mask and its
-    Gaussian smoothing (:data:`ROUGHNESS_SIGMA`, cut at 0.5) disagree, per boundary pixel; the median
+def boundary_roughness(instances: Sequence, max_instances: int = 10000, min_area: int = 64, seed: int = 0) -> float:
+    """How ragged a file's visible boundaries are, in pixels: over the instances of at least ``min_area``
+    pixels (beyond ``max_instances`` of them, a seeded choice of that many), the pixels where a mask and
+    its Gaussian smoothing (:data:`ROUGHNESS_SIGMA`, cut at 0.5) disagree, per boundary pixel; the median
     over instances. Annotators' masks are smooth (a few tenths); a segmenter's bumps and specks raise it.
-    The choice is drawn from the instances in the order of their ids, whatever the order they come in."""
+    A choice is drawn from the instances in the order of their ids, whatever the order they come in.
+    Every mask of a file of up to 10,000 is read (about 0.2 s per thousand): a sample of 400, as
+    before, moved a good segmenter's completions by up to 0.2 full mIoU points from one draw to another."""
     cand = sorted((i for i in instances if i.visible_area >= min_area), key=lambda i: i.id)
     if not cand:
         return 0.0
