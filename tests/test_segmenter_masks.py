@@ -172,9 +172,8 @@ def test_the_noise_estimate_reads_every_mask_of_a_file_of_thousands(test_set):
     import dataclasses
     masks = []
     for s in range(100):      # the tiny test split's instances with other noise, other ids: over 400 masks
-        noisy = segmenter_noise(test_set.instances, 0.5 + 0.1 * s, seed=s)
-        masks += [dataclasses.replace(i, id=len(masks) + k, visible=noisy[i.id])
-                  for k, i in enumerate(test_set.instances)]
+        noisy = with_visible(test_set, segmenter_noise(test_set.instances, 0.5 + 0.1 * s, seed=s)).instances
+        masks += [dataclasses.replace(i, id=len(masks) + k) for k, i in enumerate(noisy)]
         if sum(i.visible_area >= 64 for i in masks) > 450:
             break
     big = [i for i in masks if i.visible_area >= 64]
