@@ -1,5 +1,6 @@
 """Completion from a segmenter's masks: the segmenter-noise model, training and validation on it,
 the visible masks as evidence (soft, with an estimated noise), and `complete --visible`."""
+import dataclasses
 import json
 
 import numpy as np
@@ -169,7 +170,6 @@ def test_the_noise_estimate_does_not_depend_on_the_order_of_the_records(test_set
 def test_the_noise_estimate_reads_every_mask_of_a_file_of_thousands(test_set):
     """A sample of 400 masks moved the estimate from draw to draw (and a good segmenter's completions
     by up to 0.2 full mIoU points): a file of more masks than that, up to 10,000, is read whole."""
-    import dataclasses
     masks = []
     for s in range(100):      # the tiny test split's instances with other noise, other ids: over 400 masks
         noisy = with_visible(test_set, segmenter_noise(test_set.instances, 0.5 + 0.1 * s, seed=s)).instances
@@ -188,7 +188,6 @@ def test_the_noise_estimate_reads_every_mask_of_a_file_of_thousands(test_set):
 def test_completion_does_not_depend_on_the_order_of_the_records(test_set, monkeypatch):
     """A segmenter's masks completed with the noise estimated from a sample of them: the same records
     in another order give the same masks (the estimate's sample, the fitted frames, the depth order)."""
-    import dataclasses
     from amodal_lib.models.amodal_vae import GEOMETRY_FEATURES, AmodalVAE
     torch.manual_seed(0)
     vae = AmodalVAE(8, 16, 32, GEOMETRY_FEATURES).eval()

@@ -81,9 +81,8 @@ class VAEConfig:
     # how segmenter masks are taken, and at what threshold, is chosen on these strengths (pixels): on
     # pasted real instances they leave a visible IoU of about 0.82 and 0.69 per instance (pooled 0.90
     # and 0.82), a poor segmenter and a worse one. Validating at a good and a poor one's (0.75, 1.75)
-    # chose no better for an earlier model; for today's three seeds it chose soft evidence and served a
-    # good segmenter better, a poor one a little worse, and the embedded data's harsher masks worse
-    # (docs/design.md, "Which strengths mean a good and a poor segmenter"): not changed
+    # serves a good segmenter's real masks better and the embedded data's harsher masks worse
+    # (docs/design.md, "Which strengths mean a good and a poor segmenter"), so these stay
     val_noise: tuple = (1.5, 3.0)
     # stage 3
     stage3_instances: str = "occluded"  # "occluded" (touching others or the border) | "all"
