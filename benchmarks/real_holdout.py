@@ -40,9 +40,11 @@ from amodal_lib.nb import to_markdown  # noqa: E402
 from amodal_lib.viz.seg_input import plot_robustness  # noqa: E402
 
 GT_BOX = "Amodal-VAE, GT amodal box (evaluation only)"
-# a good and a poor segmenter's masks (mean visible IoU about 0.91 and 0.79 on KITTI MOTS), and worse
+# a good and a poor segmenter's masks (mean visible IoU about 0.91 and 0.79 on KITTI MOTS), and worse;
+# the same two with smooth errors, which the noise estimate reads as annotations
 DEFAULT_SETS = ("clean,no-occluders,boundary-noise:0.75,boundary-noise:1.75,boundary-noise:3,"
-                "segmenter-noise:0.75,segmenter-noise:1.75,segmenter-noise:3")
+                "segmenter-noise:0.75,segmenter-noise:1.75,segmenter-noise:3,"
+                "wide-boundary-noise:0.75,wide-boundary-noise:1.75")
 
 
 def main(argv=None) -> int:

@@ -28,6 +28,7 @@ def test_set_names_parse_and_bad_ones_are_refused():
     assert RH.parse_set("no-occluders") == ("no-occluders", 0.0)
     assert RH.parse_set("boundary-noise:0.75") == ("boundary-noise", 0.75)
     assert RH.parse_set("segmenter-noise:2") == ("segmenter-noise", 2.0)
+    assert RH.parse_set("wide-boundary-noise:1.75") == ("wide-boundary-noise", 1.75)
     for bad, says in [("blur:1", "unknown set"), ("erosion", "needs a strength"), ("erosion:x", "number of pixels"),
                       ("dilation:0", "above 0"), ("clean:1", "unknown set")]:
         with pytest.raises(ValueError, match=says):

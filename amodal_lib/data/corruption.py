@@ -13,6 +13,12 @@ the inside row of the boundary, -0.5 on the outside row; Euclidean, ``scipy.ndim
   pixels): the boundary moves in and out by ``strength`` pixels (one standard deviation), in
   bumps about ``NOISE_SIGMA`` pixels wide.
 
+One more kind, outside notebook 11's curve (:data:`KINDS`), for the held-out real sets
+(:mod:`amodal_lib.experiments.real_holdout`): ``wide-boundary-noise``, the same smooth
+displacement in bumps :data:`WIDE_SIGMA` pixels wide. Its boundary stays smooth, as the masks of a
+segmenter that predicts them at a low resolution do, so nothing local tells it from an
+annotation's (``docs/design.md``, "Segmenter masks": what it costs).
+
 The **segmenter-noise model** (:func:`segmenter_noise`) mixes what an instance segmenter gets
 wrong, at a ``strength`` in pixels or a named level (:data:`NOISE_LEVELS`), for every instance of
 an image (the occluders' masks are wrong too). Per instance (``strength`` s):
@@ -49,6 +55,9 @@ from .records import Instance, group_by_image
 
 KINDS = ("erosion", "dilation", "boundary-noise")
 NOISE_SIGMA = 2.0   # pixels: the width of the noise's bumps
+WIDE = "wide-boundary-noise"
+WIDE_SIGMA = 6.0    # pixels: the width of its bumps
+BUMPS = {"boundary-noise": NOISE_SIGMA, WIDE: WIDE_SIGMA}
 # the segmenter-noise model's named strengths, in pixels: "mild" is about a good instance segmenter
 # (visible IoU with the truth near 0.9, the mean over the instances of real KITTI scenes, small ones
 # included), "strong" a poor one (near 0.8); on mid-size instances the same strengths cost less
@@ -73,8 +82,8 @@ def smooth_noise(shape: tuple, sigma: float, rng: np.random.Generator) -> np.nda
 
 def corrupt(mask: np.ndarray, kind: str, strength: float, rng: np.random.Generator | None = None) -> np.ndarray:
     """One binary mask (a window of an image) corrupted (module doc)."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind not in (*KINDS, WIDE):
+        raise ValueError(f"kind must be one of {', '.join((*KINDS, WIDE))}, got {kind!r}")
     if strength < 0:
         raise ValueError(f"strength must be >= 0, got {strength}")
     if not mask.any():
@@ -86,7 +95,7 @@ def corrupt(mask: np.ndarray, kind: str, strength: float, rng: np.random.Generat
         level = sd + strength
     else:
         rng = rng if rng is not None else np.random.default_rng(0)
-        level = sd + strength * smooth_noise(mask.shape, NOISE_SIGMA, rng)
+        level = sd + strength * smooth_noise(mask.shape, BUMPS[kind], rng)
     out = level > 0
     if not out.any():
         out = mask.astype(bool) & (sd >= sd.max())
@@ -98,7 +107,7 @@ def corrupt_masks(instances: Sequence[Instance], kind: str, strength: float, see
     pixels, computed in a window about its box (module doc)."""
     if strength == 0:
         return {inst.id: inst.visible for inst in instances}
-    return _each_in_its_window(instances, int(np.ceil(abs(strength) * 4 + 4 * NOISE_SIGMA)) + 2,
+    return _each_in_its_window(instances, int(np.ceil(abs(strength) * 4 + 4 * BUMPS.get(kind, NOISE_SIGMA))) + 2,
                                lambda inst: [int(seed), abs(hash(inst.id)) % 2**32],
                                lambda win, others, rng: corrupt(win, kind, strength, rng))
 

@@ -16,8 +16,8 @@ directly. This is how the project measures one there, and how every number on re
    - ``no-occluders``: the targets alone, their occluders left out of the file (the occluder
      nobody annotated);
    - ``KIND:PX``: every visible mask of the pasted set, the occluders' too, with an error of a
-     kind at a strength in pixels (``boundary-noise``, ``erosion``, ``dilation``:
-     :func:`amodal_lib.data.corruption.corrupt_masks`; ``segmenter-noise``:
+     kind at a strength in pixels (``boundary-noise``, ``wide-boundary-noise``, ``erosion``,
+     ``dilation``: :func:`amodal_lib.data.corruption.corrupt_masks`; ``segmenter-noise``:
      :func:`amodal_lib.data.corruption.segmenter_noise`), scored against the clean masks.
 
 Each set says how good its visible masks are: the mean over instances of the visible IoU with the
@@ -39,7 +39,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import metrics, registry
-from ..data.corruption import KINDS
+from ..data.corruption import KINDS, WIDE
 from ..data.holdout import group_of, holdout_split, pasted_occlusions, without_occluders
 from ..data.records import AnnotationSet
 from ..predict.psp import visible_iou
@@ -47,7 +47,7 @@ from .segmentation_input import SEGMENTER, corrupted, curves
 
 CLEAN, NO_OCCLUDERS = "clean", "no-occluders"
 INPUT = "visible mask (input)"   # the method row of each set's own visible masks
-SET_KINDS = (CLEAN, NO_OCCLUDERS, *KINDS, SEGMENTER)
+SET_KINDS = (CLEAN, NO_OCCLUDERS, *KINDS, WIDE, SEGMENTER)
 COLUMNS = ["set", "method", "n", "visible_iou_mean", "visible_iou_pooled",
            "A_full", "A_invisible", "B_full", "B_invisible", "seconds"]
 

@@ -173,7 +173,8 @@ def drop_per_bin(results: dict, gt: str = GT_INPUT, predicted: str = PREDICTED_I
 
 def corrupted(instances: Sequence, kind: str, strength: float, seed: int = 0) -> dict:
     """{id: RLE}: the visible masks of ``instances`` with an error of ``kind`` (one of
-    :data:`amodal_lib.data.corruption.KINDS`, or :data:`SEGMENTER` for the segmenter-noise model) at
+    :data:`amodal_lib.data.corruption.KINDS`, its ``WIDE`` boundary noise, or :data:`SEGMENTER` for
+    the segmenter-noise model) at
     ``strength`` pixels, seeded."""
     return (segmenter_noise(instances, float(strength), seed) if kind == SEGMENTER
             else corrupt_masks(instances, kind, float(strength), seed))
