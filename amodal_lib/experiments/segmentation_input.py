@@ -13,8 +13,8 @@ the GT visible mask that defines the invisible part; only the *input* changes
   with the paper's numbers beside ours, the drop from GT to predicted input, and that drop per
   visible-area-ratio bin.
 - :func:`robustness`: the same completions with the GT visible mask eroded, dilated, given a
-  noisy boundary, or a segmenter's mixture of errors (:mod:`amodal_lib.data.corruption`) at several
-  strengths.
+  noisy boundary (in bumps 2 px wide, or 6 px: smooth errors, which read as annotations), or a
+  segmenter's mixture of errors (:mod:`amodal_lib.data.corruption`) at several strengths.
 - :func:`frame_or_shape`: where predicted input costs, read with two evaluation-only rows: the
   completion in the GT amodal box (a perfect frame), and the input mask joined with the GT hidden
   part (a perfect completion of what is hidden, the input's own errors kept).
@@ -28,7 +28,7 @@ import pandas as pd
 
 from .. import metrics, paper, registry
 from ..data import masks as M
-from ..data.corruption import KINDS, corrupt_masks, segmenter_noise
+from ..data.corruption import KINDS, WIDE, corrupt_masks, segmenter_noise
 from ..data.records import AnnotationSet
 from ..metrics import SCORE_COLUMNS
 from ..predict.psp import visible_iou
@@ -184,12 +184,12 @@ def robustness(ann: AnnotationSet, vae=None, pcnet=None, threshold: float = 0.5,
                strengths: Sequence[float] = (1, 2, 3), kinds: Optional[Sequence[str]] = None,
                frames: Sequence[str] = ("fit",), seed: int = 0, variants: Optional[dict] = None) -> pd.DataFrame:
     """Every method of :func:`complete_methods` on ``ann``'s GT visible masks corrupted by each
-    of ``kinds`` (default all of :data:`amodal_lib.data.corruption.KINDS` and :data:`SEGMENTER`, the
-    segmenter-noise model of :func:`amodal_lib.data.corruption.segmenter_noise`) at each of ``strengths``
+    of ``kinds`` (default all of :data:`amodal_lib.data.corruption.KINDS`, its wide boundary noise and
+    :data:`SEGMENTER`, the segmenter-noise model of :func:`amodal_lib.data.corruption.segmenter_noise`) at each of ``strengths``
     (pixels; strength 0, the GT masks, is added). One row per (kind, strength, method): the
     corrupted input's IoU with the GT visible masks (A, %), n and A / B full / invisible mIoU.
     ``variants``: :func:`complete_methods`'s."""
-    kinds = list(kinds or (*KINDS, SEGMENTER))
+    kinds = list(kinds or (*KINDS, WIDE, SEGMENTER))
     scored = ann.subset([i for i in ann.instances if i.amodal is not None])
     rows = []
 
