@@ -12,7 +12,7 @@ from _fixtures_vae import TINY, tiny_dataset
 from amodal_lib import cli
 from amodal_lib.data import load_annotations
 from amodal_lib.data import masks as M
-from amodal_lib.data.corruption import WIDE, corrupt_crops, corrupt_masks, noise_strength, segmenter_noise
+from amodal_lib.data.corruption import corrupt_crops, corrupt_masks, noise_strength, segmenter_noise
 from amodal_lib.data.records import with_visible
 from amodal_lib.predict import amodal_vae as PV
 from amodal_lib.predict import evidence as EV
@@ -157,8 +157,8 @@ def test_wide_boundary_noise_costs_as_much_and_leaves_a_smooth_boundary(test_set
     strength, seeded, but a boundary that reads nearly as smooth as an annotation's (what the noise
     estimate cannot see; docs/design.md, "Segmenter masks")."""
     inst = test_set.instances
-    wide = {s: corrupt_masks(inst, WIDE, s, seed=0) for s in (1.0, 2.0)}
-    assert corrupt_masks(inst, WIDE, 1.0, seed=0) == wide[1.0]
+    wide = {s: corrupt_masks(inst, "wide-boundary-noise", s, seed=0) for s in (1.0, 2.0)}
+    assert corrupt_masks(inst, "wide-boundary-noise", 1.0, seed=0) == wide[1.0]
     narrow = corrupt_masks(inst, "boundary-noise", 2.0, seed=0)
     assert 1.0 > _pooled_iou(inst, wide[1.0]) > _pooled_iou(inst, wide[2.0])
     assert abs(_pooled_iou(inst, wide[2.0]) - _pooled_iou(inst, narrow)) < 0.03

@@ -2,7 +2,7 @@
 robust a completion method is (notebook 11) and to train and validate one that is
 (``docs/design.md``, "Segmenter masks").
 
-Three single kinds (:func:`corrupt_masks`, notebook 11's robustness curve) move the mask's boundary through its signed distance ``sd`` (pixel centres; +0.5 on
+Four single kinds (:data:`KINDS`; :func:`corrupt_masks`, notebook 11's robustness curve) move the mask's boundary through its signed distance ``sd`` (pixel centres; +0.5 on
 the inside row of the boundary, -0.5 on the outside row; Euclidean, ``scipy.ndimage``), by a
 ``strength`` in pixels:
 
@@ -11,13 +11,10 @@ the inside row of the boundary, -0.5 on the outside row; Euclidean, ``scipy.ndim
 - ``boundary-noise``: keep ``sd + strength * n > 0``, where ``n`` is a smooth Gaussian random
   field of unit standard deviation (white noise blurred with a Gaussian of ``NOISE_SIGMA``
   pixels): the boundary moves in and out by ``strength`` pixels (one standard deviation), in
-  bumps about ``NOISE_SIGMA`` pixels wide.
-
-One more kind, outside notebook 11's curve (:data:`KINDS`), for the held-out real sets
-(:mod:`amodal_lib.experiments.real_holdout`): ``wide-boundary-noise``, the same smooth
-displacement in bumps :data:`WIDE_SIGMA` pixels wide. Its boundary stays smooth, as the masks of a
-segmenter that predicts them at a low resolution do, so nothing local tells it from an
-annotation's (``docs/design.md``, "Segmenter masks": what it costs).
+  bumps about ``NOISE_SIGMA`` pixels wide;
+- ``wide-boundary-noise``: the same displacement in bumps :data:`WIDE_SIGMA` pixels wide. Its
+  boundary stays smooth, as the masks of a segmenter that predicts them at a low resolution do, so
+  nothing local tells it from an annotation's (``docs/design.md``, "Segmenter masks": what it costs).
 
 The **segmenter-noise model** (:func:`segmenter_noise`) mixes what an instance segmenter gets
 wrong, at a ``strength`` in pixels or a named level (:data:`NOISE_LEVELS`), for every instance of
@@ -53,11 +50,10 @@ from scipy import ndimage
 from . import masks as M
 from .records import Instance, group_by_image
 
-KINDS = ("erosion", "dilation", "boundary-noise")
-NOISE_SIGMA = 2.0   # pixels: the width of the noise's bumps
-WIDE = "wide-boundary-noise"
-WIDE_SIGMA = 6.0    # pixels: the width of its bumps
-BUMPS = {"boundary-noise": NOISE_SIGMA, WIDE: WIDE_SIGMA}
+NOISE_SIGMA = 2.0   # pixels: the width of boundary noise's bumps
+WIDE_SIGMA = 6.0    # pixels: the width of wide boundary noise's bumps
+BUMPS = {"boundary-noise": NOISE_SIGMA, "wide-boundary-noise": WIDE_SIGMA}   # the noisy kinds: their bumps' width
+KINDS = ("erosion", "dilation", *BUMPS)
 # the segmenter-noise model's named strengths, in pixels: "mild" is about a good instance segmenter
 # (visible IoU with the truth near 0.9, the mean over the instances of real KITTI scenes, small ones
 # included), "strong" a poor one (near 0.8); on mid-size instances the same strengths cost less
@@ -82,8 +78,8 @@ def smooth_noise(shape: tuple, sigma: float, rng: np.random.Generator) -> np.nda
 
 def corrupt(mask: np.ndarray, kind: str, strength: float, rng: np.random.Generator | None = None) -> np.ndarray:
     """One binary mask (a window of an image) corrupted (module doc)."""
-    if kind not in (*KINDS, WIDE):
-        raise ValueError(f"kind must be one of {', '.join((*KINDS, WIDE))}, got {kind!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if strength < 0:
         raise ValueError(f"strength must be >= 0, got {strength}")
     if not mask.any():

@@ -39,7 +39,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import metrics, registry
-from ..data.corruption import KINDS, WIDE
+from ..data.corruption import KINDS
 from ..data.holdout import group_of, holdout_split, pasted_occlusions, without_occluders
 from ..data.records import AnnotationSet
 from ..predict.psp import visible_iou
@@ -47,7 +47,7 @@ from .segmentation_input import SEGMENTER, corrupted, curves
 
 CLEAN, NO_OCCLUDERS = "clean", "no-occluders"
 INPUT = "visible mask (input)"   # the method row of each set's own visible masks
-SET_KINDS = (CLEAN, NO_OCCLUDERS, *KINDS, WIDE, SEGMENTER)
+SET_KINDS = (CLEAN, NO_OCCLUDERS, *KINDS, SEGMENTER)
 COLUMNS = ["set", "method", "n", "visible_iou_mean", "visible_iou_pooled",
            "A_full", "A_invisible", "B_full", "B_invisible", "seconds"]
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from .. import metrics, paper, registry
 from ..data import masks as M
-from ..data.corruption import KINDS, WIDE, corrupt_masks, segmenter_noise
+from ..data.corruption import KINDS, corrupt_masks, segmenter_noise
 from ..data.records import AnnotationSet
 from ..metrics import SCORE_COLUMNS
 from ..predict.psp import visible_iou
@@ -173,8 +173,7 @@ def drop_per_bin(results: dict, gt: str = GT_INPUT, predicted: str = PREDICTED_I
 
 def corrupted(instances: Sequence, kind: str, strength: float, seed: int = 0) -> dict:
     """{id: RLE}: the visible masks of ``instances`` with an error of ``kind`` (one of
-    :data:`amodal_lib.data.corruption.KINDS`, its ``WIDE`` boundary noise, or :data:`SEGMENTER` for
-    the segmenter-noise model) at
+    :data:`amodal_lib.data.corruption.KINDS`, or :data:`SEGMENTER` for the segmenter-noise model) at
     ``strength`` pixels, seeded."""
     return (segmenter_noise(instances, float(strength), seed) if kind == SEGMENTER
             else corrupt_masks(instances, kind, float(strength), seed))
@@ -184,12 +183,12 @@ def robustness(ann: AnnotationSet, vae=None, pcnet=None, threshold: float = 0.5,
                strengths: Sequence[float] = (1, 2, 3), kinds: Optional[Sequence[str]] = None,
                frames: Sequence[str] = ("fit",), seed: int = 0, variants: Optional[dict] = None) -> pd.DataFrame:
     """Every method of :func:`complete_methods` on ``ann``'s GT visible masks corrupted by each
-    of ``kinds`` (default all of :data:`amodal_lib.data.corruption.KINDS`, its wide boundary noise and
-    :data:`SEGMENTER`, the segmenter-noise model of :func:`amodal_lib.data.corruption.segmenter_noise`) at each of ``strengths``
+    of ``kinds`` (default all of :data:`amodal_lib.data.corruption.KINDS` and :data:`SEGMENTER`, the
+    segmenter-noise model of :func:`amodal_lib.data.corruption.segmenter_noise`) at each of ``strengths``
     (pixels; strength 0, the GT masks, is added). One row per (kind, strength, method): the
     corrupted input's IoU with the GT visible masks (A, %), n and A / B full / invisible mIoU.
     ``variants``: :func:`complete_methods`'s."""
-    kinds = list(kinds or (*KINDS, WIDE, SEGMENTER))
+    kinds = list(kinds or (*KINDS, SEGMENTER))
     scored = ann.subset([i for i in ann.instances if i.amodal is not None])
     rows = []
 
