@@ -380,6 +380,17 @@ def resolve_noise(name: str, model, instances: Sequence, noise="auto", frame: st
     return vae_noise(model, instances, noise, frame, box)
 
 
+def noise_reading(name: str, model, instances: Sequence, frame: str = "fit", box: str = "predicted"):
+    """Where a completion estimates the visible masks' noise ("auto"), the estimate with its 90% bootstrap
+    interval and how many masks it read (:class:`amodal_lib.predict.evidence.NoiseReading`, on the model's
+    calibration): what ``amodal complete`` tells its user. None where nothing is estimated (a method or
+    frame that takes the masks as given)."""
+    if name != "amodal-vae" or resolve_noise(name, None, [], 1.0, frame, box) == 0:
+        return None
+    from .predict.evidence import read_noise   # deferred on purpose: as resolve_noise
+    return read_noise(instances, getattr(model, "noise_calibration", None))
+
+
 def complete_from_visible(name: str, ann, visible: dict, model=None, instances: Optional[Sequence] = None,
                           source: str = "the visible masks", **kwargs) -> dict:
     """:func:`complete` with ``visible`` ({annotation id: RLE}, e.g. predicted masks) as every

@@ -83,8 +83,9 @@ def _progress(batches, total: int):
 def _noise(ns, model, given) -> tuple:
     """(the visible masks' noise in pixels, whether they are a segmenter's) from ``--visible-noise``
     (pixels, or "auto": estimated from their boundaries; :func:`amodal_lib.registry.resolve_evidence`),
-    said on stderr; the noise is "auto" where the masks are to be smoothed first (the completion
-    smooths them and reads them again)."""
+    said on stderr (with "auto", what the estimate read and its 90% interval:
+    :func:`amodal_lib.registry.noise_reading`); the noise is "auto" where the masks are to be smoothed
+    first (the completion smooths them and reads them again)."""
     if "noise" not in registry.declared(ns.model, registry.RULE, registry.COMPLETION).complete_options:
         if ns.visible_noise != "auto":
             raise ArgumentError(f"--visible-noise applies to --model {_takers('noise')} only")
@@ -96,17 +97,22 @@ def _noise(ns, model, given) -> tuple:
     if level != "auto" and not (math.isfinite(level) and 0 <= level <= 20):
         raise ArgumentError(f"--visible-noise must lie in 0..20 pixels, got {ns.visible_noise}")
     noise, noisy = registry.resolve_evidence(ns.model, model, given.instances, level, ns.frame, ns.box)
+    reading = registry.noise_reading(ns.model, model, given.instances, ns.frame, ns.box) if level == "auto" else None
+    read = f", {reading.describe()}" if reading is not None else ""
     if noise > 0 and level == "auto" and registry.evidence_of(model) == "smooth":
-        print(f"visible masks read as a segmenter's, {noise:.2g} px off: smoothed by that much first, as this "
+        print(f"visible masks read as a segmenter's{read}: smoothed by that much first, as this "
               "run's validation found better", file=sys.stderr)
         return "auto", True
     if noise > 0:
-        how = "estimated from their boundaries" if level == "auto" else "--visible-noise"
-        print(f"visible masks treated as a segmenter's, {noise:.2g} px off ({how}): evidence, not truth",
-              file=sys.stderr)
+        how = read if level == "auto" else f", {noise:.2g} px off (--visible-noise)"
+        print(f"visible masks treated as a segmenter's{how}: evidence, not truth", file=sys.stderr)
     elif noisy:
-        print("visible masks read as a segmenter's; taken as truth, as this run's validation found better",
+        print(f"visible masks read as a segmenter's{read}; taken as truth, as this run's validation found better",
               file=sys.stderr)
+    elif reading is not None:
+        hint = (". A smooth error (a whole mask a pixel too large or small) leaves no trace on a boundary: say "
+                "--visible-noise PX where a segmenter made them") if getattr(ns, "visible", None) else ""
+        print(f"visible masks read as annotations{read}: taken as truth{hint}", file=sys.stderr)
     return noise, noisy
 
 
