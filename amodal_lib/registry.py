@@ -350,13 +350,17 @@ def complete_batches(name: str, ann, model=None, instances: Optional[Sequence] =
 
 
 def resolve_evidence(name: str, model, instances: Sequence, noise="auto", frame: str = "fit",
-                     box: str = "predicted") -> tuple[float, bool]:
+                     box: str = "predicted", reading=None) -> tuple[float, bool]:
     """(the noise in pixels a completion works with, whether the masks are a segmenter's): with
     "auto", masks read as a segmenter's are taken as the run's validation found best
     (:func:`evidence_of`): as soft evidence at their estimated noise, as truth (noise 0), or smoothed
     by their estimated noise first (the noise returned; :func:`complete_batches` smooths them and
-    reads their noise again); always at the threshold searched for such masks."""
-    level = resolve_noise(name, model, instances, noise, frame, box)
+    reads their noise again); always at the threshold searched for such masks. ``reading``: the
+    instances' :func:`noise_reading`, where made already (its estimate is what "auto" reads)."""
+    if noise == "auto" and reading is not None:
+        level = reading.estimate
+    else:
+        level = resolve_noise(name, model, instances, noise, frame, box)
     if level > 0 and noise == "auto" and evidence_of(model) == "hard":
         return 0.0, True
     return level, level > 0
@@ -385,9 +389,12 @@ def noise_reading(name: str, model, instances: Sequence, frame: str = "fit", box
     interval and how many masks it read (:class:`amodal_lib.predict.evidence.NoiseReading`, on the model's
     calibration): what ``amodal complete`` tells its user. None where nothing is estimated (a method or
     frame that takes the masks as given)."""
-    if name != "amodal-vae" or resolve_noise(name, None, [], 1.0, frame, box) == 0:
+    if name != "amodal-vae":
         return None
-    from .predict.evidence import read_noise   # deferred on purpose: as resolve_noise
+    from .predict.amodal_vae import takes_masks_as_given   # deferred on purpose: as resolve_noise
+    if takes_masks_as_given(frame, box):
+        return None
+    from .predict.evidence import read_noise
     return read_noise(instances, getattr(model, "noise_calibration", None))
 
 

@@ -177,9 +177,10 @@ def test_the_noise_reading_says_how_sure_it_is(test_set):
     assert EV.read_noise([], cal) == EV.NoiseReading(0.0, 0.0, 0.0, 0)
 
 
-def test_complete_says_what_it_read_of_the_masks_noise(tmp_path, test_set, capsys):
+def test_complete_says_what_it_read_of_the_masks_noise(tmp_path, test_set, capsys, monkeypatch):
     """`amodal complete` with an Amodal-VAE says on stderr how far off it read the visible masks and
     how sure it is: a segmenter's masks and annotations alike; nothing is read for a rule."""
+    from amodal_lib.metrics import write_predictions
     from amodal_lib.models.amodal_vae import AmodalVAE
     from amodal_lib.models.weights import save_checkpoint
     torch.manual_seed(0)
@@ -191,21 +192,19 @@ def test_complete_says_what_it_read_of_the_masks_noise(tmp_path, test_set, capsy
     cal = EV.calibrate(load_annotations(tiny_dataset()["train"]).instances)   # as training writes it
     (run_dir / "noise_calibration.json").write_text(json.dumps(cal))
     test = tiny_dataset()["test"]
-    noisy = segmenter_noise(test_set.instances, 2.0, seed=0)
-    results = [{"image_id": i.image_id, "category_id": 1, "id": i.id, "segmentation": noisy[i.id], "score": 1.0}
-               for i in test_set.instances]
-    for r in results:
-        c = r["segmentation"]["counts"]
-        r["segmentation"] = {"size": list(r["segmentation"]["size"]), "counts": c if isinstance(c, str) else c.decode()}
     vis = tmp_path / "vis.json"
-    vis.write_text(json.dumps(results))
-    said = {}
+    write_predictions(vis, test_set, segmenter_noise(test_set.instances, 2.0, seed=0))
+    said, passes, real = {}, [], EV.roughness_values
+    monkeypatch.setattr(EV, "roughness_values", lambda *a, **k: passes.append(1) or real(*a, **k))
     for name, extra in (("noisy", ["--visible", str(vis)]), ("clean", []), ("rule", None)):
         capsys.readouterr()
+        passes.clear()
         model = ["--method", "visible"] if extra is None else ["--method", "amodal-vae", "--checkpoint", str(run_dir)]
         assert cli.main(["complete", *model, "--annotations", str(test), *(extra or []),
                          "--out", str(tmp_path / f"{name}.json")]) == 0
         said[name] = capsys.readouterr().err
+        if name == "clean":
+            assert len(passes) == 1     # the estimate and its interval from one reading of the boundaries
     assert "as a segmenter's, " in said["noisy"] and "90% interval" in said["noisy"]
     assert "read as annotations, 0 px off (90% interval 0 to" in said["clean"]
     assert "interval" not in said["rule"]

@@ -96,8 +96,8 @@ def _noise(ns, model, given) -> tuple:
         raise ArgumentError(f"--visible-noise takes pixels >= 0 or 'auto', got {ns.visible_noise!r}") from None
     if level != "auto" and not (math.isfinite(level) and 0 <= level <= 20):
         raise ArgumentError(f"--visible-noise must lie in 0..20 pixels, got {ns.visible_noise}")
-    noise, noisy = registry.resolve_evidence(ns.model, model, given.instances, level, ns.frame, ns.box)
     reading = registry.noise_reading(ns.model, model, given.instances, ns.frame, ns.box) if level == "auto" else None
+    noise, noisy = registry.resolve_evidence(ns.model, model, given.instances, level, ns.frame, ns.box, reading)
     read = f", {reading.describe()}" if reading is not None else ""
     if noise > 0 and level == "auto" and registry.evidence_of(model) == "smooth":
         print(f"visible masks read as a segmenter's{read}: smoothed by that much first, as this "
@@ -111,7 +111,7 @@ def _noise(ns, model, given) -> tuple:
               file=sys.stderr)
     elif reading is not None:
         hint = (". A smooth error (a whole mask a pixel too large or small) leaves no trace on a boundary: say "
-                "--visible-noise PX where a segmenter made them") if getattr(ns, "visible", None) else ""
+                "--visible-noise PX where a segmenter made them") if ns.visible else ""
         print(f"visible masks read as annotations{read}: taken as truth{hint}", file=sys.stderr)
     return noise, noisy
 
