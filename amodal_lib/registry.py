@@ -391,10 +391,11 @@ def noise_reading(name: str, model, instances: Sequence, frame: str = "fit", box
     frame that takes the masks as given)."""
     if name != "amodal-vae":
         return None
-    from .predict.amodal_vae import takes_masks_as_given   # deferred on purpose: as resolve_noise
+    # deferred on purpose: as resolve_noise
+    from .predict.amodal_vae import takes_masks_as_given
+    from .predict.evidence import read_noise
     if takes_masks_as_given(frame, box):
         return None
-    from .predict.evidence import read_noise
     return read_noise(instances, getattr(model, "noise_calibration", None))
 
 
