@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -207,20 +208,51 @@ torch.save(vec, f"{sys.argv[1]}/rank{dist.rank}.pt")
 """
 
 
-def test_ddp_two_cpu_processes_hold_same_weights(tmp_path):
-    script = tmp_path / "ddp_job.py"
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _run_ddp_job(folder: Path) -> subprocess.CompletedProcess:
+    folder.mkdir()
+    script = folder / "ddp_job.py"
     script.write_text(DDP_SCRIPT)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    # faulthandler: an abort prints every thread's Python stack, so a failure says where it happened
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), PYTHONFAULTHANDLER="1")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                        "--master_addr", "127.0.0.1", "--master_port", str(port), str(script), str(tmp_path), str(Path(__file__).parent)],
-                       env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(port), str(script), str(folder),
+                           str(Path(__file__).parent)],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=folder)
+
+
+def _trained(folder: Path) -> bool:
+    """The run's final checkpoint is written (every rank reached it: saving is collective)."""
+    try:
+        return bool(torch.load(folder / "ddp.pt", weights_only=True)["done"])
+    except (OSError, RuntimeError, KeyError, EOFError):
+        return False
+
+
+def test_ddp_two_cpu_processes_hold_same_weights(tmp_path):
+    """Two gloo processes under torchrun train to the same weights and checkpoint both RNG states.
+
+    One failure is outside our code: on a loaded 2-core machine, about one run in 50 to 75 (2 of 150
+    measured; the one whose folder was examined had written its final checkpoint), a rank aborts on
+    its way out with "terminate called without an active exception". gloo's threads are still alive
+    then, whatever we do at exit: once DDP has wrapped a model, torch keeps the process group
+    referenced, so ``destroy_process_group`` cannot stop them. Only that abort, after the collective final checkpoint is written, earns one second
+    try in a fresh folder; any other failure, or that abort twice, fails the test."""
+    for attempt in (1, 2):
+        folder = tmp_path / f"try{attempt}"
+        r = _run_ddp_job(folder)
+        if r.returncode == 0 or attempt == 2 or not (TEARDOWN_ABORT in r.stderr and _trained(folder)):
+            break
+        warnings.warn(f"DDP job aborted at teardown after training; trying once more:\n{r.stderr}")
     assert r.returncode == 0, r.stderr[-3000:]
-    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    a, b = torch.load(folder / "rank0.pt"), torch.load(folder / "rank1.pt")
     assert torch.equal(a, b)
-    ck = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    ck = torch.load(folder / "ddp.pt", weights_only=True)
     assert ck["world_size"] == 2 and len(ck["rng"]) == 2 and ck["done"]
 
 

@@ -105,7 +105,11 @@ def setup_distributed(device: str | torch.device | None = "auto") -> Dist:
 
 def _destroy() -> None:
     """The process group torn down while the interpreter is whole (a process that exits with gloo's
-    group alive can abort at finalisation: "terminate called without an active exception")."""
+    group alive can abort at finalisation: "terminate called without an active exception").
+
+    This stops gloo's threads only where nothing else holds the group: once DDP has wrapped a model,
+    torch keeps it referenced (torch 2.14: its threads outlive this call, even with the wrapper
+    deleted), so a gloo rank that has finished its work can still, rarely, abort on its way out."""
     if tdist.is_available() and tdist.is_initialized():
         tdist.destroy_process_group()
 
