@@ -213,13 +213,18 @@ def noise_from_roughness(r: float, calibration: Optional[dict] = None) -> float:
 MAX_ESTIMATE = 1.5
 
 
+def _estimate(roughness: float, calibration: Optional[dict]) -> float:
+    """A median roughness read as noise in pixels, at most :data:`MAX_ESTIMATE`."""
+    return min(noise_from_roughness(float(roughness), calibration), MAX_ESTIMATE)
+
+
 def estimate_noise(instances: Sequence, calibration: Optional[dict] = None, seed: int = 0) -> float:
     """The noise (pixels) of the visible masks of ``instances``, when nobody says it: their
     :func:`boundary_roughness` read on a :func:`calibrate` curve (the model's, made from its training
     masks; else :data:`DEFAULT_CALIBRATION`), at most :data:`MAX_ESTIMATE`. Annotations come out 0,
     a segmenter's masks above. A smooth dilation or erosion leaves no trace on a boundary: it reads
     as clean. Say the noise (``--visible-noise PX``) where it is known."""
-    return min(noise_from_roughness(boundary_roughness(instances, seed=seed), calibration), MAX_ESTIMATE)
+    return _estimate(boundary_roughness(instances, seed=seed), calibration)
 
 
 @dataclass(frozen=True)
@@ -246,10 +251,7 @@ def read_noise(instances: Sequence, calibration: Optional[dict] = None, seed: in
     values = roughness_values(instances, seed=seed)
     if not len(values):
         return NoiseReading(0.0, 0.0, 0.0, 0)
-
-    def px(r):
-        return min(noise_from_roughness(float(r), calibration), MAX_ESTIMATE)
     rng = np.random.default_rng(seed)
     medians = np.median(values[rng.integers(0, len(values), (draws, len(values)))], axis=1)
-    low, high = np.percentile([px(r) for r in medians], [5, 95])
-    return NoiseReading(px(np.median(values)), float(low), float(high), len(values))
+    low, high = np.percentile([_estimate(r, calibration) for r in medians], [5, 95])
+    return NoiseReading(_estimate(np.median(values), calibration), float(low), float(high), len(values))
