@@ -241,8 +241,9 @@ def test_ddp_two_cpu_processes_hold_same_weights(tmp_path):
     measured; the one whose folder was examined had written its final checkpoint), a rank aborts on
     its way out with "terminate called without an active exception". gloo's threads are still alive
     then, whatever we do at exit: once DDP has wrapped a model, torch keeps the process group
-    referenced, so ``destroy_process_group`` cannot stop them. Only that abort, after the collective final checkpoint is written, earns one second
-    try in a fresh folder; any other failure, or that abort twice, fails the test."""
+    referenced, so ``destroy_process_group`` cannot stop them. Only that abort, after the collective
+    final checkpoint is written, earns one second try in a fresh folder; any other failure, or that
+    abort twice, fails the test."""
     for attempt in (1, 2):
         folder = tmp_path / f"try{attempt}"
         r = _run_ddp_job(folder)
